@@ -1,0 +1,23 @@
+"""The synchronous core: every public name of :mod:`os` on the running platform.
+
+``import aos.blocking as os`` just works: functions implemented in C are the very objects of
+``os`` (so membership in ``os.supports_fd`` and friends holds), ``environ`` is ``os.environ``,
+``path`` is ``os.path``. ``walk`` and ``fwalk`` are aos's own iterative versions with the
+semantics of ``os``. Each section of the os documentation lives in a module of its own.
+"""
+
+import os as _os
+
+from aos.blocking._fd import *
+from aos.blocking._files import *
+from aos.blocking._module import *
+from aos.blocking._params import *
+from aos.blocking._process import *
+from aos.blocking._process import _exit as _exit  # public though underscored, as in os
+from aos.blocking._random import *
+from aos.blocking._sched import *
+from aos.blocking._sysinfo import *
+from aos.blocking._xattr import *
+
+# As in os, `from aos.blocking import *` takes os.__all__ (no supports_*, PathLike, helpers).
+__all__ = [_name for _name in _os.__all__ if _name in globals()]

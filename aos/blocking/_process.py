@@ -1,0 +1,103 @@
+"""Process management: ``exec*``, ``fork``, ``kill``, ``posix_spawn``, ``spawn*``, ``system``, ``wait*``.
+
+Section "Process Management" of the :mod:`os` documentation."""
+
+import sys
+from os import (
+    CLD_CONTINUED as CLD_CONTINUED,
+    CLD_DUMPED as CLD_DUMPED,
+    CLD_EXITED as CLD_EXITED,
+    CLD_KILLED as CLD_KILLED,
+    CLD_STOPPED as CLD_STOPPED,
+    CLD_TRAPPED as CLD_TRAPPED,
+    EX_CANTCREAT as EX_CANTCREAT,
+    EX_CONFIG as EX_CONFIG,
+    EX_DATAERR as EX_DATAERR,
+    EX_IOERR as EX_IOERR,
+    EX_NOHOST as EX_NOHOST,
+    EX_NOINPUT as EX_NOINPUT,
+    EX_NOPERM as EX_NOPERM,
+    EX_NOUSER as EX_NOUSER,
+    EX_OK as EX_OK,
+    EX_OSERR as EX_OSERR,
+    EX_OSFILE as EX_OSFILE,
+    EX_PROTOCOL as EX_PROTOCOL,
+    EX_SOFTWARE as EX_SOFTWARE,
+    EX_TEMPFAIL as EX_TEMPFAIL,
+    EX_UNAVAILABLE as EX_UNAVAILABLE,
+    EX_USAGE as EX_USAGE,
+    P_ALL as P_ALL,
+    P_NOWAIT as P_NOWAIT,
+    P_NOWAITO as P_NOWAITO,
+    P_PGID as P_PGID,
+    P_PID as P_PID,
+    P_WAIT as P_WAIT,
+    POSIX_SPAWN_CLOSE as POSIX_SPAWN_CLOSE,
+    POSIX_SPAWN_DUP2 as POSIX_SPAWN_DUP2,
+    POSIX_SPAWN_OPEN as POSIX_SPAWN_OPEN,
+    WCONTINUED as WCONTINUED,
+    WCOREDUMP as WCOREDUMP,
+    WEXITED as WEXITED,
+    WEXITSTATUS as WEXITSTATUS,
+    WIFCONTINUED as WIFCONTINUED,
+    WIFEXITED as WIFEXITED,
+    WIFSIGNALED as WIFSIGNALED,
+    WIFSTOPPED as WIFSTOPPED,
+    WNOHANG as WNOHANG,
+    WNOWAIT as WNOWAIT,
+    WSTOPPED as WSTOPPED,
+    WSTOPSIG as WSTOPSIG,
+    WTERMSIG as WTERMSIG,
+    WUNTRACED as WUNTRACED,
+    _exit as _exit,
+    abort as abort,
+    execl as execl,
+    execle as execle,
+    execlp as execlp,
+    execlpe as execlpe,
+    execv as execv,
+    execve as execve,
+    execvp as execvp,
+    execvpe as execvpe,
+    fork as fork,
+    forkpty as forkpty,
+    kill as kill,
+    killpg as killpg,
+    nice as nice,
+    popen as popen,
+    posix_spawn as posix_spawn,
+    posix_spawnp as posix_spawnp,
+    register_at_fork as register_at_fork,
+    spawnl as spawnl,
+    spawnle as spawnle,
+    spawnlp as spawnlp,
+    spawnlpe as spawnlpe,
+    spawnv as spawnv,
+    spawnve as spawnve,
+    spawnvp as spawnvp,
+    spawnvpe as spawnvpe,
+    system as system,
+    times as times,
+    times_result as times_result,
+    wait as wait,
+    wait3 as wait3,
+    wait4 as wait4,
+    waitid as waitid,
+    waitid_result as waitid_result,
+    waitpid as waitpid,
+    waitstatus_to_exitcode as waitstatus_to_exitcode,
+)
+
+try:  # only where the platform has pidfd_open(2), as in os
+    from os import (
+        P_PIDFD as P_PIDFD,
+        pidfd_open as pidfd_open,
+    )
+except ImportError:
+    pass
+
+if sys.version_info >= (3, 13):
+    try:  # only where the platform has posix_spawn_file_actions_addclosefrom_np(3), as in os
+        from os import POSIX_SPAWN_CLOSEFROM as POSIX_SPAWN_CLOSEFROM
+    except ImportError:
+        pass

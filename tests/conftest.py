@@ -1,0 +1,86 @@
+"""Test set-up shared by every test: event-loop backends, blockbuster, leak checks."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+try:
+    import uvloop
+except ImportError:  # uvloop is optional: its runs are added only where it is installed
+    uvloop = None
+
+BACKENDS: list[Any] = [
+    pytest.param(("asyncio", {}), id="asyncio"),
+    pytest.param(("trio", {}), id="trio"),
+]
+if uvloop is not None:
+    BACKENDS.append(pytest.param(("asyncio", {"loop_factory": uvloop.new_event_loop}), id="uvloop"))
+
+
+@pytest.fixture(params=BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """Every async test runs on asyncio and trio (and uvloop where installed).
+
+    The list is explicit, so a missing trio fails loudly instead of being skipped.
+    """
+    backend: tuple[str, dict[str, Any]] = request.param
+    return backend
+
+
+def open_fds() -> set[int]:
+    """The fds this process has open now."""
+    return {int(fd) for fd in os.listdir("/proc/self/fd")} - {-1}
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_on_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On asyncio, fail any async test whose event loop thread makes a blocking call."""
+    if "anyio_backend" not in request.fixturenames:
+        yield
+        return
+    backend = request.getfixturevalue("anyio_backend")
+    if backend[0] != "asyncio":
+        yield
+        return
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_fds_or_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test leaves the fds and non-daemon threads it found, and no unreaped child."""
+    before = open_fds()
+    yield
+    leaked = open_fds() - before
+    if leaked:  # an fd may be waiting only for its object to be collected
+        gc.collect()
+        leaked = open_fds() - before
+    assert not leaked, f"fds left open: {sorted(leaked)} -> {[_describe(fd) for fd in leaked]}"
+    children = child_pids()
+    assert not children, f"child processes left behind (running or unreaped): {children}"
+    stray = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+    assert not stray, f"non-daemon threads left running: {stray}"
+
+
+def child_pids() -> list[int]:
+    """This process's children, running or zombie, from every thread's /proc list."""
+    pids: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            pids.extend(int(p) for p in f.read().split())
+    return pids
+
+
+def _describe(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
