@@ -1,0 +1,1 @@
+"""The private async layer; its public face is the :mod:`aos` namespace."""

@@ -1,0 +1,1 @@
+"""Async ``scandir``, ``walk`` and ``fwalk``: batched, streaming and cancel-safe. (Being written.)"""

@@ -1,0 +1,96 @@
+"""The one primitive of the async layer: ``offload(fn, policy)``.
+
+``offload`` turns a blocking function into an ``async def`` with the identical signature that
+runs the function on a worker and applies a cancellation policy:
+
+- ``QUERY``: read-only. A cancel returns at once; the worker finishes in the background and its
+  result is dropped.
+- ``MUTATE``: side effects. A cancel waits until the call has returned, then is raised, so no
+  syscall is still running once the caller sees the cancellation. With ``release``, a result
+  the caller never receives (an fd, a pair of fds) is released, so nothing leaks.
+- ``WAIT``: may wait forever (``waitpid``, a blocking read). Runs in its own unbounded lane so
+  it never holds a worker that filesystem calls need; a cancel returns at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, ParamSpec, TypeVar
+
+from aos._async import _engine
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Policy(enum.Enum):
+    """How a call behaves when its caller is cancelled."""
+
+    QUERY = "query"
+    MUTATE = "mutate"
+    WAIT = "wait"
+
+
+QUERY: Final = Policy.QUERY
+MUTATE: Final = Policy.MUTATE
+WAIT: Final = Policy.WAIT
+
+_POLICY_SENTENCE: Final = {
+    Policy.QUERY: "Cancellation returns at once; the call finishes in a worker and its result is dropped.",
+    Policy.MUTATE: "Cancellation waits until the call has returned, then is raised.",
+    Policy.WAIT: "Runs in the unbounded wait lane; cancellation returns at once.",
+}
+
+
+async def call(
+    policy: Policy,
+    release: Callable[[T], object] | None,
+    fn: Callable[P, T],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Run ``fn(*args, **kwargs)`` on a worker under ``policy``; the building block of hand-written calls."""
+    if policy is Policy.MUTATE:
+        return await _engine.run_to_completion(fn, args, kwargs, release)
+    return await _engine.run_abandonable(fn, args, kwargs, wait_lane=policy is Policy.WAIT)
+
+
+def offload(
+    fn: Callable[P, T],
+    policy: Policy,
+    *,
+    release: Callable[[T], object] | None = None,
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Make the async face of the blocking function ``fn``: same signature, run on a worker.
+
+    ``release`` (``MUTATE`` only) frees a result that a cancelled caller will never receive.
+    """
+    if release is not None and policy is not Policy.MUTATE:
+        raise ValueError("release goes with MUTATE: only a call that runs to completion can hand it back")
+
+    if policy is Policy.MUTATE:
+
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await _engine.run_to_completion(fn, args, kwargs, release)
+
+    else:
+        wait_lane = policy is Policy.WAIT
+
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await _engine.run_abandonable(fn, args, kwargs, wait_lane=wait_lane)
+
+    functools.update_wrapper(wrapper, fn)  # __name__, __qualname__, __doc__, __wrapped__
+    wrapper.__module__ = "aos"
+    name = getattr(fn, "__name__", repr(fn))
+    wrapper.__doc__ = f"Like :func:`os.{name}`, but async. {_POLICY_SENTENCE[policy]}"
+    wrapper.__aos_policy__ = policy  # type: ignore[attr-defined]
+    return wrapper
+
+
+def policy_of(func: object) -> Policy | None:
+    """The policy an offloaded function was made with, or ``None`` for any other object."""
+    policy = getattr(func, "__aos_policy__", None)
+    return policy if isinstance(policy, Policy) else None

@@ -1,0 +1,1 @@
+"""Async process management: ``posix_spawn``, ``waitid`` and the wait family. (Being written.)"""

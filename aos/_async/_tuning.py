@@ -1,0 +1,1 @@
+"""Module-level tuning of the worker engine. (Being written.)"""
