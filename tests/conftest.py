@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,14 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     """
     backend: tuple[str, dict[str, Any]] = request.param
     return backend
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _uvloop_warmed_up() -> None:
+    """uvloop (0.23) opens a pipe with its first loop and keeps it for the life of the process,
+    with or without aos: open it before the leak check takes its first count."""
+    if uvloop is not None:
+        uvloop.new_event_loop().close()
 
 
 def open_fds() -> set[int]:
@@ -64,18 +73,31 @@ def _no_leaked_fds_or_threads(request: pytest.FixtureRequest) -> Iterator[None]:
         gc.collect()
         leaked = open_fds() - before
     assert not leaked, f"fds left open: {sorted(leaked)} -> {[_describe(fd) for fd in leaked]}"
+    _join_finishing_threads(timeout=2.0)
     children = child_pids()
     assert not children, f"child processes left behind (running or unreaped): {children}"
     stray = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
     assert not stray, f"non-daemon threads left running: {stray}"
 
 
+def _join_finishing_threads(timeout: float) -> None:
+    """Give non-daemon threads on their way out (AnyIO's workers leave a moment after their loop
+    has closed) up to ``timeout`` seconds in all to end; ones still running then are leaks."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if not thread.daemon and thread is not threading.main_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def child_pids() -> list[int]:
     """This process's children, running or zombie, from every thread's /proc list."""
     pids: list[int] = []
     for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/children") as f:
-            pids.extend(int(p) for p in f.read().split())
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.extend(int(p) for p in f.read().split())
+        except FileNotFoundError:  # the thread ended while we listed
+            continue
     return pids
 
 

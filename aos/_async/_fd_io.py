@@ -1,9 +1,204 @@
-"""``read``, ``write``, ``readv`` and ``writev``. (Placeholder: plain offloads until readiness lands.)"""
+"""``read``, ``write``, ``readv`` and ``writev``: readiness on the loop for pipes, sockets and ttys.
+
+- Pipes, FIFOs, sockets and ttys: the loop waits for readiness (no thread, a cancel lands at
+  once) and the call is made non-blocking, without touching the fd's ``O_NONBLOCK`` flag, which
+  is shared with every other holder of the open file: an ``O_NONBLOCK`` fd simply gets the
+  plain call; a blocking fd gets ``preadv``/``pwritev`` with ``RWF_NOWAIT`` (Linux >= 5.x for
+  pipes and sockets) and otherwise the call only after readiness: a read returns what is
+  there, a write is cut to ``PIPE_BUF`` bytes, which a writable pipe takes without blocking.
+  (Without ``RWF_NOWAIT``, as for tty reads, a reader in another process that wins the race
+  between readiness and the call can make that one call wait.) Writes to a *blocking tty* go
+  to the engine: a writable tty may have room for one byte only, and no per-call flag exists.
+- Everything else (regular files, block devices, ``/dev/null``...) runs in the engine as
+  ``MUTATE`` (the file offset moves).
+
+What the caller sees is what ``os`` does: a read returns what is there (at most ``length``);
+``EAGAIN`` is never raised, the call waits instead. A write to a blocking fd writes everything,
+as ``os.write`` would; to an ``O_NONBLOCK`` fd it may be short, as ``os.write`` would be.
+Cancellation: a read, or a write that has not written a byte, is cancelled at once; a write
+that has begun on a blocking fd completes first (``MUTATE``), so data never stops half-way
+through.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import sys
+from typing import TYPE_CHECKING, Final
+
+import anyio
 
 from aos import blocking
-from aos._async._offload import MUTATE, offload
+from aos._async import _readiness
+from aos._async._offload import MUTATE, call
 
-read = offload(blocking.read, MUTATE)
-write = offload(blocking.write, MUTATE)
-readv = offload(blocking.readv, MUTATE)
-writev = offload(blocking.writev, MUTATE)
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, SupportsLenAndGetItem, WriteableBuffer
+
+__all__ = ["read", "write", "readv", "writev"]  # noqa: RUF022 (the order of the os docs)
+
+_NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
+_PIPE_BUF: Final = select.PIPE_BUF  # a writable pipe or tty always has room for this much
+
+
+async def read(fd: int, length: int, /) -> bytes:
+    """Like :func:`os.read`, but async; pipes, sockets and ttys wait for readiness on the loop."""
+    if not _readiness.is_pollable(fd) or not _is_size(length):
+        return await call(MUTATE, None, blocking.read, fd, length)
+    if not os.get_blocking(fd):
+        while True:
+            try:
+                return os.read(fd, length)
+            except BlockingIOError:
+                await _readiness.wait_readable(fd)
+    buffer = bytearray(length)
+    count = await _readv_blocking_fd(fd, [buffer])
+    del buffer[count:]
+    return bytes(buffer)
+
+
+async def readv(fd: int, buffers: SupportsLenAndGetItem[WriteableBuffer], /) -> int:
+    """Like :func:`os.readv`, but async; pipes, sockets and ttys wait for readiness on the loop."""
+    if not _readiness.is_pollable(fd):
+        return await call(MUTATE, None, blocking.readv, fd, buffers)
+    if not os.get_blocking(fd):
+        while True:
+            try:
+                return os.readv(fd, buffers)
+            except BlockingIOError:
+                await _readiness.wait_readable(fd)
+    return await _readv_blocking_fd(fd, buffers)
+
+
+async def _readv_blocking_fd(fd: int, buffers: SupportsLenAndGetItem[WriteableBuffer]) -> int:
+    """One read that returns what is there, as a blocking read does, without blocking the loop."""
+    nowait = bool(_NOWAIT)
+    ready = False
+    while True:
+        if nowait:
+            try:
+                return os.preadv(fd, buffers, -1, _NOWAIT)
+            except BlockingIOError:  # nothing there (or someone else took it): wait
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EOPNOTSUPP:
+                    raise
+                nowait = False  # a tty: read only after readiness
+        if ready and not nowait:
+            return os.readv(fd, buffers)
+        await _readiness.wait_readable(fd)
+        ready = True
+
+
+async def write(fd: int, data: ReadableBuffer, /) -> int:
+    """Like :func:`os.write`, but async; pipes, sockets and ttys wait for readiness on the loop."""
+    views = _byte_views([data])
+    if not _writes_without_blocking(fd) or views is None:
+        return await call(MUTATE, None, blocking.write, fd, data)
+    if not os.get_blocking(fd):
+        while True:
+            try:
+                return os.write(fd, data)
+            except BlockingIOError:
+                await _readiness.wait_writable(fd)
+    return await _writev_blocking_fd(fd, views)
+
+
+async def writev(fd: int, buffers: SupportsLenAndGetItem[ReadableBuffer], /) -> int:
+    """Like :func:`os.writev`, but async; pipes, sockets and ttys wait for readiness on the loop."""
+    views = _byte_views(buffers)
+    if not _writes_without_blocking(fd) or views is None:
+        return await call(MUTATE, None, blocking.writev, fd, buffers)
+    if not os.get_blocking(fd):
+        while True:
+            try:
+                return os.writev(fd, buffers)
+            except BlockingIOError:
+                await _readiness.wait_writable(fd)
+    return await _writev_blocking_fd(fd, views)
+
+
+async def _writev_blocking_fd(fd: int, views: list[memoryview]) -> int:
+    """Write everything, as a blocking write does, a part at a time as room appears.
+
+    Before the first byte a cancel lands at once; after it, the write completes first.
+    """
+    total = sum(len(v) for v in views)
+    written = 0
+    nowait = bool(_NOWAIT)
+    ready = False
+    while True:
+        if nowait or ready:
+            rest = _skip(views, written)
+            try:
+                if nowait:
+                    written += os.pwritev(fd, rest, -1, _NOWAIT)
+                else:  # writable: room for PIPE_BUF bytes at least
+                    ready = False
+                    written += os.writev(fd, _take(rest, _PIPE_BUF))
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if nowait and exc.errno == errno.EOPNOTSUPP:
+                    nowait = False  # a tty: write only after readiness
+                elif written:  # e.g. the reader went away after some bytes: os returns the count
+                    return written
+                else:
+                    raise
+        if written == total:
+            return written
+        if written:
+            with anyio.CancelScope(shield=True):
+                await _readiness.wait_writable(fd)
+        else:
+            await _readiness.wait_writable(fd)
+        ready = True
+
+
+def _writes_without_blocking(fd: int) -> bool:
+    """Whether a write to ``fd`` can be made without blocking the loop.
+
+    Not for a blocking tty: ttys have no per-call ``RWF_NOWAIT``, and a writable tty may have
+    room for a single byte, so such writes go to the engine.
+    """
+    if not _readiness.is_pollable(fd):
+        return False
+    return not os.get_blocking(fd) or not os.isatty(fd)
+
+
+def _skip(views: list[memoryview], count: int) -> list[memoryview]:
+    """The buffers without their first ``count`` bytes."""
+    rest: list[memoryview] = []
+    for view in views:
+        if count >= len(view):
+            count -= len(view)
+        else:
+            rest.append(view[count:])
+            count = 0
+    return rest
+
+
+def _take(views: list[memoryview], count: int) -> list[memoryview]:
+    """The first ``count`` bytes of the buffers."""
+    head: list[memoryview] = []
+    for view in views:
+        if count <= 0:
+            break
+        head.append(view[:count])
+        count -= len(view)
+    return head
+
+
+def _is_size(length: object) -> bool:
+    """Whether ``os.read`` would take ``length`` as it is (else the engine's call raises its error)."""
+    return type(length) is int and 0 <= length <= sys.maxsize
+
+
+def _byte_views(buffers: SupportsLenAndGetItem[ReadableBuffer]) -> list[memoryview] | None:
+    """Flat byte views of the buffers; ``None`` if os would refuse them (the engine's call raises)."""
+    try:
+        return [memoryview(buffers[i]).cast("B") for i in range(len(buffers))]
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -1,1 +1,15 @@
-"""Async ``scandir``, ``walk`` and ``fwalk``: batched, streaming and cancel-safe. (Being written.)"""
+"""Async ``scandir``, ``walk`` and ``fwalk``: batched, streaming and cancel-safe.
+
+The async shapes of the three :mod:`os` calls whose sync shape is an iterator; see
+:mod:`aos._async._scandir` (batches of entries per worker hop, predicates resolved in the
+worker) and :mod:`aos._async._walk` (bounded, order-preserving parallel read-ahead).
+"""
+
+from aos._async._scandir import scandir
+from aos._async._walk import fwalk, walk
+
+__all__ = ["fwalk", "scandir", "walk"]
+
+for _func in (fwalk, scandir, walk):
+    _func.__module__ = "aos"  # their public home
+del _func

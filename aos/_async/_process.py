@@ -1,1 +1,269 @@
-"""Async process management: ``posix_spawn``, ``waitid`` and the wait family. (Being written.)"""
+"""Async process management: spawning children and waiting for them.
+
+Async here, because they can block:
+
+- ``posix_spawn``, ``posix_spawnp``: run inline on the loop thread. CPython holds the GIL for the
+  whole ``posix_spawn`` (vfork, file actions, exec), so a worker would not free the loop, it
+  would only add a hop (``benchmarks/results/spawn.md`` has the measurements: about 0.2 ms for
+  ``/bin/true``). A cancel can only land before the child exists: nothing is spawned then, and
+  once spawned the pid always reaches the caller.
+- ``waitid``, ``waitpid``, ``wait``, ``wait3``, ``wait4``: one child waited on for its exit is
+  watched through a pidfd on the loop (no thread); any other wait uses a ``WAIT`` worker that
+  peeks with ``WNOWAIT`` (see :mod:`aos._async._child_wait`). A cancel never reaps a child.
+  ``WNOHANG`` calls run inline.
+- ``spawnl`` ... ``spawnvpe``: as ``os`` (exec semantics, ``PATH`` search as ``os.execvpe``), but
+  started with ``posix_spawn`` instead of ``fork``. ``P_NOWAIT`` returns the pid; any other mode
+  awaits the exit code. If the exec cannot happen, ``os`` returns a child that exits with 127:
+  so does aos. A cancelled ``P_WAIT`` kills (``SIGKILL``) and reaps its child, whose pid the
+  caller never had.
+- ``system``: the very :func:`os.system` in a ``WAIT`` worker, so it behaves as ``system(3)``
+  (including its process-wide ignoring of ``SIGINT``/``SIGQUIT`` while the command runs). A
+  cancel returns at once; the command runs to its end and ``system(3)`` reaps it.
+
+Passed through from :mod:`aos.blocking` (they never block): ``kill``, ``killpg``,
+``pidfd_open``, ``waitstatus_to_exitcode``, ``times``, the ``W*`` helpers and constants, and the
+``exec*``/``fork`` family.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import os
+import signal
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from aos import blocking
+from aos._async._child_wait import subject_of_pid, wait_for, waitid_options_of
+from aos._async._offload import WAIT, offload
+
+if TYPE_CHECKING:
+    import resource
+
+    from _typeshed import StrOrBytesPath
+
+    _ExecVArgs: TypeAlias = (
+        tuple[StrOrBytesPath, ...]
+        | list[bytes]
+        | list[str]
+        | list[os.PathLike[Any]]
+        | list[bytes | str]
+        | list[bytes | os.PathLike[Any]]
+        | list[str | os.PathLike[Any]]
+        | list[bytes | str | os.PathLike[Any]]
+    )
+    _ExecEnv: TypeAlias = Mapping[bytes, bytes | str] | Mapping[str, bytes | str]
+
+__all__ = [
+    "posix_spawn",
+    "posix_spawnp",
+    "spawnl",
+    "spawnle",
+    "spawnlp",
+    "spawnlpe",
+    "spawnv",
+    "spawnve",
+    "spawnvp",
+    "spawnvpe",
+    "system",
+    "wait",
+    "wait3",
+    "wait4",
+    "waitid",
+    "waitpid",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_EXEC_FAILED_EXIT = 127  # what the child of os.spawn* does when its exec fails
+
+
+def _spawns_inline(fn: Callable[P, int]) -> Callable[P, Coroutine[Any, Any, int]]:
+    """The async face of ``os.posix_spawn[p]``: a checkpoint, then the spawn on the loop thread."""
+
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
+        await anyio.lowlevel.checkpoint()
+        return fn(*args, **kwargs)  # no await after this: the pid always reaches the caller
+
+    functools.update_wrapper(wrapper, fn)
+    wrapper.__module__ = "aos"
+    wrapper.__doc__ = (
+        f"Like :func:`os.{fn.__name__}`, but async. Spawns on the loop thread (the GIL is held "
+        "throughout anyway); a cancel lands only before the child exists."
+    )
+    return wrapper
+
+
+posix_spawn = _spawns_inline(blocking.posix_spawn)
+posix_spawnp = _spawns_inline(blocking.posix_spawnp)
+
+system = offload(blocking.system, WAIT)
+
+
+async def waitpid(pid: int, options: int, /) -> tuple[int, int]:
+    """Like :func:`os.waitpid`, but async. A cancel returns at once and reaps nothing."""
+    pid, options = operator.index(pid), operator.index(options)  # os's TypeError, first
+    if options & os.WNOHANG:
+        return await _inline(os.waitpid, pid, options)
+
+    def attempt() -> tuple[int, int] | None:
+        result = os.waitpid(pid, options | os.WNOHANG)
+        return result if result[0] else None
+
+    return await wait_for(attempt, subject_of_pid(pid), waitid_options_of(options))
+
+
+async def wait() -> tuple[int, int]:
+    """Like :func:`os.wait`, but async. A cancel returns at once and reaps nothing."""
+    return await waitpid(-1, 0)
+
+
+async def wait4(pid: int, options: int) -> tuple[int, int, resource.struct_rusage]:
+    """Like :func:`os.wait4`, but async. A cancel returns at once and reaps nothing."""
+    pid, options = operator.index(pid), operator.index(options)  # os's TypeError, first
+    if options & os.WNOHANG:
+        return await _inline(os.wait4, pid, options)
+
+    def attempt() -> tuple[int, int, resource.struct_rusage] | None:
+        result = os.wait4(pid, options | os.WNOHANG)
+        return result if result[0] else None
+
+    return await wait_for(attempt, subject_of_pid(pid), waitid_options_of(options))
+
+
+async def wait3(options: int) -> tuple[int, int, resource.struct_rusage]:
+    """Like :func:`os.wait3`, but async. A cancel returns at once and reaps nothing."""
+    options = operator.index(options)  # os's TypeError, first
+    if options & os.WNOHANG:
+        return await _inline(os.wait3, options)
+
+    def attempt() -> tuple[int, int, resource.struct_rusage] | None:
+        result = os.wait3(options | os.WNOHANG)
+        return result if result[0] else None
+
+    return await wait_for(attempt, (os.P_ALL, 0), waitid_options_of(options))
+
+
+async def waitid(idtype: int, id: int, options: int, /) -> os.waitid_result | None:
+    """Like :func:`os.waitid`, but async. A cancel returns at once and reaps nothing."""
+    idtype, id, options = operator.index(idtype), operator.index(id), operator.index(options)
+    if options & os.WNOHANG:
+        return await _inline(os.waitid, idtype, id, options)
+
+    def attempt() -> os.waitid_result | None:
+        return os.waitid(idtype, id, options | os.WNOHANG)
+
+    return await wait_for(attempt, (idtype, id), options)
+
+
+async def _inline(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a call that cannot block on the loop thread, between a cancel point and a yield."""
+    await anyio.lowlevel.checkpoint_if_cancelled()
+    result = fn(*args, **kwargs)
+    await anyio.lowlevel.cancel_shielded_checkpoint()
+    return result
+
+
+# The spawn* family, as os.py writes it over fork and exec*, but over posix_spawn.
+
+
+async def spawnv(mode: int, file: StrOrBytesPath, args: _ExecVArgs) -> int:
+    """Like :func:`os.spawnv`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
+    return await _spawn(mode, file, args, None, search_path=False)
+
+
+async def spawnve(mode: int, file: StrOrBytesPath, args: _ExecVArgs, env: _ExecEnv) -> int:
+    """Like :func:`os.spawnve`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
+    return await _spawn(mode, file, args, env, search_path=False)
+
+
+async def spawnvp(mode: int, file: StrOrBytesPath, args: _ExecVArgs) -> int:
+    """Like :func:`os.spawnvp`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
+    return await _spawn(mode, file, args, None, search_path=True)
+
+
+async def spawnvpe(mode: int, file: StrOrBytesPath, args: _ExecVArgs, env: _ExecEnv) -> int:
+    """Like :func:`os.spawnvpe`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
+    return await _spawn(mode, file, args, env, search_path=True)
+
+
+async def spawnl(
+    mode: int, file: StrOrBytesPath, arg0: StrOrBytesPath, *args: StrOrBytesPath
+) -> int:
+    """Like :func:`os.spawnl`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
+    return await spawnv(mode, file, (arg0, *args))
+
+
+async def spawnle(mode: int, file: StrOrBytesPath, arg0: StrOrBytesPath, *args: Any) -> int:
+    """Like :func:`os.spawnle`, but async (the last argument is the environment)."""
+    env = args[-1]
+    return await spawnve(mode, file, (arg0, *args[:-1]), env)
+
+
+async def spawnlp(
+    mode: int, file: StrOrBytesPath, arg0: StrOrBytesPath, *args: StrOrBytesPath
+) -> int:
+    """Like :func:`os.spawnlp`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
+    return await spawnvp(mode, file, (arg0, *args))
+
+
+async def spawnlpe(mode: int, file: StrOrBytesPath, arg0: StrOrBytesPath, *args: Any) -> int:
+    """Like :func:`os.spawnlpe`, but async (the last argument is the environment)."""
+    env = args[-1]
+    return await spawnvpe(mode, file, (arg0, *args[:-1]), env)
+
+
+async def _spawn(mode: int, file: StrOrBytesPath, args: Any, env: Any, *, search_path: bool) -> int:
+    """``os._spawnvef``: the same checks, then the child, then its pid or its exit code."""
+    if not isinstance(args, tuple | list):
+        raise TypeError("argv must be a tuple or a list")
+    if not args or not args[0]:
+        raise ValueError("argv first element cannot be empty")
+    await anyio.lowlevel.checkpoint()
+    pid = _start_as_exec_would(file, args, env, search_path=search_path)
+    if mode == os.P_NOWAIT:
+        return pid
+    try:
+        while True:
+            _, status = await waitpid(pid, 0)
+            if not os.WIFSTOPPED(status):
+                return os.waitstatus_to_exitcode(status)
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await _kill_and_reap(pid)
+        raise
+
+
+def _start_as_exec_would(file: StrOrBytesPath, args: Any, env: Any, *, search_path: bool) -> int:
+    """Start the child that ``exec*`` in a forked child would become, or one that exits 127."""
+    environ = os.environ if env is None else env
+    try:
+        if not search_path or os.path.dirname(file):
+            return os.posix_spawn(file, args, environ)
+        # os._execvpe: try every directory of the PATH the child would see, in order.
+        name = os.fsencode(file)
+        for directory in os.get_exec_path(env):
+            try:
+                return os.posix_spawn(os.path.join(os.fsencode(directory), name), args, environ)
+            except OSError:
+                continue
+    except Exception:  # anything exec* would raise in the forked child: it would _exit(127)
+        pass
+    return os.posix_spawn("/bin/sh", ["sh", "-c", f"exit {_EXEC_FAILED_EXIT}"], {})
+
+
+async def _kill_and_reap(pid: int) -> None:
+    """End a child that nobody else knows of: SIGKILL, then reap it (pidfd, no thread)."""
+    try:
+        os.kill(pid, signal.SIGKILL)  # not reaped yet, so the pid cannot belong to anyone else
+    except ProcessLookupError:
+        pass
+    try:
+        await waitpid(pid, 0)
+    except ChildProcessError:
+        pass

@@ -14,7 +14,17 @@ import pytest
 import aos.blocking
 
 OWN = {"walk", "fwalk"}  # aos's own iterative implementations
-SECTIONS = ("_module", "_params", "_fd", "_files", "_xattr", "_process", "_sched", "_sysinfo", "_random")
+SECTIONS = (
+    "_module",
+    "_params",
+    "_fd",
+    "_files",
+    "_xattr",
+    "_process",
+    "_sched",
+    "_sysinfo",
+    "_random",
+)
 
 
 def public_os_names() -> set[str]:
@@ -77,10 +87,12 @@ def test_each_name_lives_in_one_section() -> None:
     for section in SECTIONS:
         module = importlib.import_module(f"aos.blocking.{section}")
         for name, value in vars(module).items():
-            if name.startswith("__") or isinstance(value, types.ModuleType) and name != "path":
+            if name.startswith("__") or (isinstance(value, types.ModuleType) and name != "path"):
                 continue
             if name in public_os_names():
-                assert name not in homes or name == "sys", f"{name} in {homes.get(name)} and {section}"
+                assert name not in homes or name == "sys", (
+                    f"{name} in {homes.get(name)} and {section}"
+                )
                 homes[name] = section
     assert set(homes) >= public_os_names() - {"abc", "st", "sys"}
 

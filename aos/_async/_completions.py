@@ -1,0 +1,303 @@
+"""Per-loop completion channels: finished jobs go back to their event loop in batches.
+
+Each running event loop gets one :class:`Channel`: an eventfd plus a queue of finished jobs.
+A worker appends its finished job and writes the eventfd only when the loop is not already
+signalled, so a burst of completions costs the loop one wake-up. The loop side drains every
+finished job per wake-up and resumes each waiter with a loop-local primitive (an asyncio future,
+``trio.lowlevel.reschedule``): no per-call thread-safe callback.
+
+The channel's fd lives as long as its loop: on asyncio a guard task closes it when the loop
+cancels its tasks at shutdown, on trio a system task does. Jobs still running then (abandoned
+calls) are counted, and the last of them closes the fd. After ``fork()`` the child forgets every
+channel and opens new ones on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from aos._async._workers import FILESYSTEM, Job, Pool
+
+_channels: dict[int, Channel] = {}  # id(loop or trio token) -> its open channel
+_local = threading.local()  # .channel: the channel this thread used last
+
+
+class Channel:
+    """The completion queue and eventfd of one event loop (base of the per-backend channels)."""
+
+    def __init__(self, key: object) -> None:
+        self.key = key
+        self.open = True
+        self._fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._lock = threading.Lock()  # workers vs. shutdown; the loop takes it only to close
+        self._done: deque[Job] = deque()
+        self._signalled = False
+        self._closed = False  # under _lock: no more deliveries; the last job out closes the fd
+        self._submitted = 0  # loop thread only
+        self._completed = 0  # under _lock
+        self._unfinished_mutations = 0  # loop thread only: MUTATE callers still waiting
+
+    # worker side
+
+    def finish(self, job: Job) -> None:
+        """Hand a finished job back to the loop (called on the worker)."""
+        with self._lock:
+            self._completed += 1
+            if self._closed:
+                if self._completed == self._submitted:
+                    os.close(self._fd)
+                return
+            self._done.append(job)
+            if not self._signalled:
+                self._signalled = True
+                self.wake_loop()
+
+    def wake_loop(self) -> None:
+        """Wake the loop side once for a batch (called on the worker with the lock held)."""
+        os.eventfd_write(self._fd, 1)
+
+    # loop side
+
+    def submit(
+        self,
+        pool: Pool,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        waiter: object,
+        *,
+        must_finish: bool,
+    ) -> Job:
+        """Queue a call on ``pool``; ``waiter`` is resumed when it has finished."""
+        job = Job(fn, args, kwargs, self.finish)
+        job.waiter = waiter
+        if must_finish:
+            job.must_finish = True
+            self._unfinished_mutations += 1
+        self._submitted += 1
+        pool.submit(job)
+        return job
+
+    def drain(self) -> None:
+        """Take back every finished job and resume its waiter (one loop wake-up)."""
+        try:
+            os.eventfd_read(self._fd)
+        except BlockingIOError:  # a spurious wake-up: the count was read by an earlier drain
+            pass
+        self._signalled = False  # before popping: a job appended after this signals anew
+        done = self._done
+        while done:
+            job = done.popleft()
+            job.delivered = True
+            if job.must_finish:
+                self._unfinished_mutations -= 1
+            self.resume(job)
+
+    def resume(self, job: Job) -> None:
+        """Wake the job's waiter, if it still waits."""
+        raise NotImplementedError
+
+    def is_current(self) -> bool:
+        """Whether this channel belongs to the loop running in this thread now."""
+        raise NotImplementedError
+
+    async def run_abandonable(
+        self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Any:
+        """Run on ``pool``; a cancel returns at once and the result is dropped."""
+        raise NotImplementedError
+
+    async def run_to_completion(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        release: Callable[[Any], object] | None,
+    ) -> Any:
+        """Run on the filesystem pool; a cancel waits for the call, releases its value, is raised."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop deliveries and close the fd, now or when the last running job finishes."""
+        if not self.open:
+            return
+        self.open = False
+        if _channels.get(id(self.key)) is self:
+            del _channels[id(self.key)]
+        if getattr(_local, "channel", None) is self:
+            _local.channel = None
+        # A worker holds the lock for a few bytecodes and an eventfd write: wait without blocking.
+        while not self._lock.acquire(blocking=False):
+            os.sched_yield()
+        try:
+            self._closed = True
+            self._done.clear()
+            if self._completed == self._submitted:
+                os.close(self._fd)
+        finally:
+            self._lock.release()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the workers are gone; close the fd and never deliver again."""
+        self.open = False
+        self._lock = threading.Lock()
+        self._closed = True
+        self._done.clear()
+        try:
+            os.close(self._fd)
+        except OSError:  # pragma: no cover - closed already
+            pass
+
+
+def outcome(job: Job) -> Any:
+    """The job's value, or raise its exception unchanged."""
+    error = job.error
+    if error is not None:
+        try:
+            raise error
+        finally:
+            del error, job
+    return job.value
+
+
+class AsyncioChannel(Channel):
+    """Channel of an asyncio (or uvloop) loop: a reader callback drains, futures wake waiters."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._loop = loop
+        self._quiet: asyncio.Future[None] | None = None
+        loop.add_reader(self._fd, self.drain)
+        self._guard = loop.create_task(self._guard_until_loop_ends(), name="aos completions")
+
+    def is_current(self) -> bool:
+        return self.open and asyncio._get_running_loop() is self._loop
+
+    def resume(self, job: Job) -> None:
+        fut: asyncio.Future[None] = job.waiter
+        if not fut.done():
+            fut.set_result(None)
+        if self._quiet is not None and not self._unfinished_mutations and not self._quiet.done():
+            self._quiet.set_result(None)
+
+    async def _guard_until_loop_ends(self) -> None:
+        """Sleep until the loop cancels its tasks, let MUTATE callers finish, then close."""
+        try:
+            await self._loop.create_future()
+        except asyncio.CancelledError:
+            while self._unfinished_mutations:  # they wait for their syscall: keep delivering
+                self._quiet = self._loop.create_future()
+                try:
+                    await self._quiet
+                except asyncio.CancelledError:
+                    continue
+            raise
+        finally:
+            self._shut()
+
+    def _shut(self) -> None:
+        if self.open:
+            try:
+                self._loop.remove_reader(self._fd)
+            except RuntimeError:  # pragma: no cover - the loop is closed already
+                pass
+        self.close()
+
+    async def run_abandonable(
+        self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Any:
+        fut = self._loop.create_future()
+        job = self.submit(pool, fn, args, kwargs, fut, must_finish=False)
+        await fut  # a cancel cancels fut; the drain then drops the job
+        return outcome(job)
+
+    async def run_to_completion(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        release: Callable[[Any], object] | None,
+    ) -> Any:
+        job = self.submit(
+            FILESYSTEM, fn, args, kwargs, self._loop.create_future(), must_finish=True
+        )
+        cancelled: BaseException | None = None
+        with anyio.CancelScope(shield=True):  # anyio's cancel waits until the syscall returned
+            while not job.delivered:
+                try:
+                    await job.waiter
+                except asyncio.CancelledError as exc:  # a native cancel: wait all the same
+                    cancelled = exc
+                    job.waiter = self._loop.create_future()
+        return await after_completion(job, cancelled, release)
+
+
+async def after_completion(
+    job: Job, cancelled: BaseException | None, release: Callable[[Any], object] | None
+) -> Any:
+    """A MUTATE call has returned: raise its error, or a pending cancel (releasing the value)."""
+    if job.error is not None:
+        return outcome(job)
+    try:
+        if cancelled is not None:
+            raise cancelled
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    except BaseException:
+        if release is not None:
+            release(job.value)
+        raise
+    finally:
+        del cancelled
+    return job.value
+
+
+def current() -> Channel:
+    """The channel of the loop running in this thread, opened on first use."""
+    channel: Channel | None = getattr(_local, "channel", None)
+    if channel is not None and channel.is_current():
+        return channel
+    return _open_current()
+
+
+def _open_current() -> Channel:
+    anyio.get_current_task()  # outside an event loop: anyio's own error
+    channel: Channel
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_task():
+        from aos._async._trio_channel import TrioChannel
+
+        token = trio.lowlevel.current_trio_token()
+        found = _channels.get(id(token))
+        if isinstance(found, TrioChannel) and found.key is token and found.open:
+            channel = found
+        else:
+            channel = TrioChannel(token)
+            _channels[id(token)] = channel
+    else:
+        loop = asyncio.get_running_loop()
+        found = _channels.get(id(loop))
+        if isinstance(found, AsyncioChannel) and found.key is loop and found.open:
+            channel = found
+        else:
+            channel = AsyncioChannel(loop)
+            _channels[id(loop)] = channel
+    _local.channel = channel
+    return channel
+
+
+def _after_fork_in_child() -> None:
+    for channel in list(_channels.values()):
+        channel.forget_after_fork()
+    _channels.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

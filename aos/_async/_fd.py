@@ -1,0 +1,109 @@
+"""Async file descriptor calls: ``open``, ``close``, ``dup``, ``pipe``, ``fsync``, ``pread`` ...
+
+The async face of :mod:`aos.blocking._fd`. What can block, and so is offloaded here:
+
+- ``QUERY`` (read-only): ``fstat``, ``fstatvfs``, ``fpathconf``, ``pread`` (returns new bytes,
+  moves no offset), ``ttyname`` (looks the device up under ``/dev``).
+- ``MUTATE``: ``close``, ``closerange``, ``fchmod``, ``fchown``, ``fsync``, ``fdatasync``,
+  ``ftruncate``, ``lseek``, ``lockf`` (``F_LOCK`` waits for the lock; a cancel waits with it,
+  so the caller never holds a lock it does not know of), ``posix_fallocate``,
+  ``posix_fadvise``, ``pwrite``, ``pwritev``, ``preadv`` (fills the caller's buffers, so it
+  must not run on after a cancel), ``sendfile``, ``copy_file_range``, ``splice``.
+- ``MUTATE`` creating a resource, released if the caller is cancelled: ``open``, ``dup``,
+  ``pipe``, ``pipe2``, ``openpty``, ``posix_openpt``. ``dup2`` runs to completion but has no
+  release: ``fd2`` is a number the caller chose (often 0, 1 or 2) and stays the caller's.
+
+``read``, ``write``, ``readv`` and ``writev`` live in :mod:`aos._async._fd_io`.
+
+Passed through, because they never wait on a device: ``fdopen`` (wraps an fd in a Python
+file object, whose methods are sync anyway), ``device_encoding``, ``isatty``,
+``get_terminal_size``, ``get_blocking``, ``set_blocking``, ``get_inheritable``,
+``set_inheritable``, ``tcgetpgrp``, ``tcsetpgrp``, ``login_tty``, ``grantpt``, ``ptsname``,
+``unlockpt`` (ioctl/fcntl on an open fd), and the constants.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aos import blocking
+from aos._async._offload import MUTATE, QUERY, offload
+
+__all__ = [
+    "close",
+    "closerange",
+    "dup",
+    "dup2",
+    "fchmod",
+    "fchown",
+    "fdatasync",
+    "fpathconf",
+    "fstat",
+    "fstatvfs",
+    "fsync",
+    "ftruncate",
+    "lockf",
+    "lseek",
+    "open",
+    "openpty",
+    "pipe",
+    "pipe2",
+    "posix_fadvise",
+    "posix_fallocate",
+    "pread",
+    "preadv",
+    "pwrite",
+    "pwritev",
+    "sendfile",
+    "ttyname",
+]
+
+
+def close_pair(fds: tuple[int, int]) -> None:
+    """Close both fds of a ``pipe()`` or ``openpty()`` result that its caller will never see."""
+    try:
+        blocking.close(fds[0])
+    finally:
+        blocking.close(fds[1])
+
+
+fstat = offload(blocking.fstat, QUERY)
+fstatvfs = offload(blocking.fstatvfs, QUERY)
+fpathconf = offload(blocking.fpathconf, QUERY)
+pread = offload(blocking.pread, QUERY)
+ttyname = offload(blocking.ttyname, QUERY)
+
+close = offload(blocking.close, MUTATE)
+closerange = offload(blocking.closerange, MUTATE)
+fchmod = offload(blocking.fchmod, MUTATE)
+fchown = offload(blocking.fchown, MUTATE)
+fsync = offload(blocking.fsync, MUTATE)
+fdatasync = offload(blocking.fdatasync, MUTATE)
+ftruncate = offload(blocking.ftruncate, MUTATE)
+lseek = offload(blocking.lseek, MUTATE)
+lockf = offload(blocking.lockf, MUTATE)
+posix_fallocate = offload(blocking.posix_fallocate, MUTATE)
+posix_fadvise = offload(blocking.posix_fadvise, MUTATE)
+pwrite = offload(blocking.pwrite, MUTATE)
+pwritev = offload(blocking.pwritev, MUTATE)
+preadv = offload(blocking.preadv, MUTATE)
+sendfile = offload(blocking.sendfile, MUTATE)
+dup2 = offload(blocking.dup2, MUTATE)
+
+open = offload(blocking.open, MUTATE, release=blocking.close)
+dup = offload(blocking.dup, MUTATE, release=blocking.close)
+pipe = offload(blocking.pipe, MUTATE, release=close_pair)
+pipe2 = offload(blocking.pipe2, MUTATE, release=close_pair)
+openpty = offload(blocking.openpty, MUTATE, release=close_pair)
+
+if hasattr(blocking, "copy_file_range"):
+    copy_file_range = offload(blocking.copy_file_range, MUTATE)
+    __all__ += ["copy_file_range"]
+
+if hasattr(blocking, "splice"):
+    splice = offload(blocking.splice, MUTATE)
+    __all__ += ["splice"]
+
+if sys.version_info >= (3, 13) and hasattr(blocking, "posix_openpt"):
+    posix_openpt = offload(blocking.posix_openpt, MUTATE, release=blocking.close)
+    __all__ += ["posix_openpt"]

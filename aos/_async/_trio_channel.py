@@ -1,0 +1,71 @@
+"""The trio side of a completion channel: a system task drains, ``reschedule`` wakes waiters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+import trio.lowlevel
+
+from aos._async._completions import Channel, after_completion, outcome
+from aos._async._workers import FILESYSTEM, Job, Pool
+
+
+class TrioChannel(Channel):
+    """Channel of a trio run."""
+
+    def __init__(self, token: object) -> None:
+        super().__init__(token)
+        trio.lowlevel.spawn_system_task(self._serve, name="aos completions")
+
+    def is_current(self) -> bool:
+        try:
+            return self.open and trio.lowlevel.current_trio_token() is self.key
+        except RuntimeError:
+            return False
+
+    def resume(self, job: Job) -> None:
+        task = job.waiter
+        if task is not None:
+            job.waiter = None
+            trio.lowlevel.reschedule(task)
+
+    async def _serve(self) -> None:
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(self._fd)
+                self.drain()
+        finally:
+            if self.open:
+                trio.lowlevel.notify_closing(self._fd)
+            self.close()
+
+    async def run_abandonable(
+        self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Any:
+        job = self.submit(pool, fn, args, kwargs, trio.lowlevel.current_task(), must_finish=False)
+
+        def abandon(_: object) -> trio.lowlevel.Abort:
+            job.waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abandon)
+        return outcome(job)
+
+    async def run_to_completion(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        release: Callable[[Any], object] | None,
+    ) -> Any:
+        job = self.submit(
+            FILESYSTEM, fn, args, kwargs, trio.lowlevel.current_task(), must_finish=True
+        )
+        await trio.lowlevel.wait_task_rescheduled(_refuse_abort)  # a cancel waits for the call
+        return await after_completion(job, None, release)
+
+
+def _refuse_abort(_: object) -> Any:
+    return trio.lowlevel.Abort.FAILED

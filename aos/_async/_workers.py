@@ -1,0 +1,205 @@
+"""Worker threads: a pool that grows on demand up to a limit and lets idle threads exit.
+
+A pool knows nothing about event loops: it runs :class:`Job` objects, and each job reports its
+own completion (see :mod:`aos._async._completions`). Two pools exist: the bounded filesystem
+pool and the unbounded wait lane, so a ``WAIT`` call never holds a thread that filesystem calls
+need. Threads are daemon threads; after ``fork()`` the child starts with empty pools.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+IDLE_TIMEOUT: float = 10.0
+"""Seconds an idle worker waits for a job before its thread exits."""
+
+ENV_MAX_WORKERS: Final = "AOS_MAX_WORKERS"
+
+
+def default_max_workers() -> int:
+    """The filesystem pool's size: ``$AOS_MAX_WORKERS``, else 4 per CPU, at most 32.
+
+    More threads than that only take turns at the GIL on cached calls; raise it for slow
+    (network) filesystems, where threads mostly wait.
+    """
+    raw = os.environ.get(ENV_MAX_WORKERS, "").strip()
+    if not raw:
+        return min(32, 4 * (os.cpu_count() or 1))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{ENV_MAX_WORKERS} must be a positive integer, got {raw!r}")
+    return value
+
+
+class Job:
+    """One call to run on a worker; ``finish`` hands the finished job back to its loop."""
+
+    __slots__ = (
+        "args",
+        "delivered",
+        "error",
+        "finish",
+        "fn",
+        "kwargs",
+        "must_finish",
+        "value",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        finish: Callable[[Job], None],
+    ) -> None:
+        self.fn: Callable[..., Any] | None = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.finish = finish
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.waiter: Any = None  # loop side: an asyncio future or a trio task
+        self.delivered = False  # loop side: the loop has taken the finished job back
+        self.must_finish = False  # loop side: its caller waits for it even when cancelled
+
+    def run(self) -> None:
+        """Run the call (on a worker), keep its outcome, and report completion."""
+        fn = self.fn
+        assert fn is not None
+        try:
+            self.value = fn(*self.args, **self.kwargs)
+        except BaseException as exc:  # handed over unchanged, raised in the caller
+            self.error = exc
+        self.fn = None
+        self.args = ()
+        self.kwargs = {}
+        self.finish(self)
+
+
+class _Worker:
+    """A worker thread's wake-up switch: a lock held while it sleeps, released to wake it."""
+
+    __slots__ = ("wake",)
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class Pool:
+    """Threads that take jobs from one queue; at most ``limit`` of them (``None``: no limit)."""
+
+    def __init__(self, name: str, limit: int | None) -> None:
+        self.name = name
+        self.limit = limit
+        self._lock = threading.Lock()  # guards the fields below; held for a few bytecodes only
+        self._jobs: deque[Job] = deque()
+        self._idle: list[_Worker] = []  # LIFO: the warmest thread is woken first, cold ones expire
+        self._threads = 0
+        self._waking = 0  # woken or started, not yet back at the queue
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; wake an idle worker or start one if no worker is on its way."""
+        worker = None
+        spawn = False
+        with self._lock:
+            self._jobs.append(job)
+            if len(self._jobs) > self._waking:
+                if self._idle:
+                    worker = self._idle.pop()
+                    self._waking += 1
+                elif self.limit is None or self._threads < self.limit:
+                    self._threads += 1
+                    self._waking += 1
+                    spawn = True
+        if worker is not None:
+            worker.wake.release()
+        elif spawn:
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._work, name=f"aos-{self.name}", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self._threads -= 1
+                self._waking -= 1
+            raise
+
+    def _work(self) -> None:
+        """A worker thread's life: run queued jobs, sleep when there are none, exit when idle."""
+        me = _Worker()
+        jobs = self._jobs
+        lock = self._lock
+        arrived = True  # counted in _waking until it reaches the queue
+        while True:
+            with lock:
+                if arrived:
+                    self._waking -= 1
+                    arrived = False
+                if self.limit is not None and self._threads > self.limit and not jobs:
+                    self._threads -= 1  # the pool was shrunk: leave once the queue is empty
+                    return
+                job = jobs.popleft() if jobs else None
+                if job is None:
+                    self._idle.append(me)
+            if job is not None:
+                job.run()
+                del job
+                continue
+            if me.wake.acquire(timeout=IDLE_TIMEOUT):
+                arrived = True
+                continue
+            with lock:
+                try:
+                    self._idle.remove(me)
+                except ValueError:  # a submitter picked us just as we timed out: consume its wake
+                    pass
+                else:
+                    self._threads -= 1
+                    return
+            me.wake.acquire()
+            arrived = True
+
+    def set_limit(self, limit: int) -> None:
+        """Change the most threads; idle threads beyond it are woken so they exit."""
+        with self._lock:
+            self.limit = limit
+            surplus = self._idle[: max(0, self._threads - limit)]
+            del self._idle[: len(surplus)]
+            self._waking += len(surplus)
+        for worker in surplus:
+            worker.wake.release()
+
+    def threads(self) -> int:
+        """How many worker threads this pool has now."""
+        return self._threads
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's threads and queue: none of them exist in the child."""
+        self._lock = threading.Lock()
+        self._jobs = deque()
+        self._idle = []
+        self._threads = 0
+        self._waking = 0
+
+
+FILESYSTEM: Final = Pool("worker", default_max_workers())
+WAIT_LANE: Final = Pool("wait", None)
+
+
+def _after_fork_in_child() -> None:
+    FILESYSTEM.after_fork_in_child()
+    WAIT_LANE.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

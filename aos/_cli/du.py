@@ -1,0 +1,151 @@
+"""``aos du``: disk usage of each directory, as ``du`` counts it."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+
+from aos._cli._common import ErrorLog, Progress, add_common_options, human_size
+from aos._cli._scan import scan
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "du",
+        help="disk usage of directories, like du",
+        description="Summarise disk usage of each PATH, recursively for directories, like du. "
+        "Hard links are counted once; symbolic links are not followed.",
+        add_help=False,  # -h is --human-readable, as in du
+    )
+    parser.add_argument("--help", action="help", help="show this help message and exit")
+    parser.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    parser.add_argument(
+        "-a", "--all", action="store_true", help="show files as well as directories"
+    )
+    parser.add_argument(
+        "-s", "--summarize", action="store_true", help="show only a total for each PATH"
+    )
+    parser.add_argument(
+        "-d", "--max-depth", type=int, metavar="N", help="show directories down to depth N"
+    )
+    parser.add_argument(
+        "--apparent-size",
+        action="store_true",
+        help="count bytes in files (st_size), not blocks used",
+    )
+    unit = parser.add_mutually_exclusive_group()
+    unit.add_argument(
+        "-B",
+        "--block-size",
+        type=_block_size,
+        default=1024,
+        metavar="SIZE",
+        help="print sizes in units of SIZE bytes (1, 512, K, M, G ...; default 1024)",
+    )
+    unit.add_argument(
+        "-b", "--bytes", action="store_true", help="same as --apparent-size --block-size=1"
+    )
+    unit.add_argument(
+        "-k", dest="block_size", action="store_const", const=1024, help="same as --block-size=1K"
+    )
+    unit.add_argument(
+        "-m", dest="block_size", action="store_const", const=1024**2, help="same as --block-size=1M"
+    )
+    unit.add_argument(
+        "-h", "--human-readable", action="store_true", help="print sizes like 1.5K, 23M, 2.0G"
+    )
+    add_common_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _block_size(text: str) -> int:
+    match = re.fullmatch(r"(\d*)([KMGTP]?)(i?B)?", text.strip(), re.IGNORECASE)
+    if not match or not (match[1] or match[2]):
+        raise argparse.ArgumentTypeError(f"invalid block size: {text!r}")
+    size = int(match[1] or 1) * _UNITS[match[2].upper()]
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"invalid block size: {text!r}")
+    return size
+
+
+async def run(args: argparse.Namespace) -> int:
+    apparent = bool(args.apparent_size or args.bytes)
+    block_size = 1 if args.bytes else args.block_size
+    max_depth = 0 if args.summarize else args.max_depth
+    errors = ErrorLog("du", "cannot access")
+    seen: set[tuple[int, int]] = set()  # directories and hard-linked inodes counted, over all PATHs
+
+    def show(size: int, path: str) -> None:
+        text = human_size(size) if args.human_readable else str(-(-size // block_size))
+        sys.stdout.write(f"{text}\t{path}\n")
+
+    with Progress("du:", args.progress) as progress:
+        for top in args.paths:
+            try:
+                await _du_one(top, apparent, max_depth, args.all, seen, errors, progress, show)
+            except OSError as err:
+                errors(err)
+    return errors.status
+
+
+async def _du_one(
+    top: str,
+    apparent: bool,
+    max_depth: int | None,
+    all_files: bool,
+    seen: set[tuple[int, int]],
+    errors: ErrorLog,
+    progress: Progress,
+    show: Callable[[int, str], None],
+) -> None:
+    """Walk ``top``, then print the totals, each directory after everything inside it."""
+    totals: dict[str, int] = {}  # directory -> bytes, in the order the walk met them
+    parents: dict[str, str] = {}
+    files: list[tuple[str, str, int]] = []  # (parent, path, size) shown with --all
+    skipped: set[str] = set()  # directories met before, through another PATH: not counted again
+    async for found in scan(top, want_stat=True, on_error=errors):
+        st = found.st
+        assert st is not None
+        if found.parent in skipped:
+            if found.is_dir:
+                skipped.add(found.path)
+            continue
+        if found.is_dir or st.st_nlink > 1:  # what du remembers, to count each inode once
+            inode = (st.st_dev, st.st_ino)
+            if inode in seen:
+                if found.is_dir:
+                    skipped.add(found.path)
+                continue
+            seen.add(inode)
+        size = st.st_size if apparent else st.st_blocks * 512
+        progress.advance(found.path, size)
+        if found.is_dir:
+            totals[found.path] = size
+            parents[found.path] = found.parent
+        else:
+            if found.top:
+                show(size, top)
+                return
+            totals[found.parent] += size
+            if all_files and (max_depth is None or found.depth <= max_depth):
+                files.append((found.parent, found.path, size))
+    # Walk order puts parents before children, so the reverse order sums each child into its parent first.
+    for path in reversed(totals):
+        if parents[path]:
+            totals[parents[path]] += totals[path]
+    depths = {top: 0}
+    shown_files: dict[str, list[tuple[str, int]]] = {}
+    for parent, path, size in files:
+        shown_files.setdefault(parent, []).append((path, size))
+    for path in totals:
+        if parents[path]:
+            depths[path] = depths[parents[path]] + 1
+    for path in reversed(totals):
+        for file_path, size in shown_files.get(path, ()):
+            show(size, file_path)
+        if max_depth is None or depths[path] <= max_depth:
+            show(totals[path], path)

@@ -1,0 +1,134 @@
+"""``aos find``: the paths below a directory that match a name glob, a type and a size, as ``find`` picks them."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import re
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aos._cli._common import ErrorLog, Progress, add_common_options
+from aos._cli._scan import Found, scan
+
+_TYPES: dict[str, Callable[[int], bool]] = {
+    "f": stat.S_ISREG,
+    "d": stat.S_ISDIR,
+    "l": stat.S_ISLNK,
+    "p": stat.S_ISFIFO,
+    "s": stat.S_ISSOCK,
+    "b": stat.S_ISBLK,
+    "c": stat.S_ISCHR,
+}
+_SIZE_UNITS = {"c": 1, "w": 2, "b": 512, "k": 1024, "M": 1024**2, "G": 1024**3}
+
+
+@dataclass(frozen=True, slots=True)
+class SizeTest:
+    """``find -size [+-]N[cwbkMG]``: the size in units, rounded up, compared with N."""
+
+    sign: str
+    count: int
+    unit: int
+
+    def __call__(self, size: int) -> bool:
+        units = -(-size // self.unit)
+        if self.sign == "+":
+            return units > self.count
+        if self.sign == "-":
+            return units < self.count
+        return units == self.count
+
+
+def _size_test(text: str) -> SizeTest:
+    match = re.fullmatch(r"([+-]?)(\d+)([cwbkMG]?)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid size: {text!r} (like +10k, -1M, 512c)")
+    return SizeTest(match[1], int(match[2]), _SIZE_UNITS[match[3] or "b"])
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "find",
+        help="find files by name, type and size, like find",
+        description="Print the paths under each PATH that pass every test given, like find "
+        "(symbolic links are not followed; sizes round up to the unit, as find's -size does).",
+    )
+    parser.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    parser.add_argument("--name", metavar="GLOB", help="base name matches the shell pattern GLOB")
+    parser.add_argument("--iname", metavar="GLOB", help="like --name, ignoring case")
+    parser.add_argument(
+        "--type",
+        metavar="TYPES",
+        help="file type, one or more of f d l p s b c separated by commas (like find -type)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_size_test,
+        action="append",
+        metavar="[+-]N[cwbkMG]",
+        help="size in units (default b, 512 bytes), rounded up; +N more than N, -N less than N",
+    )
+    parser.add_argument("--max-depth", type=int, metavar="N", help="descend at most N levels")
+    parser.add_argument(
+        "--min-depth", type=int, default=0, metavar="N", help="print nothing above level N"
+    )
+    add_common_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _matcher(args: argparse.Namespace) -> Callable[[Found], bool]:
+    tests: list[Callable[[Found], bool]] = []
+    if args.name is not None:
+        pattern: str = args.name
+        tests.append(lambda found: fnmatch.fnmatchcase(found.name, pattern))
+    if args.iname is not None:
+        ipattern: str = args.iname.lower()
+        tests.append(lambda found: fnmatch.fnmatchcase(found.name.lower(), ipattern))
+    if args.type is not None:
+        kinds = args.type.split(",")
+        unknown = [k for k in kinds if k not in _TYPES]
+        if unknown:
+            raise ValueError(f"unknown type {unknown[0]!r} for --type (use f d l p s b c)")
+        checks = [_TYPES[k] for k in kinds]
+        tests.append(lambda found: any(check(_mode(found)) for check in checks))
+    tests.extend(_size_check(size_test) for size_test in args.size or ())
+    return lambda found: all(test(found) for test in tests)
+
+
+def _size_check(test: SizeTest) -> Callable[[Found], bool]:
+    return lambda found: test(_stat(found).st_size)
+
+
+def _stat(found: Found) -> os.stat_result:
+    assert found.st is not None
+    return found.st
+
+
+def _mode(found: Found) -> int:
+    return _stat(found).st_mode
+
+
+async def run(args: argparse.Namespace) -> int:
+    try:
+        matches = _matcher(args)
+    except ValueError as err:
+        print(f"aos find: {err}", file=sys.stderr)
+        return 2
+    errors = ErrorLog("find", "cannot access")
+    want_stat = bool(args.type or args.size)  # a name alone is answered without a stat
+    with Progress("find:", args.progress) as progress:
+        for top in args.paths:
+            try:
+                async for found in scan(
+                    top, want_stat=want_stat, on_error=errors, max_depth=args.max_depth
+                ):
+                    progress.advance(found.path)
+                    if found.depth >= args.min_depth and matches(found):
+                        sys.stdout.write(found.path + "\n")
+            except OSError as err:
+                errors(err)
+    return errors.status

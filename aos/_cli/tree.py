@@ -1,0 +1,98 @@
+"""``aos tree``: a directory drawn as an indented tree, like ``tree``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+from dataclasses import dataclass
+
+import aos
+from aos._cli._common import ErrorLog, Progress, add_common_options
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "tree",
+        help="draw a directory as a tree, like tree",
+        description="Draw each PATH as an indented tree, entries sorted by name, like tree.",
+    )
+    parser.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    parser.add_argument("-a", "--all", action="store_true", help="show hidden entries too")
+    parser.add_argument("-d", "--dirs-only", action="store_true", help="show directories only")
+    parser.add_argument("-L", "--level", type=int, metavar="N", help="descend at most N levels")
+    add_common_options(parser)
+    parser.set_defaults(run=run)
+
+
+@dataclass(slots=True)
+class _Item:
+    path: str
+    name: str
+    prefix: str  # what goes before the connector
+    last: bool
+    depth: int
+    is_dir: bool
+    link: str | None  # the target, for a symbolic link
+
+
+async def run(args: argparse.Namespace) -> int:
+    errors = ErrorLog("tree", "cannot open")
+    directories = files = 0
+    with Progress("tree:", args.progress) as progress:
+        for top in args.paths:
+            try:
+                st = await aos.stat(top)
+            except OSError as err:
+                errors(err)
+                continue
+            sys.stdout.write(top + "\n")
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            stack = await _children(top, "", 1, args, errors)
+            while stack:
+                item = stack.pop()
+                progress.advance(item.path)
+                connector = "└── " if item.last else "├── "
+                shown = f"{item.name} -> {item.link}" if item.link is not None else item.name
+                sys.stdout.write(item.prefix + connector + shown + "\n")
+                if not item.is_dir:
+                    files += 1
+                    continue
+                directories += 1
+                if args.level is None or item.depth < args.level:
+                    inner = item.prefix + ("    " if item.last else "│   ")
+                    stack.extend(await _children(item.path, inner, item.depth + 1, args, errors))
+    dirs_word = "directory" if directories == 1 else "directories"
+    summary = f"\n{directories} {dirs_word}"
+    if not args.dirs_only:
+        summary += f", {files} {'file' if files == 1 else 'files'}"
+    sys.stdout.write(summary + "\n")
+    return errors.status
+
+
+async def _children(
+    directory: str, prefix: str, depth: int, args: argparse.Namespace, errors: ErrorLog
+) -> list[_Item]:
+    """The entries of ``directory`` to draw, sorted by name, in reverse (ready to pop in order)."""
+    items: list[_Item] = []
+    try:
+        async with aos.scandir(directory) as entries:
+            async for entry in entries:
+                if not args.all and entry.name.startswith("."):
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if args.dirs_only and not is_dir:
+                    continue
+                path = os.path.join(directory, entry.name)
+                link = await aos.readlink(path) if entry.is_symlink() else None
+                items.append(_Item(path, entry.name, prefix, False, depth, is_dir, link))
+    except OSError as err:
+        errors(err)
+        return []
+    items.sort(key=lambda item: item.name)
+    if items:
+        items[-1].last = True
+    items.reverse()
+    return items

@@ -1,0 +1,140 @@
+"""Async :mod:`os.path`: the queries that touch the disk are awaitable, the rest is ``os.path``.
+
+Offloaded as ``QUERY`` (a cancel returns at once): ``exists``, ``lexists``, ``isfile``,
+``isdir``, ``islink``, ``ismount``, ``getsize``, ``getmtime``, ``getatime``, ``getctime``,
+``samefile``, ``sameopenfile`` (``stat``/``fstat``), ``realpath`` (``lstat``/``readlink`` per
+component), ``abspath`` and ``relpath`` (``getcwd`` for a relative path, like
+:func:`aos.getcwd`), ``expanduser`` (``~user`` is a user-database lookup).
+
+Passed through as the very objects of :mod:`os.path`, because they only compute on strings:
+``join``, ``split``, ``splitext``, ``splitdrive``, ``splitroot``, ``basename``, ``dirname``,
+``normpath``, ``normcase``, ``commonpath``, ``commonprefix``, ``expandvars``, ``isabs``,
+``samestat``, ``isjunction`` and ``isdevdrive`` (always false on POSIX), and the constants.
+"""
+
+from __future__ import annotations
+
+import sys
+from os import PathLike
+from os.path import (
+    altsep as altsep,
+    basename as basename,
+    commonpath as commonpath,
+    commonprefix as commonprefix,
+    curdir as curdir,
+    defpath as defpath,
+    devnull as devnull,
+    dirname as dirname,
+    expandvars as expandvars,
+    extsep as extsep,
+    isabs as isabs,
+    join as join,
+    normcase as normcase,
+    normpath as normpath,
+    pardir as pardir,
+    pathsep as pathsep,
+    samestat as samestat,
+    sep as sep,
+    split as split,
+    splitdrive as splitdrive,
+    splitext as splitext,
+    supports_unicode_filenames as supports_unicode_filenames,
+)
+from typing import TYPE_CHECKING, Any, AnyStr, overload
+
+from aos import blocking
+from aos._async._offload import QUERY, offload
+
+__all__ = [
+    "abspath",
+    "altsep",
+    "basename",
+    "commonpath",
+    "commonprefix",
+    "curdir",
+    "defpath",
+    "devnull",
+    "dirname",
+    "exists",
+    "expanduser",
+    "expandvars",
+    "extsep",
+    "getatime",
+    "getctime",
+    "getmtime",
+    "getsize",
+    "isabs",
+    "isdir",
+    "isfile",
+    "islink",
+    "ismount",
+    "join",
+    "lexists",
+    "normcase",
+    "normpath",
+    "pardir",
+    "pathsep",
+    "realpath",
+    "relpath",
+    "samefile",
+    "sameopenfile",
+    "samestat",
+    "sep",
+    "split",
+    "splitdrive",
+    "splitext",
+    "supports_unicode_filenames",
+]
+
+exists = offload(blocking.path.exists, QUERY)
+lexists = offload(blocking.path.lexists, QUERY)
+isfile = offload(blocking.path.isfile, QUERY)
+isdir = offload(blocking.path.isdir, QUERY)
+islink = offload(blocking.path.islink, QUERY)
+ismount = offload(blocking.path.ismount, QUERY)
+getsize = offload(blocking.path.getsize, QUERY)
+getmtime = offload(blocking.path.getmtime, QUERY)
+getatime = offload(blocking.path.getatime, QUERY)
+getctime = offload(blocking.path.getctime, QUERY)
+samefile = offload(blocking.path.samefile, QUERY)
+sameopenfile = offload(blocking.path.sameopenfile, QUERY)
+
+if TYPE_CHECKING:  # overloaded in os.path; mypy keeps only one overload through ParamSpec
+    from _typeshed import BytesPath, StrPath
+
+    @overload
+    async def abspath(path: PathLike[AnyStr]) -> AnyStr: ...
+    @overload
+    async def abspath(path: AnyStr) -> AnyStr: ...
+    async def abspath(path: Any) -> Any: ...
+    @overload
+    async def expanduser(path: PathLike[AnyStr]) -> AnyStr: ...
+    @overload
+    async def expanduser(path: AnyStr) -> AnyStr: ...
+    async def expanduser(path: Any) -> Any: ...
+    @overload
+    async def realpath(filename: PathLike[AnyStr], *, strict: bool = False) -> AnyStr: ...
+    @overload
+    async def realpath(filename: AnyStr, *, strict: bool = False) -> AnyStr: ...
+    async def realpath(filename: Any, *, strict: bool = False) -> Any: ...
+    @overload
+    async def relpath(path: BytesPath, start: BytesPath | None = None) -> bytes: ...
+    @overload
+    async def relpath(path: StrPath, start: StrPath | None = None) -> str: ...
+    async def relpath(path: Any, start: Any = None) -> Any: ...
+
+else:
+    abspath = offload(blocking.path.abspath, QUERY)
+    expanduser = offload(blocking.path.expanduser, QUERY)
+    realpath = offload(blocking.path.realpath, QUERY)
+    relpath = offload(blocking.path.relpath, QUERY)
+
+if sys.version_info >= (3, 12):
+    from os.path import isjunction as isjunction, splitroot as splitroot
+
+    __all__ += ["isjunction", "splitroot"]
+
+if sys.version_info >= (3, 13):
+    from os.path import isdevdrive as isdevdrive
+
+    __all__ += ["isdevdrive"]

@@ -1,0 +1,337 @@
+"""Cost of one offloaded call: aos against its peers, as a multiple of the sync ``os`` call.
+
+One run measures, on asyncio, uvloop and trio, sequentially and with 64 concurrent callers:
+``os.stat`` of a cached file through ``aos.stat`` and each peer, and ``symlink``+``unlink`` pairs
+on ext4 and tmpfs. Each round times the sync call and then the async one; a row reports the
+median over rounds of (async time per call / sync time per call) of the same round. A heartbeat
+task records the longest event-loop stall (how late a 1 ms sleep wakes up) while async calls run.
+
+    python benchmarks/bench_offload.py [--rounds 5] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import uvloop
+
+import aos
+
+CONCURRENCY = 64
+SEQ_CALLS = 1500
+CONC_CALLS_PER_TASK = 30
+HEARTBEAT_S = 0.001
+
+Op = Callable[[int], Awaitable[object]]  # an async call; its argument is the caller's index
+
+
+@dataclass
+class Row:
+    backend: str
+    workload: str
+    call: str
+    mode: str
+    ratios: list[float] = field(default_factory=list)
+    micros: list[float] = field(default_factory=list)
+    stall_s: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def us(self) -> float:
+        return statistics.median(self.micros)
+
+
+class Heartbeat:
+    """Sleeps 1 ms in a loop and keeps the largest oversleep while ``recording``."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.epoch = 0  # bumped when the loop is blocked on purpose (the sync baseline)
+        self.worst = 0.0
+
+    async def run(self) -> None:
+        while True:
+            epoch, start = self.epoch, time.perf_counter()
+            await anyio.sleep(HEARTBEAT_S)
+            late = time.perf_counter() - start - HEARTBEAT_S
+            if self.recording and epoch == self.epoch:
+                self.worst = max(self.worst, late)
+
+    def take(self) -> float:
+        worst, self.worst = self.worst, 0.0
+        return worst
+
+
+def sync_time(fn: Callable[[int], object], calls: int) -> float:
+    """Seconds per call of the sync function, on this thread."""
+    start = time.perf_counter()
+    for i in range(calls):
+        fn(i)
+    return (time.perf_counter() - start) / calls
+
+
+async def async_time(op: Op, mode: str) -> float:
+    """Seconds per call: one caller in a row, or 64 callers at once."""
+    if mode == "sequential":
+        start = time.perf_counter()
+        for i in range(SEQ_CALLS):
+            await op(i)
+        return (time.perf_counter() - start) / SEQ_CALLS
+
+    async def caller(index: int) -> None:
+        for i in range(CONC_CALLS_PER_TASK):
+            await op(index * CONC_CALLS_PER_TASK + i)
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for index in range(CONCURRENCY):
+            tg.start_soon(caller, index)
+    return (time.perf_counter() - start) / (CONCURRENCY * CONC_CALLS_PER_TASK)
+
+
+def stat_ops(backend: str, path: str) -> dict[str, Op]:
+    """``aos.stat`` and every peer that runs on this backend."""
+    ops: dict[str, Op] = {
+        "aos.stat": lambda i: aos.stat(path),
+        "anyio.to_thread.run_sync": lambda i: anyio.to_thread.run_sync(os.stat, path),
+        "anyio.Path.stat": lambda i: anyio.Path(path).stat(),
+    }
+    if backend == "trio":
+        import trio
+
+        ops["trio.Path.stat"] = lambda i: trio.Path(path).stat()
+    else:
+        import aiofiles.os  # type: ignore[import-untyped]
+
+        ops["asyncio.to_thread"] = lambda i: asyncio.to_thread(os.stat, path)
+        ops["loop.run_in_executor"] = lambda i: asyncio.get_running_loop().run_in_executor(
+            None, os.stat, path
+        )
+        ops["aiofiles.os.stat"] = lambda i: aiofiles.os.stat(path)
+    return ops
+
+
+def symlink_pair(base: str, i: int) -> None:
+    link = f"{base}/l{i}"
+    os.symlink("target", link)
+    os.unlink(link)
+
+
+async def aos_symlink_pair(base: str, i: int) -> None:
+    link = f"{base}/l{i}"
+    await aos.symlink("target", link)
+    await aos.unlink(link)
+
+
+async def anyio_symlink_pair(base: str, i: int) -> None:
+    link = f"{base}/l{i}"
+    await anyio.to_thread.run_sync(os.symlink, "target", link)
+    await anyio.to_thread.run_sync(os.unlink, link)
+
+
+async def measure(
+    rows: list[Row],
+    beat: Heartbeat,
+    backend: str,
+    workload: str,
+    sync_fn: Callable[[int], object],
+    ops: dict[str, Op],
+    rounds: int,
+) -> None:
+    for mode in ("sequential", f"{CONCURRENCY} concurrent"):
+        for name, op in ops.items():
+            row = Row(backend, workload, name, mode)
+            await async_time(op, mode)  # warm up: threads started, caches filled
+            for _ in range(rounds):
+                beat.epoch += 1
+                sync_s = sync_time(sync_fn, SEQ_CALLS)
+                beat.epoch += 1
+                await anyio.lowlevel.checkpoint()
+                beat.recording = True
+                async_s = await async_time(op, mode)
+                beat.recording = False
+                row.ratios.append(async_s / sync_s)
+                row.micros.append(async_s * 1e6)
+            row.stall_s = beat.take()
+            rows.append(row)
+            print(
+                f"{backend:8} {workload:16} {mode:14} {name:26} {row.ratio:6.1f}x  "
+                f"{row.us:7.1f} us  stall {row.stall_s * 1e3:5.2f} ms",
+                file=sys.stderr,
+            )
+
+
+async def bench_backend(backend: str, rounds: int, dirs: dict[str, str]) -> list[Row]:
+    rows: list[Row] = []
+    beat = Heartbeat()
+    stat_path = os.path.join(dirs["ext4"], "file")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beat.run)
+        await measure(
+            rows,
+            beat,
+            backend,
+            "stat",
+            lambda i: os.stat(stat_path),
+            stat_ops(backend, stat_path),
+            rounds,
+        )
+        for fs, base in dirs.items():
+            await measure(
+                rows,
+                beat,
+                backend,
+                f"symlink+unlink {fs}",
+                functools.partial(symlink_pair, base),
+                {
+                    "aos symlink+unlink": functools.partial(aos_symlink_pair, base),
+                    "anyio.to_thread pair": functools.partial(anyio_symlink_pair, base),
+                },
+                max(3, rounds // 2),
+            )
+        tg.cancel_scope.cancel()
+    return rows
+
+
+BACKENDS: list[tuple[str, str, dict[str, Any]]] = [
+    ("asyncio", "asyncio", {}),
+    ("uvloop", "asyncio", {"loop_factory": uvloop.new_event_loop}),
+    ("trio", "trio", {}),
+]
+
+
+def run_all(rounds: int) -> list[Row]:
+    rows: list[Row] = []
+    with (
+        tempfile.TemporaryDirectory(dir="/tmp") as ext4,
+        tempfile.TemporaryDirectory(dir="/dev/shm") as tmpfs,
+    ):
+        Path(ext4, "file").write_bytes(b"x")
+        dirs = {"ext4": ext4, "tmpfs": tmpfs}
+        for label, backend, options in BACKENDS:
+            for row in anyio.run(
+                bench_backend, label, rounds, dirs, backend=backend, backend_options=options
+            ):
+                rows.append(row)
+    return rows
+
+
+def verdicts(rows: list[Row]) -> dict[tuple[str, str, str], str]:
+    """Targets for aos rows: vs anyio.to_thread in the same run and loop, and the stretch goals."""
+    by_key = {(r.backend, r.workload, r.mode, r.call): r for r in rows}
+    out: dict[tuple[str, str, str], str] = {}
+    for r in rows:
+        if r.call != "aos.stat":
+            continue
+        peer = by_key[(r.backend, r.workload, r.mode, "anyio.to_thread.run_sync")]
+        rel = r.ratio / peer.ratio
+        sequential = r.mode == "sequential"
+        limit, stretch = (0.5, 10.0) if sequential else (0.25, 5.0)
+        target = "met" if rel <= limit else "MISSED"
+        reach = "met" if r.ratio <= stretch else "missed"
+        out[(r.backend, r.mode, r.call)] = (
+            f"{rel:.2f}x anyio (target <= {limit}: {target}); stretch <= {stretch:g}x sync: {reach}"
+        )
+    return out
+
+
+def markdown(rows: list[Row], rounds: int, seconds: float) -> str:
+    verdict = verdicts(rows)
+    lines = [
+        "# Offload cost: aos against its peers",
+        "",
+        f"Generated by `benchmarks/bench_offload.py --rounds {rounds}` in {seconds:.0f} s on "
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.system()} {platform.release()}.",
+        "The machine was shared with other engineers running test suites at the same time: "
+        "absolute times are noisy, the ratios (each against the sync call of the same round) less so.",
+        "",
+        "Ratio = time per awaited call / time per sync call in the same round (median of rounds). "
+        f"Concurrent rows run {CONCURRENCY} callers at once; their time per call is wall time / "
+        "calls. Stall = the latest a 1 ms heartbeat sleep woke up while the async calls ran.",
+        "",
+        "| loop | workload | mode | call | x sync | us/call | max stall ms | target |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.backend} | {r.workload} | {r.mode} | {r.call} | {r.ratio:.1f} | {r.us:.1f} | "
+            f"{r.stall_s * 1e3:.2f} | {verdict.get((r.backend, r.mode, r.call), '')} |"
+        )
+    worst = max(rows, key=lambda r: r.stall_s)
+    lines += [
+        "",
+        f"Longest loop stall seen: {worst.stall_s * 1e3:.2f} ms "
+        f"({worst.backend}, {worst.workload}, {worst.mode}, {worst.call}); "
+        f"target < 1 ms: {'met' if worst.stall_s < 1e-3 else 'MISSED'}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def chart(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stat_rows = [r for r in rows if r.workload == "stat"]
+    modes = list(dict.fromkeys(r.mode for r in stat_rows))
+    backends = list(dict.fromkeys(r.backend for r in stat_rows))
+    calls = list(dict.fromkeys(r.call for r in stat_rows))
+    fig, axes = plt.subplots(len(modes), 1, figsize=(11, 4.2 * len(modes)), squeeze=False)
+    width = 0.8 / len(calls)
+    for ax, mode in zip(axes[:, 0], modes, strict=True):
+        for k, call in enumerate(calls):
+            xs, ys = [], []
+            for b, backend in enumerate(backends):
+                match = [
+                    r for r in stat_rows if (r.mode, r.backend, r.call) == (mode, backend, call)
+                ]
+                if match:
+                    xs.append(b + (k - (len(calls) - 1) / 2) * width)
+                    ys.append(match[0].ratio)
+            bars = ax.bar(xs, ys, width, label=call)
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        ax.set_xticks(range(len(backends)), backends)
+        ax.set_ylabel("x sync os.stat (lower is better)")
+        ax.set_title(f"os.stat of a cached file, {mode}")
+        ax.legend(fontsize=8, ncols=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    rows = run_all(args.rounds)
+    seconds = time.perf_counter() - start
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "offload.md").write_text(markdown(rows, args.rounds, seconds))
+    chart(rows, args.out / "offload.png")
+    print(f"wrote {args.out / 'offload.md'} and {args.out / 'offload.png'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""The cancellation contract of DESIGN.md, per policy, with calls that really block.
+
+- QUERY: a cancel returns while the syscall is still blocked (a read of an empty pipe).
+- MUTATE: a cancel waits for the syscall (``open`` of a FIFO for writing blocks until a reader
+  comes), and a resource the cancelled caller never receives is closed.
+- Resource-creating calls cancelled at random points never leak an fd.
+- WAIT: a cancel returns at once (``eventfd_read`` of a zero counter).
+
+No test waits on the clock: "the syscall is in progress" is read from /proc/self/task/*/syscall,
+and "the task had every chance to finish" is :func:`anyio.wait_all_tasks_blocked`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+import pytest
+from anyio.abc import TaskStatus
+
+import aos
+from aos import blocking
+from aos._async._offload import MUTATE, QUERY, call, offload
+
+T = TypeVar("T")
+
+SYS_READ, SYS_OPENAT = {"x86_64": (0, 257), "aarch64": (63, 56)}.get(platform.machine(), (-1, -1))
+needs_known_syscalls = pytest.mark.skipif(
+    SYS_READ < 0, reason="syscall numbers known for x86_64/aarch64"
+)
+
+
+async def in_worker(fn: Callable[..., T], *args: Any) -> T:
+    """Sync test code off the event loop, on aos's own daemon workers."""
+    return await call(MUTATE, None, fn, *args)
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def some_thread_in(syscall: int, first_arg: int | None = None) -> bool:
+    """Whether a thread of this process is blocked in ``syscall`` (optionally on that first arg)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/syscall") as f:
+                fields = f.read().split()
+        except OSError:
+            continue
+        if fields and fields[0] == str(syscall):
+            if first_arg is None or int(fields[1], 16) == first_arg:
+                return True
+    return False
+
+
+async def until_blocked_in(syscall: int, first_arg: int | None = None) -> None:
+    while not await in_worker(some_thread_in, syscall, first_arg):  # noqa: ASYNC110 (polls /proc: no event to wait on)
+        await anyio.sleep(0.001)
+
+
+async def run_tracked(
+    fn: Callable[[], Awaitable[T]], done: list[object], *, task_status: TaskStatus[None]
+) -> None:
+    """Run ``fn``, noting in ``done`` when it has returned or raised (cancellation included)."""
+    task_status.started()
+    try:
+        done.append(await fn())
+    except BaseException as e:
+        done.append(e)
+        raise
+
+
+@needs_known_syscalls
+@pytest.mark.anyio
+async def test_query_cancel_returns_while_the_syscall_still_blocks() -> None:
+    query_read = offload(blocking.read, QUERY)  # the QUERY policy on a read that truly blocks
+    r, w = await aos.pipe()
+    try:
+        done: list[object] = []
+        async with anyio.create_task_group() as tg:
+            await tg.start(run_tracked, lambda: query_read(r, 1), done)
+            await until_blocked_in(SYS_READ, r)
+            tg.cancel_scope.cancel()
+        assert len(done) == 1
+        assert isinstance(done[0], anyio.get_cancelled_exc_class())
+        assert await in_worker(some_thread_in, SYS_READ, r), "the read had to be still blocked"
+    finally:
+        await aos.write(w, b"x")  # lets the abandoned worker finish
+        await until_not_blocked(SYS_READ, r)
+        await aos.close(r)
+        await aos.close(w)
+
+
+async def until_not_blocked(syscall: int, first_arg: int) -> None:
+    while await in_worker(some_thread_in, syscall, first_arg):  # noqa: ASYNC110 (polls /proc)
+        await anyio.sleep(0.001)
+
+
+@needs_known_syscalls
+@pytest.mark.anyio
+async def test_mutate_cancel_waits_for_the_syscall_and_releases_the_fd(tmp_path: Path) -> None:
+    fifo = str(tmp_path / "fifo")
+    await aos.mkfifo(fifo)
+    before = await in_worker(fd_count)
+    done: list[object] = []
+    async with anyio.create_task_group() as tg:
+        await tg.start(run_tracked, lambda: aos.open(fifo, os.O_WRONLY), done)
+        await until_blocked_in(SYS_OPENAT)  # the writer's open waits for a reader
+        tg.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await anyio.wait_all_tasks_blocked()
+            assert done == [], "MUTATE returned before its syscall did"
+            reader = await aos.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # unblocks the writer
+    assert len(done) == 1
+    assert isinstance(done[0], anyio.get_cancelled_exc_class())
+    await aos.close(reader)
+    assert await in_worker(fd_count) == before, "the fd opened for the cancelled caller leaked"
+
+
+@needs_known_syscalls
+@pytest.mark.anyio
+async def test_wait_cancel_returns_at_once() -> None:
+    efd = await aos.eventfd(0)
+    try:
+        done: list[object] = []
+        async with anyio.create_task_group() as tg:
+            await tg.start(run_tracked, lambda: aos.eventfd_read(efd), done)
+            await until_blocked_in(SYS_READ, efd)
+            tg.cancel_scope.cancel()
+        assert isinstance(done[0], anyio.get_cancelled_exc_class())
+    finally:
+        await aos.eventfd_write(efd, 1)  # the abandoned read takes it and ends
+        await until_not_blocked(SYS_READ, efd)
+        await aos.close(efd)
+
+
+def fds_of(result: object) -> tuple[int, ...]:
+    return result if isinstance(result, tuple) else (result,)  # type: ignore[return-value]
+
+
+async def cancelled_at_random_points(
+    make: Callable[[], Awaitable[object]], rounds: int, rng: random.Random
+) -> None:
+    """Start ``make()``, cancel it after a random number of checkpoints, close what it returned."""
+    for _ in range(rounds):
+        got: list[object] = []
+
+        async def attempt(got: list[object] = got) -> None:
+            got.append(await make())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(attempt)
+            for _ in range(rng.randrange(12)):
+                await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+        for result in got:  # the call won the race: the caller owns the result
+            for fd in fds_of(result):
+                await aos.close(fd)
+
+
+async def dup2_onto_next(fd: int) -> tuple[int, ...]:
+    """``dup2`` onto the caller's own ``fd + 1``: aos never closes a number the caller chose."""
+    await aos.dup2(fd, fd + 1)
+    return ()
+
+
+RESOURCE_CALLS: dict[str, Callable[[str, int], Awaitable[object]]] = {
+    "open": lambda path, fd: aos.open(path, os.O_RDONLY),
+    "dup": lambda path, fd: aos.dup(fd),
+    "dup2": lambda path, fd: dup2_onto_next(fd),
+    "pipe": lambda path, fd: aos.pipe(),
+    "pipe2": lambda path, fd: aos.pipe2(os.O_CLOEXEC),
+    "openpty": lambda path, fd: aos.openpty(),
+    "memfd_create": lambda path, fd: aos.memfd_create("aos-cancel"),
+    "eventfd": lambda path, fd: aos.eventfd(0),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", sorted(RESOURCE_CALLS))
+async def test_resource_calls_cancelled_anywhere_never_leak(name: str, tmp_path: Path) -> None:
+    path = str(tmp_path / "f")
+    fd = await aos.open(path, os.O_RDWR | os.O_CREAT)
+    spare = await aos.dup(fd)  # dup2's target: fd + 1 must be ours
+    try:
+        if spare != fd + 1:
+            pytest.skip("fd + 1 was taken; dup2's target must be an fd this test owns")
+        before = await in_worker(fd_count)
+        rounds = 1000 if name == "open" else 200
+        await cancelled_at_random_points(
+            lambda: RESOURCE_CALLS[name](path, fd), rounds, random.Random(name)
+        )
+        assert await in_worker(fd_count) == before
+    finally:
+        await aos.close(spare)
+        await aos.close(fd)

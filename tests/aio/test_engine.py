@@ -1,0 +1,507 @@
+"""The offload engine: results, errors, cancellation policies, lanes, pool growth, loops, fork."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+import aos._async._tuning as tuning
+from aos._async import _completions, _engine, _workers
+from aos._async._workers import Job, Pool
+
+pytestmark = pytest.mark.anyio
+
+REAL_STAT = os.stat  # blockbuster's wrapper raises inside an except block, setting __context__
+WAIT_S = 10.0  # a generous bound for waiting on worker threads; never a timing assertion
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _uvloop_warmed_up() -> None:
+    """uvloop opens a pipe pair on its first loop and keeps it for the process: not a leak."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        return
+    loop = uvloop.new_event_loop()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+
+
+@pytest.fixture
+def max_workers() -> Iterator[None]:
+    """Restore the pool size a test changes."""
+    before = tuning.max_workers()
+    yield
+    limit = tuning.max_workers()
+    tuning.set_max_workers(before)
+    # threads told to exit by a shrink are gone before the next test looks at this process
+    assert _until(lambda: _alive("aos-worker") <= max(limit, _workers.FILESYSTEM.threads()))
+
+
+def _alive(name: str) -> int:
+    return sum(1 for t in threading.enumerate() if t.name == name)
+
+
+def _until(predicate: Any) -> bool:
+    """Poll ``predicate`` for up to WAIT_S seconds (sync tests only)."""
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+# results and errors
+
+
+async def test_result_is_the_functions_result(tmp_path: Any) -> None:
+    expected = await anyio.to_thread.run_sync(os.stat, tmp_path)
+    assert await _engine.run_abandonable(os.stat, (tmp_path,), {}, wait_lane=False) == expected
+    assert await _engine.run_to_completion(os.stat, (tmp_path,), {}, None) == expected
+    assert await _engine.run_abandonable(os.stat, (tmp_path,), {}, wait_lane=True) == expected
+
+
+async def test_kwargs_are_passed() -> None:
+    def fn(a: int, *, b: int) -> tuple[int, int]:
+        return a, b
+
+    assert await _engine.run_abandonable(fn, (1,), {"b": 2}, wait_lane=False) == (1, 2)
+    assert await _engine.run_to_completion(fn, (3,), {"b": 4}, None) == (3, 4)
+
+
+@pytest.mark.parametrize("policy", ["abandonable", "wait_lane", "to_completion"])
+async def test_exception_propagates_unchanged(policy: str, tmp_path: Any) -> None:
+    error = OSError(2, "No such file or directory", str(tmp_path / "x"))
+
+    def fail() -> None:
+        raise error
+
+    if policy == "to_completion":
+        call = _engine.run_to_completion(fail, (), {}, None)
+    else:
+        call = _engine.run_abandonable(fail, (), {}, wait_lane=policy == "wait_lane")
+    with pytest.raises(OSError, match="No such file") as info:
+        await call
+    assert info.value is error
+    assert error.__cause__ is None
+    assert error.__context__ is None
+
+
+async def test_real_os_error_fields(tmp_path: Any) -> None:
+    missing = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError) as info:
+        await _engine.run_abandonable(REAL_STAT, (missing,), {}, wait_lane=False)
+    assert info.value.errno == 2
+    assert info.value.filename == missing
+    assert info.value.__context__ is None
+
+
+def test_outside_an_event_loop_gives_anyios_error() -> None:
+    def run_bare(coro: Any) -> BaseException:
+        try:
+            coro.send(None)
+        except BaseException as exc:
+            return exc
+        finally:
+            coro.close()
+        raise AssertionError("the coroutine ran without an event loop")
+
+    reference = run_bare(anyio.to_thread.run_sync(os.getpid))
+    ours = run_bare(_engine.run_abandonable(os.getpid, (), {}, wait_lane=False))
+    mutate = run_bare(_engine.run_to_completion(os.getpid, (), {}, None))
+    assert type(ours) is type(reference)
+    assert type(mutate) is type(reference)
+    assert str(ours) == str(reference)
+
+
+# cancellation
+
+
+async def test_query_cancel_returns_at_once_and_drops_the_result() -> None:
+    started, gate, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def blocked() -> str:
+        started.set()
+        gate.wait(WAIT_S)
+        finished.set()
+        return "dropped"
+
+    outcome: list[str] = []
+
+    async def caller() -> None:
+        outcome.append(await _engine.run_abandonable(blocked, (), {}, wait_lane=False))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller)
+        await anyio.to_thread.run_sync(started.wait, WAIT_S)
+        tg.cancel_scope.cancel()
+    assert not finished.is_set()  # the cancel came back while the worker still ran
+    gate.set()
+    await anyio.to_thread.run_sync(finished.wait, WAIT_S)
+    assert outcome == []
+    # the engine keeps working after an abandoned call
+    assert await _engine.run_abandonable(os.getpid, (), {}, wait_lane=False) == os.getpid()
+
+
+async def test_wait_lane_cancel_returns_at_once() -> None:
+    started, gate = threading.Event(), threading.Event()
+
+    def blocked() -> None:
+        started.set()
+        gate.wait(WAIT_S)
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_abandonable, blocked, True)
+            await anyio.to_thread.run_sync(started.wait, WAIT_S)
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert not gate.is_set()
+    gate.set()
+
+
+@pytest.mark.parametrize("with_release", [True, False])
+async def test_mutate_cancel_waits_for_the_call_then_releases(with_release: bool) -> None:
+    started, gate = threading.Event(), threading.Event()
+    released: list[str] = []
+    returned: list[str] = []
+    events: list[str] = []
+
+    def mutate() -> str:
+        started.set()
+        gate.wait(WAIT_S)
+        events.append("syscall returned")
+        return "resource"
+
+    scope = anyio.CancelScope()
+
+    async def caller() -> None:
+        with scope:
+            returned.append(
+                await _engine.run_to_completion(
+                    mutate, (), {}, released.append if with_release else None
+                )
+            )
+        events.append("caller returned")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller)
+        await anyio.to_thread.run_sync(started.wait, WAIT_S)
+        scope.cancel()
+        await anyio.sleep(0.01)  # give a wrong engine the chance to return early
+        events.append("still waiting")
+        gate.set()
+    assert scope.cancelled_caught
+    assert events == ["still waiting", "syscall returned", "caller returned"]
+    assert returned == []
+    assert released == (["resource"] if with_release else [])
+
+
+async def test_mutate_error_is_raised_not_released_on_cancel() -> None:
+    started, gate = threading.Event(), threading.Event()
+    error = PermissionError(13, "Permission denied")
+    released: list[object] = []
+
+    def mutate() -> None:
+        started.set()
+        gate.wait(WAIT_S)
+        raise error
+
+    caught: list[BaseException] = []
+
+    async def caller() -> None:
+        try:
+            await _engine.run_to_completion(mutate, (), {}, released.append)
+        except PermissionError as exc:
+            caught.append(exc)
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            await anyio.to_thread.run_sync(started.wait, WAIT_S)
+            scope.cancel()
+            gate.set()
+    assert len(caught) == 1
+    assert caught[0] is error
+    assert released == []
+
+
+async def test_mutate_without_cancel_keeps_its_result() -> None:
+    released: list[object] = []
+    assert await _engine.run_to_completion(lambda: 7, (), {}, released.append) == 7
+    assert released == []
+
+
+def test_mutate_waits_through_a_native_asyncio_cancel() -> None:
+    started, gate = threading.Event(), threading.Event()
+    released: list[str] = []
+
+    def mutate() -> str:
+        started.set()
+        gate.wait(WAIT_S)
+        return "fd"
+
+    async def main() -> list[str]:
+        task = asyncio.ensure_future(_engine.run_to_completion(mutate, (), {}, released.append))
+        await asyncio.to_thread(started.wait, WAIT_S)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        order = ["done" if task.done() else "waiting"]
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return order
+
+    assert asyncio.run(main()) == ["waiting"]
+    assert released == ["fd"]
+
+
+# lanes and the pool
+
+
+async def test_wait_calls_never_starve_filesystem_calls(max_workers: None, tmp_path: Any) -> None:
+    tuning.set_max_workers(1)
+    gate = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def wait_forever() -> None:
+        entered.release()
+        gate.wait(WAIT_S)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):  # more blocked WAIT calls than filesystem workers
+                tg.start_soon(_abandonable, wait_forever, True)
+            for _ in range(3):
+                await anyio.to_thread.run_sync(entered.acquire)
+            expected = await anyio.to_thread.run_sync(os.stat, tmp_path)
+            assert (
+                await _engine.run_abandonable(os.stat, (tmp_path,), {}, wait_lane=False) == expected
+            )
+            gate.set()
+    finally:
+        gate.set()
+
+
+async def test_filesystem_pool_is_bounded(max_workers: None) -> None:
+    tuning.set_max_workers(2)
+    lock = threading.Lock()
+    running = [0, 0]  # now, most
+
+    def call() -> None:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        time.sleep(0.005)
+        with lock:
+            running[0] -= 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(12):
+            tg.start_soon(_abandonable, call, False)
+    assert running[1] <= 2
+    assert _workers.FILESYSTEM.threads() <= 2
+
+
+async def _abandonable(fn: Any, wait_lane: bool) -> None:
+    await _engine.run_abandonable(fn, (), {}, wait_lane=wait_lane)
+
+
+def _finishing_job(fn: Any, done: threading.Semaphore) -> Job:
+    return Job(fn, (), {}, lambda job: done.release())
+
+
+def test_pool_grows_on_demand_and_idle_threads_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_workers, "IDLE_TIMEOUT", 0.05)
+    pool = Pool("test", 3)
+    assert pool.threads() == 0
+    gate, done = threading.Event(), threading.Semaphore(0)
+    for _ in range(5):
+        pool.submit(_finishing_job(lambda: gate.wait(WAIT_S), done))
+    assert pool.threads() == 3  # grew to its limit, no further
+    gate.set()
+    for _ in range(5):
+        assert done.acquire(timeout=WAIT_S)
+    assert _until(lambda: pool.threads() == 0)  # all idle threads left
+    assert not [t for t in threading.enumerate() if t.name == "aos-test"]
+
+
+def test_shrinking_the_pool_lets_extra_threads_exit() -> None:
+    pool = Pool("shrink", 4)
+    gate, done = threading.Event(), threading.Semaphore(0)
+    for _ in range(4):
+        pool.submit(_finishing_job(lambda: gate.wait(WAIT_S), done))
+    gate.set()
+    for _ in range(4):
+        assert done.acquire(timeout=WAIT_S)
+    pool.set_limit(1)
+    assert _until(lambda: pool.threads() == 1)
+    pool.submit(_finishing_job(lambda: None, done))
+    assert done.acquire(timeout=WAIT_S)
+
+
+def test_worker_threads_are_daemons() -> None:
+    pool = Pool("daemon", 1)
+    done = threading.Semaphore(0)
+    pool.submit(_finishing_job(lambda: None, done))
+    assert done.acquire(timeout=WAIT_S)
+    workers = [t for t in threading.enumerate() if t.name == "aos-daemon"]
+    assert workers
+    assert all(t.daemon for t in workers)
+
+
+# the completion channel
+
+
+def test_one_loop_wake_up_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    wakes: list[int] = []
+    original = _completions.Channel.wake_loop
+
+    def counting(self: _completions.Channel) -> None:
+        wakes.append(1)
+        original(self)
+
+    monkeypatch.setattr(_completions.Channel, "wake_loop", counting)
+    loop = asyncio.new_event_loop()
+    try:
+        channel = _completions.AsyncioChannel(loop)
+        futures = [loop.create_future() for _ in range(20)]
+        jobs = [
+            channel.submit(_workers.FILESYSTEM, pow, (i, 2), {}, fut, must_finish=False)
+            for i, fut in enumerate(futures)
+        ]
+        assert _until(lambda: channel._completed == len(jobs))  # the loop has not run: no drain
+        assert wakes == [1]
+        loop.run_until_complete(asyncio.wait_for(asyncio.gather(*futures), WAIT_S))
+        assert [_completions.outcome(job) for job in jobs] == [i * i for i in range(20)]
+        channel._guard.cancel()
+        loop.run_until_complete(asyncio.gather(channel._guard, return_exceptions=True))
+        assert not channel.open
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_channel_fd_closes_when_the_loop_ends_even_with_a_call_running(backend: str) -> None:
+    started, gate, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        gate.wait(WAIT_S)
+        finished.set()
+
+    async def main() -> set[int]:
+        with anyio.move_on_after(WAIT_S) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_abandonable, slow, False)
+                await anyio.to_thread.run_sync(started.wait, WAIT_S)
+                scope.cancel()
+        return _open_fds()
+
+    before = _open_fds()
+    during = anyio.run(main, backend=backend)
+    assert during - before  # the channel's fd existed while the loop ran
+    gate.set()
+    assert finished.wait(WAIT_S)
+    assert _until(lambda: _open_fds() <= before)  # the last running job closed it
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def test_several_loops_in_several_threads_at_once(tmp_path: Any) -> None:
+    expected = os.stat(tmp_path)
+    results: dict[str, list[bool]] = {}
+    backends: list[tuple[str, dict[str, Any]]] = [("asyncio", {}), ("trio", {})] * 2
+
+    async def main(name: str) -> None:
+        async def one() -> None:
+            for _ in range(50):
+                got = await _engine.run_abandonable(os.stat, (tmp_path,), {}, wait_lane=False)
+                results[name].append(got == expected)
+                await _engine.run_to_completion(os.getpid, (), {}, None)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(one)
+
+    def run(i: int, backend: tuple[str, dict[str, Any]]) -> None:
+        name = f"{backend[0]}-{i}"
+        results[name] = []
+        anyio.run(main, name, backend=backend[0], backend_options=backend[1])
+
+    threads = [
+        threading.Thread(target=run, args=(i, b), daemon=True) for i, b in enumerate(backends)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S * 6)
+    assert len(results) == len(backends)
+    assert all(len(r) == 400 and all(r) for r in results.values())
+
+
+def test_engine_works_in_a_forked_child(tmp_path: Any) -> None:
+    script = f"""
+import asyncio, os, sys, trio
+from aos._async import _engine, _workers
+
+async def stat():
+    return await _engine.run_abandonable(os.stat, ({str(tmp_path)!r},), {{}}, wait_lane=False)
+
+asyncio.run(stat())  # the parent has workers and (closed) channels now
+assert _workers.FILESYSTEM.threads() >= 1
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        assert _workers.FILESYSTEM.threads() == 0
+        assert asyncio.run(stat()) == os.stat({str(tmp_path)!r})
+        assert trio.run(stat) == os.stat({str(tmp_path)!r})
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert asyncio.run(stat()) == os.stat({str(tmp_path)!r})  # the parent goes on too
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
+# tuning
+
+
+def test_set_max_workers_validates(max_workers: None) -> None:
+    tuning.set_max_workers(3)
+    assert tuning.max_workers() == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        tuning.set_max_workers(0)
+    with pytest.raises(TypeError):
+        tuning.set_max_workers(2.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        tuning.set_max_workers(True)
+    assert tuning.max_workers() == 3
+    assert set(tuning.__all__) == {"max_workers", "set_max_workers"}
+
+
+def test_max_workers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOS_MAX_WORKERS", "5")
+    assert _workers.default_max_workers() == 5
+    monkeypatch.setenv("AOS_MAX_WORKERS", "zero")
+    with pytest.raises(ValueError, match="AOS_MAX_WORKERS"):
+        _workers.default_max_workers()
+    monkeypatch.delenv("AOS_MAX_WORKERS")
+    assert 1 <= _workers.default_max_workers() <= 32

@@ -1,0 +1,269 @@
+"""``read``/``write``/``readv``/``writev``: readiness on the loop for pipes, sockets and ttys.
+
+Pipes are made both blocking and ``O_NONBLOCK``; the fd's flag must be the same afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import aos
+from aos._async._offload import QUERY, call
+
+pytestmark = pytest.mark.anyio
+
+BIG = 1 << 20  # far more than a pipe holds
+
+
+@pytest.fixture(params=[True, False], ids=["blocking", "nonblocking"])
+def pipe(request: pytest.FixtureRequest) -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    os.set_blocking(r, request.param)
+    os.set_blocking(w, request.param)
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+async def test_read_waits_for_data_without_blocking_the_loop(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    blocking = os.get_blocking(r)
+
+    async def later() -> None:
+        await anyio.sleep(0.05)
+        assert await aos.write(w, b"hello") == 5
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(later)
+        assert await aos.read(r, 100) == b"hello"
+    assert os.get_blocking(r) is blocking
+    os.close(w)
+    assert await aos.read(r, 100) == b""  # end of file
+
+
+async def test_big_write_is_whole_and_read_back_in_order(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    data = bytes(range(256)) * (BIG // 256)
+    received = bytearray()
+
+    async def reader() -> None:
+        while chunk := await aos.read(r, 65536):
+            received.extend(chunk)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        total = 0
+        while total < len(data):  # a non-blocking fd may take less, as os.write does
+            n = await aos.write(w, memoryview(data)[total:])
+            assert n > 0
+            if os.get_blocking(w):
+                assert n == len(data)
+            total += n
+        os.close(w)
+    assert received == data
+
+
+async def test_readv_and_writev(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    assert await aos.writev(w, [b"ab", bytearray(b"cd"), memoryview(b"ef")]) == 6
+    first, second = bytearray(4), bytearray(4)
+    assert await aos.readv(r, [first, second]) == 6
+    assert (first, second[:2]) == (bytearray(b"abcd"), bytearray(b"ef"))
+    big = [b"x" * 100_000, b"y" * 100_000]
+    received = bytearray()
+
+    async def reader() -> None:
+        buffer = bytearray(70_000)
+        while n := await aos.readv(r, [buffer]):
+            received.extend(buffer[:n])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        total = 0
+        while total < 200_000:
+            rest = b"".join(big)[total:]
+            total += await aos.writev(w, [rest[:50_000], rest[50_000:]])
+        os.close(w)
+    assert received == b"".join(big)
+
+
+async def test_cancelled_read_takes_nothing(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    with anyio.move_on_after(0.05) as scope:
+        await aos.read(r, 10)
+    assert scope.cancelled_caught
+    await aos.write(w, b"data")
+    assert await aos.read(r, 10) == b"data"
+
+
+async def test_cancelled_write_to_a_full_pipe_writes_nothing(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    size = await _fill(w)
+    with anyio.move_on_after(0.05) as scope:
+        await aos.write(w, b"more")
+    assert scope.cancelled_caught
+    got = 0
+    while got < size:
+        got += len(await aos.read(r, 65536))
+    assert got == size
+    os.close(w)
+    assert await aos.read(r, 10) == b""  # nothing of the cancelled write
+
+
+async def _fill(w: int) -> int:
+    """Fill a pipe through a non-blocking description of its own (non-blocking calls only)."""
+    fd = os.open(f"/proc/self/fd/{w}", os.O_WRONLY | os.O_NONBLOCK)
+    total = 0
+    try:
+        while True:
+            total += os.write(fd, b"z" * 4096)
+    except BlockingIOError:
+        return total
+    finally:
+        os.close(fd)
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_two_readers_on_one_pipe(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        got.append(await aos.read(r, 1))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        tg.start_soon(reader)
+        await anyio.sleep(0.05)
+        await aos.write(w, b"ab")
+    assert sorted(got) == [b"a", b"b"]
+
+
+async def test_socketpair() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(True)
+        b.setblocking(False)
+
+        async def later() -> None:
+            await anyio.sleep(0.02)
+            assert await aos.write(b.fileno(), b"ping") == 4
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(later)
+            assert await aos.read(a.fileno(), 10) == b"ping"
+        received = bytearray()
+
+        async def reader() -> None:
+            while len(received) < 3_000_000:
+                received.extend(await aos.read(b.fileno(), 1 << 20))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            assert await aos.write(a.fileno(), b"x" * 3_000_000) == 3_000_000
+        assert received == b"x" * 3_000_000
+        assert a.getblocking()
+        assert not b.getblocking()
+
+
+async def test_tty() -> None:
+    master, slave = pty.openpty()
+    try:
+        assert os.get_blocking(master)
+
+        async def later() -> None:
+            await anyio.sleep(0.02)
+            assert await aos.write(slave, b"hi\n") == 3
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(later)
+            assert (await aos.read(master, 100)).strip() == b"hi"
+        with anyio.move_on_after(0.05) as scope:
+            await aos.read(master, 100)
+        assert scope.cancelled_caught
+        data = b"y" * 10_000
+        received = bytearray()
+
+        async def reader() -> None:
+            while len(received) < len(data):
+                received.extend((await aos.read(master, 65536)).replace(b"\r\n", b"\n"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            assert await aos.write(slave, data) == len(data)
+        assert received == data
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+async def test_regular_files_and_devices_go_through_the_engine(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = await aos.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        assert await aos.write(fd, b"hello world") == 11
+        assert await aos.writev(fd, [b"!", b"?"]) == 2
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert await aos.read(fd, 5) == b"hello"
+        buffer = bytearray(3)
+        assert await aos.readv(fd, [buffer]) == 3
+        assert buffer == b" wo"
+    finally:
+        await aos.close(fd)
+    null = await aos.open("/dev/null", os.O_RDWR)
+    try:
+        assert await aos.read(null, 10) == b""
+        assert await aos.write(null, b"gone") == 4
+    finally:
+        await aos.close(null)
+
+
+async def _os_error(fn: Any, *args: Any) -> BaseException:
+    def run() -> BaseException:
+        try:
+            fn(*args)
+        except BaseException as exc:
+            return exc
+        raise AssertionError("no error")
+
+    return await call(QUERY, None, run)  # aos workers are daemon threads
+
+
+async def test_errors_are_those_of_os(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    closed_r, closed_w = os.pipe()
+    os.close(closed_r)
+    cases: list[tuple[str, tuple[Any, ...]]] = [
+        ("read", (r, -1)),
+        ("read", (r, "1")),
+        ("read", (closed_r, 1)),
+        ("write", (w, "text")),
+        ("write", (closed_w, b"x")),  # no reader: BrokenPipeError
+        ("write", (-1, b"x")),
+        ("writev", (w, ["text"])),
+        ("readv", (r, [b"immutable"])),
+        ("readv", (closed_r, [bytearray(1)])),
+    ]
+    try:
+        for name, args in cases:
+            expected = await _os_error(getattr(os, name), *args)
+            with pytest.raises(type(expected)) as info:
+                await getattr(aos, name)(*args)
+            got = info.value
+            assert got.args == expected.args, name
+            assert getattr(got, "errno", None) == getattr(expected, "errno", None)
+            assert got.__cause__ is None
+    finally:
+        os.close(closed_w)

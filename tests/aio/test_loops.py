@@ -1,0 +1,74 @@
+"""aos on several event loops in several threads at once, and outside any event loop."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+import aos
+
+
+async def churn(base: Path, tag: str) -> list[str]:
+    """A little of everything: create, stat, list, rename, remove."""
+    d = str(base / tag)
+    await aos.mkdir(d)
+    for i in range(20):
+        fd = await aos.open(f"{d}/{i}", os.O_WRONLY | os.O_CREAT)
+        await aos.close(fd)
+        assert (await aos.stat(f"{d}/{i}")).st_size == 0
+    await aos.rename(f"{d}/0", f"{d}/zero")
+    names = sorted(await aos.listdir(d))
+    for name in names:
+        await aos.unlink(f"{d}/{name}")
+    await aos.rmdir(d)
+    return names
+
+
+def test_loops_in_threads_at_once(tmp_path: Path) -> None:
+    backends = [("asyncio", {}), ("trio", {})]
+    try:
+        import uvloop
+
+        backends.append(("asyncio", {"loop_factory": uvloop.new_event_loop}))
+    except ImportError:
+        pass
+    results: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def run(tag: str, backend: str, options: dict[str, object]) -> None:
+        try:
+            results[tag] = anyio.run(churn, tmp_path, tag, backend=backend, backend_options=options)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [
+        threading.Thread(target=run, args=(f"{backend}{i}{j}", backend, options))
+        for j in range(2)
+        for i, (backend, options) in enumerate(backends)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    expected = sorted([str(i) for i in range(1, 20)] + ["zero"])
+    assert len(results) == len(threads)
+    assert all(r == expected for r in results.values())
+
+
+def test_outside_an_event_loop_gives_anyios_error() -> None:
+    coro = aos.stat(".")
+    with pytest.raises(
+        anyio.NoEventLoopError, match=r"Not currently running on any asynchronous event loop"
+    ):
+        coro.send(None)
+    coro.close()
+
+
+@pytest.mark.anyio
+async def test_every_backend_runs_aos() -> None:
+    assert (await aos.stat("/")).st_ino > 0

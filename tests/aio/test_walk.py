@@ -1,0 +1,437 @@
+"""aos.walk and aos.fwalk against aos.blocking.walk/fwalk (and os.walk/fwalk): same sequence,
+pruning, onerror, links, bytes, dir_fd, deep trees; bounded parallel read-ahead; no fd leaks."""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import os
+import random
+import shlex
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from aos import blocking
+from aos._async import _walk
+from aos._async._iter import fwalk, walk
+from aos._async._offload import QUERY, call
+
+pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
+Prune = Callable[[Any, list[Any]], None]
+
+
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking reference computation on a worker thread."""
+    return await call(QUERY, None, fn, *args)
+
+
+def _make_rich(top: Path) -> Path:
+    """Files, nested and empty directories, every kind of link, a loop and a non-UTF-8 name."""
+    for d in ("a/a1/a11", "a/a2", "b", "c/c1/c2/c3", "e"):
+        (top / d).mkdir(parents=True)
+    for f in ("f1", "f2", "a/fa", "a/a1/a11/deep", "c/c1/c2/c3/x", "a/a2/y"):
+        (top / f).write_text(f)
+    (top / "link_dir").symlink_to("a")
+    (top / "link_file").symlink_to("f1")
+    (top / "dangling").symlink_to("nowhere")
+    (top / "self_loop").symlink_to("self_loop")
+    (top / "a" / "up").symlink_to("..")  # a directory loop
+    odd = os.fsencode(top) + b"/\xff\xfe"
+    os.mkdir(odd)
+    with open(odd + b"/inner", "w"):
+        pass
+    return top
+
+
+def _make_big(top: Path, fanout: int = 30, files: int = 4) -> Path:
+    """About 1,000 directories in three levels, more than one read-ahead job's budget."""
+    for i in range(fanout):
+        for j in range(fanout):
+            d = top / f"d{i:02d}" / f"e{j:02d}"
+            d.mkdir(parents=True)
+            for k in range(files):
+                (d / f"f{k}").touch()
+    return top
+
+
+@pytest.fixture
+def rich(tmp_path: Path) -> Path:
+    return _make_rich(tmp_path / "rich")
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _make_big(tmp_path_factory.mktemp("big"))
+
+
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A chain of 1,500 directories (Python 3.11's recursive os.walk fails on it).
+
+    Made and removed one level at a time: os.makedirs and rmtree recurse."""
+    top = tmp_path_factory.mktemp("deep")
+    paths = [os.path.join(top, *["d"] * n) for n in range(1, 1501)]
+    for path in paths:
+        os.mkdir(path)
+    yield top
+    for path in reversed(paths):
+        os.rmdir(path)
+
+
+def _bare(func: Any) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(func).parameters.values()]
+
+
+def test_signatures_are_those_of_os() -> None:
+    assert _bare(walk) == _bare(os.walk)
+    assert _bare(fwalk) == _bare(os.fwalk)
+
+
+def _as(kind: str, path: Path) -> Any:
+    return {"str": str(path), "bytes": os.fsencode(path), "pathlike": path}[kind]
+
+
+def _sync_walk(top: Any, prune: Prune | None = None, **kwargs: Any) -> list[Any]:
+    out = []
+    for dirpath, dirnames, filenames in blocking.walk(top, **kwargs):
+        out.append((dirpath, list(dirnames), list(filenames)))
+        if prune is not None:
+            prune(dirpath, dirnames)
+    return out
+
+
+async def _async_walk(top: Any, prune: Prune | None = None, **kwargs: Any) -> list[Any]:
+    out = []
+    async for dirpath, dirnames, filenames in walk(top, **kwargs):
+        out.append((dirpath, list(dirnames), list(filenames)))
+        if prune is not None:
+            prune(dirpath, dirnames)
+    return out
+
+
+def _sync_fwalk(top: Any, prune: Prune | None = None, **kwargs: Any) -> list[Any]:
+    out = []
+    for dirpath, dirnames, filenames, fd in blocking.fwalk(top, **kwargs):
+        st = os.fstat(fd)
+        out.append((dirpath, list(dirnames), list(filenames), st.st_ino))
+        if prune is not None:
+            prune(dirpath, dirnames)
+    return out
+
+
+async def _async_fwalk(top: Any, prune: Prune | None = None, **kwargs: Any) -> list[Any]:
+    out = []
+    async for dirpath, dirnames, filenames, fd in fwalk(top, **kwargs):
+        out.append((dirpath, list(dirnames), list(filenames), fd))
+        if prune is not None:
+            prune(dirpath, dirnames)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["str", "bytes", "pathlike"])
+@pytest.mark.parametrize("topdown", [True, False])
+@pytest.mark.parametrize("followlinks", [False, True])
+async def test_walk_matches(rich: Path, kind: str, topdown: bool, followlinks: bool) -> None:
+    if followlinks:  # a loop that branches would make os.walk run for ages
+        await off_loop(os.unlink, rich / "a" / "up")
+    top = _as(kind, rich)
+    kwargs: dict[str, Any] = {"topdown": topdown, "followlinks": followlinks}
+    expected = await off_loop(lambda: _sync_walk(top, **kwargs))
+    assert await _async_walk(top, **kwargs) == expected
+    os_walk = await off_loop(lambda: [(p, list(d), list(f)) for p, d, f in os.walk(top, **kwargs)])
+    assert expected == os_walk
+    assert len(expected) >= 10
+
+
+@pytest.mark.parametrize("kind", ["str", "bytes", "pathlike"])
+@pytest.mark.parametrize("topdown", [True, False])
+@pytest.mark.parametrize("follow_symlinks", [False, True])
+async def test_fwalk_matches(rich: Path, kind: str, topdown: bool, follow_symlinks: bool) -> None:
+    if follow_symlinks:  # a loop that branches would make os.fwalk run for ages
+        await off_loop(os.unlink, rich / "a" / "up")
+    top = _as(kind, rich)
+    kwargs: dict[str, Any] = {"topdown": topdown, "follow_symlinks": follow_symlinks}
+    expected = await off_loop(lambda: _sync_fwalk(top, **kwargs))
+    got = []
+    async for dirpath, dirnames, filenames, fd in fwalk(top, **kwargs):
+        st, path_st = await off_loop(os.fstat, fd), await off_loop(os.stat, dirpath)
+        assert (st.st_dev, st.st_ino) == (path_st.st_dev, path_st.st_ino)
+        got.append((dirpath, list(dirnames), list(filenames), st.st_ino))
+    assert got == expected
+    assert len(expected) >= 10
+
+
+@pytest.mark.parametrize("topdown", [True, False])
+async def test_big_tree_matches_and_reads_ahead_in_parallel(
+    big: Path, topdown: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = peak = 0
+    real_explore, real_gather = _walk._explore, _walk._gather
+
+    def counting_explore(*args: Any) -> Any:
+        nonlocal jobs
+        jobs += 1
+        return real_explore(*args)
+
+    async def counting_gather(batch: list[Any]) -> list[Any]:
+        nonlocal peak
+        peak = max(peak, len(batch))
+        return await real_gather(batch)
+
+    monkeypatch.setattr(_walk, "_explore", counting_explore)
+    monkeypatch.setattr(_walk, "_gather", counting_gather)
+    expected = await off_loop(lambda: _sync_walk(big, topdown=topdown))
+    assert await _async_walk(big, topdown=topdown) == expected
+    assert len(expected) == 1 + 30 + 900
+    assert jobs < len(expected) / 10  # many directories per worker hop
+    assert peak == _walk._JOBS  # independent subtrees are submitted together
+    fexpected = await off_loop(lambda: _sync_fwalk(big, topdown=topdown))
+    fgot = await _async_fwalk(big, topdown=topdown)
+    assert [t[:3] for t in fgot] == [t[:3] for t in fexpected]
+
+
+def _prune_some(dirpath: Any, dirnames: list[Any]) -> None:
+    """Drop every third name and names starting with 'a', reverse, add a link and a ghost."""
+    a = b"a" if isinstance(dirpath, bytes) else "a"
+    kept = [n for i, n in enumerate(dirnames) if i % 3 != 1 and not n.startswith(a)]
+    kept.reverse()
+    extra = [b"link_dir", b"ghost"] if isinstance(dirpath, bytes) else ["link_dir", "ghost"]
+    dirnames[:] = kept + extra
+
+
+@pytest.mark.parametrize("which", ["rich", "big"])
+@pytest.mark.parametrize("kind", ["str", "bytes"])
+async def test_topdown_pruning_in_place(rich: Path, big: Path, which: str, kind: str) -> None:
+    top = _as(kind, rich if which == "rich" else big)
+    expected = await off_loop(lambda: _sync_walk(top, _prune_some))
+    assert await _async_walk(top, _prune_some) == expected
+    fexpected = await off_loop(lambda: _sync_fwalk(top, _prune_some))
+    fgot = await _async_fwalk(top, _prune_some)
+    assert [t[:3] for t in fgot] == [t[:3] for t in fexpected]
+    assert await _fds_under(rich) == await _fds_under(big) == 0
+
+
+async def test_pruning_everything_stops_the_descent(big: Path) -> None:
+    def prune_all(_: Any, dirnames: list[Any]) -> None:
+        dirnames.clear()
+
+    assert len(await _async_walk(big, prune_all)) == 1
+    assert len(await _async_fwalk(big, prune_all)) == 1
+    assert await _fds_under(big) == 0
+
+
+def _error_fields(error: BaseException) -> tuple[Any, ...]:
+    assert isinstance(error, OSError)
+    return (type(error), error.errno, error.strerror, error.filename, error.filename2, str(error))
+
+
+@pytest.mark.parametrize("name", ["missing", "f1"])
+async def test_onerror_gets_the_os_error(rich: Path, name: str) -> None:
+    top = rich / name
+    expected: list[BaseException] = []
+    await off_loop(lambda: _sync_walk(top, onerror=expected.append))
+    got: list[BaseException] = []
+    assert await _async_walk(top, onerror=got.append) == []
+    assert [_error_fields(e) for e in got] == [_error_fields(e) for e in expected]
+    assert len(got) == 1
+    assert await _async_walk(top) == []  # no onerror: silently nothing
+
+
+async def test_fwalk_root_errors_raise_like_os(rich: Path) -> None:
+    def sync_error() -> BaseException:
+        with pytest.raises(FileNotFoundError) as caught:
+            list(os.fwalk(rich / "missing"))
+        return caught.value
+
+    expected = await off_loop(sync_error)
+    with pytest.raises(FileNotFoundError) as caught:
+        await _async_fwalk(rich / "missing")
+    assert _error_fields(caught.value) == _error_fields(expected)
+    # A file as root: os.fwalk yields nothing.
+    assert await _async_fwalk(rich / "f1") == []
+
+
+async def test_an_error_from_onerror_ends_the_walk(rich: Path) -> None:
+    class Stop(Exception):
+        pass
+
+    def onerror(error: OSError) -> None:
+        raise Stop from error
+
+    it = walk(rich / "missing", onerror=onerror)
+    with pytest.raises(Stop):
+        await it.__anext__()
+    with pytest.raises(StopAsyncIteration):
+        await it.__anext__()
+
+
+async def test_walk_errors_are_raised_where_os_raises_them() -> None:
+    it = walk(1.5)  # type: ignore[type-var]
+    with pytest.raises(TypeError):  # on first use, like the generator
+        await it.__anext__()
+
+
+async def test_fwalk_with_dir_fd(rich: Path) -> None:
+    fd = os.open(rich.parent, os.O_RDONLY)
+    try:
+        expected = await off_loop(lambda: _sync_fwalk("rich", dir_fd=fd))
+        got = []
+        async for dirpath, dirnames, filenames, dirfd in fwalk("rich", dir_fd=fd):
+            got.append(
+                (dirpath, list(dirnames), list(filenames), (await off_loop(os.fstat, dirfd)).st_ino)
+            )
+        assert got == expected
+        assert got[0][0] == "rich"
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("topdown", [True, False])
+async def test_deep_tree(deep: Path, topdown: bool) -> None:
+    expected = await off_loop(lambda: _sync_walk(deep, topdown=topdown))
+    assert len(expected) == 1501
+    assert await _async_walk(deep, topdown=topdown) == expected
+    fexpected = await off_loop(lambda: _sync_fwalk(deep, topdown=topdown))
+    fgot = await _async_fwalk(deep, topdown=topdown)
+    assert [t[:3] for t in fgot] == [t[:3] for t in fexpected]
+    assert await _fds_under(deep) == 0
+
+
+def _count_fds_under(path: Path) -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        count += target == str(path) or target.startswith(f"{path}/")
+    return count
+
+
+async def _fds_under(path: Path) -> int:
+    return await off_loop(_count_fds_under, path)
+
+
+async def test_fwalk_closes_its_fds_on_every_exit(big: Path) -> None:
+    it = fwalk(big)
+    for _ in range(50):
+        await it.__anext__()
+    assert await _fds_under(big) >= 3  # the path down plus read-ahead
+    await it.aclose()
+    assert await _fds_under(big) == 0
+
+    async with fwalk(big, topdown=False) as it:
+        await it.__anext__()
+    assert await _fds_under(big) == 0
+
+    it = fwalk(big)
+    await it.__anext__()
+    del it
+    gc.collect()
+    assert await _fds_under(big) == 0
+
+    async for _ in fwalk(big):
+        pass
+    assert await _fds_under(big) == 0
+
+
+async def test_read_ahead_stays_bounded(big: Path) -> None:
+    it = walk(big)
+    assert isinstance(it, _walk._Walk)
+    fit = fwalk(big)
+    assert isinstance(fit, _walk._FWalk)
+    async for _ in it:
+        assert it._cached_names <= _walk._CACHE_ENTRIES + _walk._JOBS * _walk._JOB_ENTRIES
+    async for _ in fit:
+        assert len(fit._cache) <= _walk._CACHE_FDS + _walk._JOBS * _walk._FJOB_DIRS
+
+
+async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) -> None:
+    """Cancel walks and fwalks after a random number of triples or at a random moment."""
+    top = await off_loop(_make_big, tmp_path, 6, 2)
+    rng = random.Random(6)
+    cancelled = 0
+    for round_ in range(1000):
+        make = fwalk if round_ % 3 else walk
+        topdown = rng.random() < 0.5
+        if round_ % 2:
+            with anyio.move_on_after(rng.uniform(0, 0.002)) as scope:
+                async for _ in make(top, topdown=topdown):
+                    pass
+        else:
+            k = rng.randrange(45)
+            with anyio.CancelScope() as scope:
+                it = make(top, topdown=topdown)
+                seen = 0
+                async for _ in it:
+                    seen += 1
+                    if seen == k:
+                        scope.cancel()
+                        await anyio.lowlevel.checkpoint()
+            del it
+        cancelled += scope.cancelled_caught
+    assert cancelled >= 450
+    for _ in range(500):  # abandoned walk reads hold no fds, but give fwalk's a moment
+        if not await _fds_under(top):
+            break
+        await anyio.sleep(0.01)
+    assert await _fds_under(top) == 0
+
+
+UNREADABLE_CHILD = textwrap.dedent(
+    """
+    import os, sys, anyio
+    from aos import blocking
+    from aos._async._iter import walk, fwalk
+    top = sys.argv[1]
+    def sync():
+        errors = []
+        walked = [(p, sorted(d), sorted(f)) for p, d, f in blocking.walk(top, onerror=errors.append)]
+        fwalked = [(p, sorted(d), sorted(f)) for p, d, f, _ in blocking.fwalk(top, onerror=errors.append)]
+        return walked, fwalked, [(type(e), e.errno, e.filename) for e in errors]
+    async def main():
+        errors = []
+        walked = [(p, sorted(d), sorted(f)) async for p, d, f in walk(top, onerror=errors.append)]
+        fwalked = [(p, sorted(d), sorted(f)) async for p, d, f, _ in fwalk(top, onerror=errors.append)]
+        return walked, fwalked, [(type(e), e.errno, e.filename) for e in errors]
+    expected = sync()
+    assert expected[2], "no permission error: capabilities were not dropped"
+    for backend in ("asyncio", "trio"):
+        got = anyio.run(main, backend=backend)
+        assert got == expected, (backend, got, expected)
+    print("ok", len(expected[2]))
+    """
+)
+
+
+def test_unreadable_directories_go_to_onerror(tmp_path: Path) -> None:
+    """Root bypasses permission bits: run the walks in a child without DAC capabilities."""
+    capsh = "/usr/sbin/capsh"
+    if not os.path.exists(capsh):
+        pytest.skip("capsh is not installed: cannot drop CAP_DAC_OVERRIDE as root")
+    top = _make_rich(tmp_path / "rich")
+    for locked in ("a/a1", "c"):
+        (top / locked).chmod(0)
+    tmp_path.chmod(0o755)
+    try:
+        if os.geteuid() == 0:
+            child = shlex.join([sys.executable, "-c", UNREADABLE_CHILD, str(top)])
+            cmd = [capsh, "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", child]
+        else:
+            cmd = [sys.executable, "-c", UNREADABLE_CHILD, str(top)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        for locked in ("a/a1", "c"):
+            (top / locked).chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok 4\n"  # two unreadable directories, each walk reports both

@@ -1,0 +1,277 @@
+"""The command line: ``du`` and ``find`` agree with the real tools on a generated tree; ``tree``,
+errors, Ctrl-C and the loop option behave."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aos._cli import main
+from aos._cli._common import Progress, human_size
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("du") is None or shutil.which("find") is None, reason="needs GNU du and find"
+)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tree with every kind of entry du and find treat specially."""
+    root = tmp_path_factory.mktemp("cli") / "root"
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / ".hidden").mkdir()
+    for i, size in enumerate([0, 1, 511, 512, 513, 4095, 4096, 4097, 100_000, 1_500_000]):
+        folder = [root, root / "a", root / "a" / "b", root / "a" / "b" / "c"][i % 4]
+        (folder / f"f{i}.{'txt' if i % 2 else 'bin'}").write_bytes(b"x" * size)
+    (root / ".hidden" / "secret.txt").write_bytes(b"y" * 3000)
+    with open(root / "a" / "sparse.img", "wb") as f:  # apparent size far above blocks used
+        f.truncate(5_000_000)
+        f.write(b"z" * 10)
+    os.link(root / "a" / "f1.txt", root / "hard1.txt")  # one inode, counted once
+    os.link(root / "a" / "b" / "f6.bin", root / "a" / "b" / "c" / "hard2.bin")
+    os.symlink("a/f1.txt", root / "link-to-file")
+    os.symlink("a", root / "link-to-dir")
+    os.symlink("nowhere", root / "a" / "dangling")
+    os.mkfifo(root / "a" / "fifo")
+    return root
+
+
+def run_cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def run_tool(*argv: str) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+
+def as_table(output: str) -> dict[str, str]:
+    """``size<TAB>path`` lines as {path: size}."""
+    return {path: size for size, path in (line.split("\t", 1) for line in output.splitlines())}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--block-size=1"],
+        ["-b"],
+        ["-s", "--block-size=1"],
+        ["-sb"],
+        ["-a", "--block-size=1"],
+        ["-a", "-b", "--max-depth=1"],
+        ["--max-depth=2"],
+        ["-k"],
+        ["-m", "-a"],
+        ["-h", "-a"],
+        ["--apparent-size", "-h"],
+        ["-B", "512"],
+    ],
+    ids=lambda options: " ".join(options),
+)
+def test_du_equals_du(tree: Path, options: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run_cli("du", *options, str(tree), capsys=capsys)
+    assert (status, err) == (0, "")
+    expected = as_table(run_tool("du", *options, str(tree)))
+    assert as_table(out) == expected
+    assert len(out.splitlines()) == len(expected)  # no path printed twice
+
+
+def test_du_counts_hard_links_once_across_paths(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = [str(tree / "a"), str(tree / "hard1.txt"), str(tree)]
+    status, out, _ = run_cli("du", "-sb", *paths, capsys=capsys)
+    assert status == 0
+    assert as_table(out) == as_table(run_tool("du", "-sb", *paths))
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        ([], []),
+        (["--name", "*.txt"], ["-name", "*.txt"]),
+        (["--iname", "F1*"], ["-iname", "F1*"]),
+        (["--name", ".*"], ["-name", ".*"]),
+        (["--type", "f"], ["-type", "f"]),
+        (["--type", "d"], ["-type", "d"]),
+        (["--type", "l"], ["-type", "l"]),
+        (["--type", "p"], ["-type", "p"]),
+        (["--type", "f,l"], ["-type", "f,l"]),
+        (["--size", "+1k"], ["-size", "+1k"]),
+        (["--size=-1M"], ["-size", "-1M"]),
+        (["--size", "1"], ["-size", "1"]),
+        (["--size", "513c"], ["-size", "513c"]),
+        (["--size", "+2", "--size=-9"], ["-size", "+2", "-size", "-9"]),
+        (
+            ["--type", "f", "--name", "f*", "--size=-2k"],
+            ["-type", "f", "-name", "f*", "-size", "-2k"],
+        ),
+        (["--max-depth", "1"], ["-maxdepth", "1"]),
+        (["--min-depth", "2", "--name", "*.bin"], ["-mindepth", "2", "-name", "*.bin"]),
+    ],
+    ids=lambda args: " ".join(args) or "all",
+)
+def test_find_equals_find(
+    tree: Path, ours: list[str], theirs: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run_cli("find", str(tree), *ours, capsys=capsys)
+    assert (status, err) == (0, "")
+    expected = run_tool("find", str(tree), *theirs)  # depth options come first in each case
+    assert sorted(out.splitlines()) == sorted(expected.splitlines())
+    assert out  # every case above matches something
+
+
+def test_tree_draws_sorted_entries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "b" / "inner").mkdir(parents=True)
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b" / "inner" / "deep.txt").write_text("d")
+    (tmp_path / "b" / "z.txt").write_text("z")
+    (tmp_path / ".dot").write_text("hidden")
+    os.symlink("a.txt", tmp_path / "c-link")
+    status, out, err = run_cli("tree", str(tmp_path), capsys=capsys)
+    assert (status, err) == (0, "")
+    assert out == (
+        f"{tmp_path}\n"
+        "├── a.txt\n"
+        "├── b\n"
+        "│   ├── inner\n"
+        "│   │   └── deep.txt\n"
+        "│   └── z.txt\n"
+        "└── c-link -> a.txt\n"
+        "\n2 directories, 4 files\n"
+    )
+    _, out, _ = run_cli("tree", "-a", "-d", "-L", "1", str(tmp_path), capsys=capsys)
+    assert out == f"{tmp_path}\n└── b\n\n1 directory\n"
+    _, out, _ = run_cli("tree", "-a", str(tmp_path / "b" / "inner"), capsys=capsys)
+    assert out.endswith("└── deep.txt\n\n0 directories, 1 file\n")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "trio"])
+def test_every_loop_gives_the_same_answer(
+    tree: Path, loop: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not installed")
+    _, reference, _ = run_cli("du", "-a", "-b", str(tree), capsys=capsys)
+    status, out, _ = run_cli("du", "-a", "-b", "--loop", loop, str(tree), capsys=capsys)
+    assert status == 0
+    assert as_table(out) == as_table(reference)
+
+
+def test_missing_path_is_one_line_and_status_1(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    for command in ("du", "find", "tree"):
+        done = subprocess.run(
+            [sys.executable, "-m", "aos", command, str(missing)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1
+        assert (
+            done.stderr
+            == f"aos {command}: cannot {'open' if command == 'tree' else 'access'} '{missing}': No such file or directory\n"
+        )
+
+
+def test_other_paths_are_still_reported_after_an_error(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run_cli("du", "-sb", str(tree / "missing"), str(tree / "a"), capsys=capsys)
+    assert status == 1
+    assert len(err.splitlines()) == 1
+    assert as_table(out) == as_table(run_tool("du", "-sb", str(tree / "a")))
+
+
+def test_unreadable_directory_is_reported_and_the_walk_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open" / "file").write_text("x")
+    os.chmod(tmp_path / "locked", 0)
+    command = [sys.executable, "-m", "aos", "find", str(tmp_path)]
+    if os.geteuid() == 0:  # root reads any directory: run the child without that power
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root and setpriv (util-linux) is not installed")
+        command[:0] = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        os.chmod(tmp_path / "locked", 0o755)
+    assert done.returncode == 1
+    assert done.stderr == f"aos find: cannot access '{tmp_path}/locked': Permission denied\n"
+    assert sorted(done.stdout.splitlines()) == [
+        str(tmp_path),
+        f"{tmp_path}/locked",
+        f"{tmp_path}/open",
+        f"{tmp_path}/open/file",
+    ]
+
+
+def test_ctrl_c_stops_without_a_traceback(tmp_path: Path) -> None:
+    """SIGINT while ``find`` is blocked writing to a full pipe: status 130, nothing on stderr."""
+    for i in range(2000):  # far more output than a pipe holds
+        (tmp_path / f"{i:04d}-{'x' * 100}").touch()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "aos", "find", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], 60)  # it is walking and writing
+        assert ready
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)  # reads the rest, so a slow exit cannot deadlock
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130
+    assert err == b""
+
+
+def test_progress_renders_counts(tmp_path: Path) -> None:
+    pytest.importorskip("rich", reason="rich (the cli extra) is not installed")
+    progress = Progress("du:", enabled=False)
+    progress.advance("/some/dir", 2048)
+    progress.advance("/some/dir/file", 1024)
+    text = progress._render().plain
+    assert text.startswith("du: 2 entries, 3.0KB")
+    assert "/some/dir/file" in text
+
+
+def test_forced_progress_leaves_the_results_alone(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run_cli("du", "-sb", "--progress", str(tree), capsys=capsys)
+    assert status == 0
+    assert as_table(out) == as_table(run_tool("du", "-sb", str(tree)))
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0"),
+        (1023, "1023"),
+        (1024, "1.0K"),
+        (1025, "1.1K"),
+        (10 * 1024 - 1, "10K"),
+        (10 * 1024, "10K"),
+        (10 * 1024 + 1, "11K"),
+        (1024**2 - 1, "1.0M"),
+        (1024**2, "1.0M"),
+        (5 * 1024**3 + 1, "5.1G"),
+    ],
+)
+def test_human_size_rounds_up_like_du(n: int, text: str) -> None:
+    assert human_size(n) == text
