@@ -258,6 +258,7 @@ if _TYPE_CHECKING:
         pathconf_names as pathconf_names,
         pathsep as pathsep,
         pidfd_open as pidfd_open,
+        popen as popen,
         putenv as putenv,
         register_at_fork as register_at_fork,
         sched_get_priority_max as sched_get_priority_max,

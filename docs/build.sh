@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the docs as CI does: warnings are errors, every reference must resolve (nitpicky).
-# Installs what the build needs: the Python packages of docs/requirements.txt into the active
+# Installs what the build needs: aos with its docs extra into the active
 # Python, and Debian's python3.11-doc (the Python docs' objects.inv, for intersphinx offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,6 @@ if [ ! -f "$inventory" ]; then
     fi
 fi
 
-"$python" -m pip install -q -r docs/requirements.txt
+"$python" -m pip install -q ".[docs]"
 rm -rf docs/_build/html
 "$python" -m sphinx -W --keep-going -n -b html docs docs/_build/html

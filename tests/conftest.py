@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +18,30 @@ try:
     import uvloop
 except ImportError:  # uvloop is optional: its runs are added only where it is installed
     uvloop = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each run a base temp dir of its own, removed at the end.
+
+    pytest's default numbered dirs under /tmp/pytest-of-USER are shared by concurrent runs, and
+    pytest 9.2's clean-up of old ones leaves a scandir iterator open (an unraisable
+    ResourceWarning, which filterwarnings=error turns into a random failure after all tests).
+    """
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="aos-tests-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    basetemp = config.stash.get(_OWN_BASETEMP, None)
+    if basetemp is not None:
+        try:
+            shutil.rmtree(basetemp, ignore_errors=True)
+        except RecursionError:  # 3.11's rmtree recurses; a test's deep tree was left behind
+            subprocess.run(["rm", "-rf", "--", basetemp], check=False)
+
+
+_OWN_BASETEMP = pytest.StashKey[str]()
 
 BACKENDS: list[Any] = [
     pytest.param(("asyncio", {}), id="asyncio"),

@@ -32,7 +32,7 @@ import anyio
 
 from aos import blocking
 from aos._async import _readiness
-from aos._async._offload import MUTATE, call
+from aos._async._offload import MUTATE, call, home_in_aos
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, SupportsLenAndGetItem, WriteableBuffer
@@ -202,3 +202,6 @@ def _byte_views(buffers: SupportsLenAndGetItem[ReadableBuffer]) -> list[memoryvi
         return [memoryview(buffers[i]).cast("B") for i in range(len(buffers))]
     except (TypeError, ValueError, IndexError):
         return None
+
+
+home_in_aos(read, readv, write, writev)

@@ -5,11 +5,10 @@ The async shapes of the three :mod:`os` calls whose sync shape is an iterator; s
 worker) and :mod:`aos._async._walk` (bounded, order-preserving parallel read-ahead).
 """
 
+from aos._async._offload import home_in_aos
 from aos._async._scandir import scandir
 from aos._async._walk import fwalk, walk
 
 __all__ = ["fwalk", "scandir", "walk"]
 
-for _func in (fwalk, scandir, walk):
-    _func.__module__ = "aos"  # their public home
-del _func
+home_in_aos(fwalk, scandir, walk)

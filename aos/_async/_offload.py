@@ -69,7 +69,9 @@ def offload(
     ``release`` (``MUTATE`` only) frees a result that a cancelled caller will never receive.
     """
     if release is not None and policy is not Policy.MUTATE:
-        raise ValueError("release goes with MUTATE: only a call that runs to completion can hand it back")
+        raise ValueError(
+            "release goes with MUTATE: only a call that runs to completion can hand it back"
+        )
 
     if policy is Policy.MUTATE:
 
@@ -88,6 +90,12 @@ def offload(
     wrapper.__doc__ = f"Like :func:`os.{name}`, but async. {_POLICY_SENTENCE[policy]}"
     wrapper.__aos_policy__ = policy  # type: ignore[attr-defined]
     return wrapper
+
+
+def home_in_aos(*funcs: Callable[..., Any]) -> None:
+    """Give hand-written async calls their public home, ``aos``, as ``offload`` does."""
+    for func in funcs:
+        func.__module__ = "aos"
 
 
 def policy_of(func: object) -> Policy | None:

@@ -39,7 +39,7 @@ import anyio.lowlevel
 
 from aos import blocking
 from aos._async._child_wait import subject_of_pid, wait_for, waitid_options_of
-from aos._async._offload import WAIT, offload
+from aos._async._offload import WAIT, home_in_aos, offload
 
 if TYPE_CHECKING:
     import resource
@@ -267,3 +267,7 @@ async def _kill_and_reap(pid: int) -> None:
         await waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+home_in_aos(waitpid, wait, wait3, wait4, waitid)
+home_in_aos(spawnv, spawnve, spawnvp, spawnvpe, spawnl, spawnle, spawnlp, spawnlpe)

@@ -12,7 +12,7 @@ import os
 import stat as _stat
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, AnyStr, Final, NamedTuple, overload
+from typing import Any, AnyStr, Final, Generic, NamedTuple, overload
 
 __all__ = ["fwalk", "walk"]
 
@@ -31,11 +31,19 @@ def walk(
 ) -> Iterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]:
     """Directory tree generator, like :func:`os.walk`, without recursion."""
     sys.audit("os.walk", top, topdown, onerror, followlinks)
-    # A str/bytes path to visit, or a finished (dirpath, dirnames, filenames) to yield.
-    stack: list[AnyStr | tuple[AnyStr, list[AnyStr], list[AnyStr]]] = [os.fspath(top)]
+    # A path to visit, a subdirectory to visit unless it is a link by then, or a finished
+    # (dirpath, dirnames, filenames) to yield.
+    stack: list[AnyStr | _Subdir[AnyStr] | tuple[AnyStr, list[AnyStr], list[AnyStr]]]
+    stack = [os.fspath(top)]
     while stack:
         item = stack.pop()
-        if isinstance(item, tuple):
+        if isinstance(item, _Subdir):
+            # Checked now, right before listing, not when pushed: a directory swapped for a
+            # symlink while the caller handled its siblings is not followed out of the tree.
+            if not followlinks and os.path.islink(item.path):
+                continue
+            item = item.path
+        elif isinstance(item, tuple):
             yield item
             continue
         listing = _list_for_walk(item, topdown, onerror, followlinks)
@@ -45,13 +53,16 @@ def walk(
         if topdown:
             yield item, dirs, nondirs
             # dirs is read only now, so the caller's in-place edits prune the walk.
-            for dirname in reversed(dirs):
-                new_path = os.path.join(item, dirname)
-                if followlinks or not os.path.islink(new_path):
-                    stack.append(new_path)
+            stack.extend(_Subdir(os.path.join(item, name)) for name in reversed(dirs))
         else:
             stack.append((item, dirs, nondirs))
             stack.extend(reversed(walk_into))
+
+
+class _Subdir(NamedTuple, Generic[AnyStr]):
+    """walk work item: a subdirectory found top-down, to enter unless it is a link by then."""
+
+    path: AnyStr
 
 
 def _list_for_walk(

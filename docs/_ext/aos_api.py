@@ -7,7 +7,6 @@
   ``policy_of`` (or "the same object" for a call that cannot block);
 - the constants and other data in one list, each linked to the Python docs where they have an entry.
 
-``.. aos-async:: scandir walk fwalk`` documents hand-written async calls from their docstrings.
 """
 
 from __future__ import annotations
@@ -163,26 +162,6 @@ class SectionDirective(_Reference):
         return lines
 
 
-class AsyncDirective(_Reference):
-    """``.. aos-async:: scandir walk fwalk``: hand-written async calls, from their docstrings."""
-
-    required_arguments = 1
-    final_argument_whitespace = True
-
-    def run(self) -> list[nodes.Node]:
-        lines: list[str] = []
-        for name in self.arguments[0].split():
-            func = getattr(aos, name)
-            lines += [
-                f".. py:function:: aos.{name}{signature_of(func)}",
-                "",
-                f"   The async face of {self.os_ref(name)}. {summary_of(func)}",
-                "",
-            ]
-        return self.render("\n".join(lines))
-
-
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("aos-section", SectionDirective)
-    app.add_directive("aos-async", AsyncDirective)
     return {"parallel_read_safe": True, "version": "1"}

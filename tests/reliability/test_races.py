@@ -76,15 +76,6 @@ async def test_walk_never_escapes_a_tree_whose_directory_becomes_a_symlink(
     assert not escapes, "\n".join(escapes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "aos.blocking.walk checks islink(child) when it pushes the children of a directory and "
-        "scandirs them later, after the caller has handled sibling subtrees: a child swapped for "
-        "a symlink in between is followed (Python 3.11's recursive os.walk checks just before "
-        "descending and does not escape here)"
-    ),
-)
 def test_blocking_walk_never_escapes_either(tmp_path: Path) -> None:
     """The same race on :func:`aos.blocking.walk` (top-down)."""
     escapes = []
