@@ -2,8 +2,10 @@
 
 ``import aos.blocking as os`` just works: functions implemented in C are the very objects of
 ``os`` (so membership in ``os.supports_fd`` and friends holds), ``environ`` is ``os.environ``,
-``path`` is ``os.path``. ``walk`` and ``fwalk`` are aos's own iterative versions with the
-semantics of ``os``. Each section of the os documentation lives in a module of its own.
+``path`` is ``os.path``. The functions os.py writes in Python run the same code here, but look
+their helpers up in this module, as they do in ``os`` (see :mod:`aos.blocking._rebind`).
+``walk`` and ``fwalk`` are aos's own iterative versions with the semantics of ``os``. Each
+section of the os documentation lives in a module of its own.
 """
 
 import os as _os
@@ -18,6 +20,10 @@ from aos.blocking._random import *
 from aos.blocking._sched import *
 from aos.blocking._sysinfo import *
 from aos.blocking._xattr import *
+
+from aos.blocking._rebind import rebind_os_functions as _rebind_os_functions
+
+_rebind_os_functions(globals())
 
 # As in os, `from aos.blocking import *` takes os.__all__ (no supports_*, PathLike, helpers).
 __all__ = [_name for _name in _os.__all__ if _name in globals()]

@@ -14,6 +14,12 @@ import pytest
 import aos.blocking
 
 OWN = {"walk", "fwalk"}  # aos's own iterative implementations
+# os.py's own Python functions: the same code, with aos.blocking as their globals
+REBOUND = {
+    n
+    for n in {m for m in dir(os) if not m.startswith("_")} | {"_execvpe", "_spawnvef"}
+    if isinstance(getattr(os, n, None), types.FunctionType) and getattr(os, n).__module__ == "os"
+} - OWN
 SECTIONS = (
     "_module",
     "_params",
@@ -43,9 +49,25 @@ def test_no_name_os_lacks() -> None:
     assert not extra, f"aos.blocking has names os does not: {sorted(extra)}"
 
 
-@pytest.mark.parametrize("name", sorted(public_os_names() - OWN))
+@pytest.mark.parametrize("name", sorted(public_os_names() - OWN - REBOUND))
 def test_same_object_as_os(name: str) -> None:
     assert getattr(aos.blocking, name) is getattr(os, name)
+
+
+@pytest.mark.parametrize("name", sorted(REBOUND))
+def test_os_python_function_runs_with_our_globals(name: str) -> None:
+    ours, theirs = getattr(aos.blocking, name), getattr(os, name)
+    assert ours.__code__ is theirs.__code__
+    assert ours.__defaults__ == theirs.__defaults__
+    assert ours.__globals__ is vars(aos.blocking)
+    assert inspect.signature(ours) == inspect.signature(theirs)
+
+
+def test_patching_reaches_os_python_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with os: assigning aos.blocking.environ is what get_exec_path reads."""
+    monkeypatch.setattr(aos.blocking, "environ", {"PATH": "/nowhere:/else"})
+    assert aos.blocking.get_exec_path() == ["/nowhere", "/else"]
+    assert os.get_exec_path() != ["/nowhere", "/else"]
 
 
 def bare_signature(func: object) -> inspect.Signature:

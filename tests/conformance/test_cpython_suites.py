@@ -23,18 +23,7 @@ import aos
 RUNNER = Path(__file__).with_name("runner.py")
 SUITES = ("test.test_os", "test.test_posix")
 
-KNOWN_DIFFERENCES: dict[str, str] = {
-    # Both tests reassign attributes of the module they get as `os` and expect os.py's own
-    # Python functions to see the change. aos.blocking.get_exec_path and friends are os.py's
-    # very functions, whose globals are os's, so assigning aos.blocking.environ/execv does not
-    # reach them. (A fix belongs in aos/blocking/_params.py and _process.py; see the report.)
-    "test.test_os.EnvironTests.test_get_exec_path": (
-        "assigns os.environ = {...} and expects os.get_exec_path() to read the new mapping"
-    ),
-    "test.test_os.ExecTests.test_internal_execvpe_str": (
-        "calls the private os._execvpe with os.execv/os.execve patched on the module"
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 """Test ids that pass with os and not with aos.blocking, each with the reason. The check is
 exact: a difference fixed later fails this test until its entry is removed."""
 
