@@ -17,11 +17,10 @@ from aos.blocking._params import *
 from aos.blocking._process import *
 from aos.blocking._process import _exit as _exit  # public though underscored, as in os
 from aos.blocking._random import *
+from aos.blocking._rebind import rebind_os_functions as _rebind_os_functions
 from aos.blocking._sched import *
 from aos.blocking._sysinfo import *
 from aos.blocking._xattr import *
-
-from aos.blocking._rebind import rebind_os_functions as _rebind_os_functions
 
 _rebind_os_functions(globals())
 
