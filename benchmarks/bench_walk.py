@@ -14,7 +14,7 @@ Warm cache: rounds run back to back, medians reported. Cold cache: the page cach
 (``/proc/sys/vm/drop_caches``, root only) before each timed walk. Memory: peak RSS of a child
 process per contender walking the ``--mem-entries`` tree, against a child that only imports.
 
-    python benchmarks/bench_walk.py --rounds 5 --out benchmarks/results/walk.md
+    python benchmarks/bench_walk.py --rounds 5 > walk-tables.md  # Markdown tables on stdout
 """
 
 from __future__ import annotations
