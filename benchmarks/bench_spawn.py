@@ -232,8 +232,8 @@ def main() -> None:
         "",
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
         f"{os.cpu_count()} CPUs; {N} children per measurement, median of {args.rounds} rounds. "
-        "The machine was shared with other engineers running tests while this ran: "
-        "absolute times are noisy; each ratio divides by the sync reference of the same round.",
+        f"Load average over the last minute of the run: {os.getloadavg()[0]:.2f} (the benchmark "
+        "itself accounts for about 1); each ratio divides by the sync reference of the same round.",
         "",
         "Sync reference per child (median): "
         + ", ".join(f"{m}: {statistics.median(v) * 1e6:.0f} µs" for m, v in sync_abs.items()),

@@ -10,7 +10,7 @@ __all__ = ["max_workers", "set_max_workers"]
 def max_workers() -> int:
     """The most threads that run filesystem calls at once (``WAIT`` calls have their own lane).
 
-    The default is 4 per CPU (at most 32), or the environment variable ``AOS_MAX_WORKERS``
+    The default is one per CPU (from 2 to 8), or the environment variable ``AOS_MAX_WORKERS``
     read at import.
     """
     limit = _workers.FILESYSTEM.limit

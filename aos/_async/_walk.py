@@ -34,7 +34,10 @@ __all__ = ["WalkIterator", "fwalk", "walk"]
 T = TypeVar("T")
 R = TypeVar("R")
 
-_JOBS: Final = 4
+# Read-ahead jobs in flight at once. Warm, they compete for the GIL; cold, they overlap I/O.
+# Measured on 2 cores, 100k entries (x os.walk, warm / cold): 1 job 1.21 / 0.99-1.20,
+# 2 jobs 1.44 / 0.89-0.91, 4 jobs 2.09 / 0.83-0.91.
+_JOBS: Final = 2
 _JOB_ENTRIES: Final = 4096  # a job stops after about this many names...
 _JOB_DIRS: Final = 256  # ...or this many directories (walk)
 _FJOB_DIRS: Final = 64  # ...or this many directories (fwalk: each holds an fd)

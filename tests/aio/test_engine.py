@@ -504,4 +504,4 @@ def test_max_workers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ValueError, match="AOS_MAX_WORKERS"):
         _workers.default_max_workers()
     monkeypatch.delenv("AOS_MAX_WORKERS")
-    assert 1 <= _workers.default_max_workers() <= 32
+    assert _workers.default_max_workers() == max(2, min(8, os.cpu_count() or 1))

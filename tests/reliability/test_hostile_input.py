@@ -366,3 +366,47 @@ def test_hostile_input_covers_the_async_names() -> None:
         if params_of(name) is None:
             uncovered.append(name)
     assert not uncovered, f"async names with a parameter the test has no value for: {uncovered}"
+
+
+def async_path_names() -> list[str]:
+    """The names of :mod:`aos.path` that are async faces of ``os.path`` calls."""
+    return sorted(
+        n for n in aos.path.__all__ if getattr(aos.path, n) is not getattr(os.path, n, None)
+    )
+
+
+PATH_PARAM_KINDS = {"sameopenfile": "fd"}
+"""The kind of hostile value an aos.path call takes first, where it is not a path."""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", async_path_names())
+async def test_hostile_input_to_aos_path_fails_like_os_path(
+    name: str, trees: tuple[Tree, Tree]
+) -> None:
+    """Each async ``aos.path`` call, given every hostile value as its first argument (and a
+    harmless second one where it takes two), returns or raises exactly what ``os.path`` does."""
+    atree, stree = trees
+    kind = PATH_PARAM_KINDS.get(name, "path")
+    required = [
+        p
+        for p in inspect.signature(getattr(os.path, name)).parameters.values()
+        if p.default is p.empty and p.kind is not p.VAR_POSITIONAL
+    ]
+    mismatches = []
+    for (label, avalue), (_, svalue) in zip(atree.hostile(kind), stree.hostile(kind), strict=True):
+        aargs = [avalue] + [atree.base(kind, "second")] * (len(required) - 1)
+        sargs = [svalue] + [stree.base(kind, "second")] * (len(required) - 1)
+        expected = await anyio.to_thread.run_sync(outcome, getattr(os.path, name), *sargs)
+        with anyio.fail_after(10):
+            try:
+                got: tuple[str, Any] = ("ok", await getattr(aos.path, name)(*aargs))
+            except Exception as error:
+                got = ("raised", error)
+        if describe(got, atree, stree) != describe(expected, stree, stree):
+            mismatches.append(
+                f"{name}({label}): aos.path {describe(got, atree, stree)}"
+                f" != os.path {describe(expected, stree, stree)}"
+            )
+    assert not mismatches, "\n".join(mismatches)
+    assert await aos.path.isfile(atree.root / "file")  # and aos.path still serves
