@@ -17,6 +17,6 @@ if [ ! -f "$inventory" ]; then
     fi
 fi
 
-"$python" -m pip install -q ".[docs]"
+"$python" -m pip install -q -e ".[docs]"  # editable: never shadow a developer's checkout
 rm -rf docs/_build/html
 "$python" -m sphinx -W --keep-going -n -b html docs docs/_build/html

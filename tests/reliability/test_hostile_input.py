@@ -375,6 +375,19 @@ def async_path_names() -> list[str]:
     )
 
 
+def _forget_blockbuster_context(result: tuple[str, Any]) -> None:
+    """On asyncio, blockbuster wraps ``os.lstat`` and friends, which os.path calls through the
+    os module: off the loop its wrapper calls the real function inside an ``except
+    RuntimeError`` ("no running event loop"), so the reference error gains that context. It is
+    the instrument's, not os.path's or aos.path's (whose worker calls the same wrappers): drop
+    it, on both sides; any other context is still compared."""
+    kind, error = result
+    context = getattr(error, "__context__", None)
+    if kind == "raised" and isinstance(context, RuntimeError):
+        if str(context) == "no running event loop":
+            error.__context__ = None
+
+
 PATH_PARAM_KINDS = {"sameopenfile": "fd"}
 """The kind of hostile value an aos.path call takes first, where it is not a path."""
 
@@ -398,11 +411,13 @@ async def test_hostile_input_to_aos_path_fails_like_os_path(
         aargs = [avalue] + [atree.base(kind, "second")] * (len(required) - 1)
         sargs = [svalue] + [stree.base(kind, "second")] * (len(required) - 1)
         expected = await anyio.to_thread.run_sync(outcome, getattr(os.path, name), *sargs)
+        _forget_blockbuster_context(expected)
         with anyio.fail_after(10):
             try:
                 got: tuple[str, Any] = ("ok", await getattr(aos.path, name)(*aargs))
             except Exception as error:
                 got = ("raised", error)
+        _forget_blockbuster_context(got)
         if describe(got, atree, stree) != describe(expected, stree, stree):
             mismatches.append(
                 f"{name}({label}): aos.path {describe(got, atree, stree)}"
