@@ -96,7 +96,10 @@ def _no_leaked_fds_or_threads(request: pytest.FixtureRequest) -> Iterator[None]:
     before = open_fds()
     yield
     leaked = open_fds() - before
-    if leaked:  # an fd may be waiting only for its object to be collected
+    if leaked:  # an fd may be waiting for its object to be collected, or for an abandoned
+        # (cancelled QUERY) call to finish in the background: the last job of a closed loop
+        # closes that loop's completion eventfd
+        _wait_for_engine_idle(timeout=5.0)
         gc.collect()
         leaked = open_fds() - before
     assert not leaked, f"fds left open: {sorted(leaked)} -> {[_describe(fd) for fd in leaked]}"
@@ -105,6 +108,15 @@ def _no_leaked_fds_or_threads(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not children, f"child processes left behind (running or unreaped): {children}"
     stray = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
     assert not stray, f"non-daemon threads left running: {stray}"
+
+
+def _wait_for_engine_idle(timeout: float) -> None:
+    """Wait until aos's filesystem workers have no queued or running job."""
+    from aos._async._workers import FILESYSTEM
+
+    deadline = time.monotonic() + timeout
+    while not FILESYSTEM.is_idle() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _join_finishing_threads(timeout: float) -> None:

@@ -185,6 +185,11 @@ class Pool:
         """How many worker threads this pool has now."""
         return self._threads
 
+    def is_idle(self) -> bool:
+        """Whether no job is queued or running (abandoned calls finish in the background)."""
+        with self._lock:
+            return not self._jobs and len(self._idle) == self._threads
+
     def after_fork_in_child(self) -> None:
         """Forget the parent's threads and queue: none of them exist in the child."""
         self._lock = threading.Lock()

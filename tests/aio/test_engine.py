@@ -337,6 +337,23 @@ def test_pool_grows_on_demand_and_idle_threads_exit(monkeypatch: pytest.MonkeyPa
     assert not [t for t in threading.enumerate() if t.name == "aos-test"]
 
 
+def test_pool_is_idle_only_when_no_job_is_queued_or_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_workers, "IDLE_TIMEOUT", 0.05)
+    pool = Pool("idle", 1)
+    assert pool.is_idle()
+    gate, done = threading.Event(), threading.Semaphore(0)
+    for _ in range(2):  # one runs, one waits in the queue
+        pool.submit(_finishing_job(lambda: gate.wait(WAIT_S), done))
+    assert not pool.is_idle()
+    gate.set()
+    for _ in range(2):
+        assert done.acquire(timeout=WAIT_S)
+    assert _until(pool.is_idle)
+    assert _until(lambda: pool.threads() == 0)
+
+
 def test_shrinking_the_pool_lets_extra_threads_exit() -> None:
     pool = Pool("shrink", 4)
     gate, done = threading.Event(), threading.Semaphore(0)
