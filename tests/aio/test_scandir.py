@@ -8,7 +8,6 @@ import os
 import random
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +17,8 @@ import pytest
 
 from aos._async import _scandir
 from aos._async._iter import scandir
-from aos._async._offload import QUERY, call
+from aos._async._offload import call
+from tests.aio._helpers import fds_under, off_loop
 
 pytestmark = pytest.mark.anyio
 
@@ -48,11 +48,6 @@ def _entry_facts(entry: Any) -> dict[str, Any]:
     if sys.version_info >= (3, 12):
         facts["is_junction"] = probe(entry.is_junction)
     return facts
-
-
-async def off_loop(fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking reference computation on a worker thread."""
-    return await call(QUERY, None, fn, *args)
 
 
 @pytest.fixture
@@ -255,28 +250,28 @@ def _make_files(top: Path, count: int) -> list[str]:
 
 async def test_fd_closed_on_exhaustion_aclose_exit_and_gc(big: Path) -> None:
     it = await scandir(big)
-    assert await dir_fds(big) == 1
+    assert await fds_under(big) == 1
     async for _ in it:
         pass
-    assert await dir_fds(big) == 0  # exhaustion
+    assert await fds_under(big) == 0  # exhaustion
 
     it = await scandir(big)
     await it.__anext__()
     await it.aclose()
-    assert await dir_fds(big) == 0
+    assert await fds_under(big) == 0
     with pytest.raises(StopAsyncIteration):
         await it.__anext__()
 
     async with scandir(big) as it:
         await it.__anext__()
-        assert await dir_fds(big) == 1
-    assert await dir_fds(big) == 0
+        assert await fds_under(big) == 1
+    assert await fds_under(big) == 0
 
     it = await scandir(big)
     await it.__anext__()
     del it
     gc.collect()
-    assert await dir_fds(big) == 0
+    assert await fds_under(big) == 0
 
 
 async def test_cancel_during_a_batch_closes_the_fd_when_the_batch_returns(
@@ -309,36 +304,20 @@ async def test_cancel_during_a_batch_closes_the_fd_when_the_batch_returns(
             await it.__anext__()
     assert scope.cancelled_caught
     assert entered.is_set()
-    assert await dir_fds(big) == 1  # the worker still holds the directory...
+    assert await fds_under(big) == 1  # the worker still holds the directory...
     go_on.set()
-    await _wait_for_no_dir_fds(big)  # ...and closes it when its batch returns
+    await _wait_for_no_fds_under(big)  # ...and closes it when its batch returns
     with pytest.raises(StopAsyncIteration):  # finished, like an async generator
         await it.__anext__()
 
 
-async def _wait_for_no_dir_fds(path: Path) -> None:
+async def _wait_for_no_fds_under(path: Path) -> None:
     """Abandoned worker batches close their fd when they return: give them a moment."""
     for _ in range(500):
-        if not await dir_fds(path):
+        if not await fds_under(path):
             break
         await anyio.sleep(0.01)
-    assert await dir_fds(path) == 0
-
-
-def _count_fds_under(path: Path) -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        count += target == str(path) or target.startswith(f"{path}/")
-    return count
-
-
-async def dir_fds(path: Path) -> int:
-    """How many open fds point at ``path`` or below it (listed off the event loop)."""
-    return await off_loop(_count_fds_under, path)
+    assert await fds_under(path) == 0
 
 
 async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) -> None:
@@ -369,4 +348,4 @@ async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) 
             del it
         cancelled += scope.cancelled_caught
     assert cancelled >= 500
-    await _wait_for_no_dir_fds(tmp_path)
+    await _wait_for_no_fds_under(tmp_path)

@@ -22,17 +22,12 @@ import pytest
 from aos import blocking
 from aos._async import _walk
 from aos._async._iter import fwalk, walk
-from aos._async._offload import QUERY, call
+from tests.aio._helpers import fds_under, off_loop
 
 pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
 Prune = Callable[[Any, list[Any]], None]
-
-
-async def off_loop(fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking reference computation on a worker thread."""
-    return await call(QUERY, None, fn, *args)
 
 
 def _make_rich(top: Path) -> Path:
@@ -218,7 +213,7 @@ async def test_topdown_pruning_in_place(rich: Path, big: Path, which: str, kind:
     fexpected = await off_loop(lambda: _sync_fwalk(top, _prune_some))
     fgot = await _async_fwalk(top, _prune_some)
     assert [t[:3] for t in fgot] == [t[:3] for t in fexpected]
-    assert await _fds_under(rich) == await _fds_under(big) == 0
+    assert await fds_under(rich) == await fds_under(big) == 0
 
 
 async def test_pruning_everything_stops_the_descent(big: Path) -> None:
@@ -227,7 +222,7 @@ async def test_pruning_everything_stops_the_descent(big: Path) -> None:
 
     assert len(await _async_walk(big, prune_all)) == 1
     assert len(await _async_fwalk(big, prune_all)) == 1
-    assert await _fds_under(big) == 0
+    assert await fds_under(big) == 0
 
 
 def _error_fields(error: BaseException) -> tuple[Any, ...]:
@@ -304,45 +299,30 @@ async def test_deep_tree(deep: Path, topdown: bool) -> None:
     fexpected = await off_loop(lambda: _sync_fwalk(deep, topdown=topdown))
     fgot = await _async_fwalk(deep, topdown=topdown)
     assert [t[:3] for t in fgot] == [t[:3] for t in fexpected]
-    assert await _fds_under(deep) == 0
-
-
-def _count_fds_under(path: Path) -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        count += target == str(path) or target.startswith(f"{path}/")
-    return count
-
-
-async def _fds_under(path: Path) -> int:
-    return await off_loop(_count_fds_under, path)
+    assert await fds_under(deep) == 0
 
 
 async def test_fwalk_closes_its_fds_on_every_exit(big: Path) -> None:
     it = fwalk(big)
     for _ in range(50):
         await it.__anext__()
-    assert await _fds_under(big) >= 3  # the path down plus read-ahead
+    assert await fds_under(big) >= 3  # the path down plus read-ahead
     await it.aclose()
-    assert await _fds_under(big) == 0
+    assert await fds_under(big) == 0
 
     async with fwalk(big, topdown=False) as it:
         await it.__anext__()
-    assert await _fds_under(big) == 0
+    assert await fds_under(big) == 0
 
     it = fwalk(big)
     await it.__anext__()
     del it
     gc.collect()
-    assert await _fds_under(big) == 0
+    assert await fds_under(big) == 0
 
     async for _ in fwalk(big):
         pass
-    assert await _fds_under(big) == 0
+    assert await fds_under(big) == 0
 
 
 async def test_read_ahead_stays_bounded(big: Path) -> None:
@@ -382,10 +362,10 @@ async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) 
         cancelled += scope.cancelled_caught
     assert cancelled >= 450
     for _ in range(500):  # abandoned walk reads hold no fds, but give fwalk's a moment
-        if not await _fds_under(top):
+        if not await fds_under(top):
             break
         await anyio.sleep(0.01)
-    assert await _fds_under(top) == 0
+    assert await fds_under(top) == 0
 
 
 UNREADABLE_CHILD = textwrap.dedent(
