@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Container, Coroutine
 from types import TracebackType
 from typing import Any, AnyStr, Final, Generic, TypeVar, overload
 
@@ -127,6 +127,23 @@ class _Dir:
     def __init__(self, path: Any, check_link: bool) -> None:
         self.path = path
         self.check_link = check_link
+
+
+Item = TypeVar("Item", _Dir, _Visit)
+
+
+def _unread(candidates: list[Item], cache: Container[object], needed: object) -> list[Item]:
+    """Up to ``_JOBS - 1`` candidates to read ahead beside the ``needed`` directory: in the
+    order the walk will visit them, none read already, none twice."""
+    wanted = {needed}
+    chosen: list[Item] = []
+    for candidate in candidates:
+        if len(chosen) == _JOBS - 1:
+            break
+        if candidate.path not in cache and candidate.path not in wanted:
+            wanted.add(candidate.path)
+            chosen.append(candidate)
+    return chosen
 
 
 def _explore(
@@ -246,15 +263,9 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         _, topdown, _, followlinks = self._args
         roots = [item]
         if self._cached_names < _CACHE_ENTRIES:
-            wanted = {item.path}
             candidates = [_Dir(path, False) for path in self._frontier]
             candidates += [w for w in reversed(self._stack[-_SCAN:]) if isinstance(w, _Dir)]
-            for candidate in candidates:
-                if len(roots) == _JOBS:
-                    break
-                if candidate.path not in self._cache and candidate.path not in wanted:
-                    wanted.add(candidate.path)
-                    roots.append(candidate)
+            roots += _unread(candidates, self._cache, item.path)
 
         def job(root: _Dir) -> Callable[[], Coroutine[Any, Any, Any]]:
             return lambda: call(QUERY, None, _explore, root, topdown, followlinks)
@@ -422,16 +433,10 @@ class _FWalk(WalkIterator[_FTriple]):
         topdown, follow_symlinks = self._args[1], self._args[3]
         roots = [work]
         if len(self._cache) < _CACHE_FDS:
-            wanted = {work.path}
             candidates = self._frontier + [
                 w for w in reversed(self._stack[-_SCAN:]) if isinstance(w, _Visit)
             ]
-            for candidate in candidates:
-                if len(roots) == _JOBS:
-                    break
-                if candidate.path not in self._cache and candidate.path not in wanted:
-                    wanted.add(candidate.path)
-                    roots.append(candidate)
+            roots += _unread(candidates, self._cache, work.path)
 
         def job(root: _Visit) -> Callable[[], Coroutine[Any, Any, Any]]:
             return lambda: call(MUTATE, _release, _fexplore, root, topdown, follow_symlinks)

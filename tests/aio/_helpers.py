@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
+
 from aos._async._offload import QUERY, call
 
 T = TypeVar("T")
@@ -32,3 +34,13 @@ def count_fds_under(path: Path) -> int:
 async def fds_under(path: Path) -> int:
     """:func:`count_fds_under`, listed off the event loop."""
     return await off_loop(count_fds_under, path)
+
+
+async def wait_for_no_fds_under(path: Path) -> None:
+    """Abandoned worker calls close their fds when they return: give them up to 5 s, then
+    assert none is left under ``path``."""
+    for _ in range(500):
+        if not await fds_under(path):
+            break
+        await anyio.sleep(0.01)
+    assert await fds_under(path) == 0

@@ -18,7 +18,7 @@ import pytest
 from aos._async import _scandir
 from aos._async._iter import scandir
 from aos._async._offload import call
-from tests.aio._helpers import fds_under, off_loop
+from tests.aio._helpers import fds_under, off_loop, wait_for_no_fds_under
 
 pytestmark = pytest.mark.anyio
 
@@ -306,18 +306,9 @@ async def test_cancel_during_a_batch_closes_the_fd_when_the_batch_returns(
     assert entered.is_set()
     assert await fds_under(big) == 1  # the worker still holds the directory...
     go_on.set()
-    await _wait_for_no_fds_under(big)  # ...and closes it when its batch returns
+    await wait_for_no_fds_under(big)  # ...and closes it when its batch returns
     with pytest.raises(StopAsyncIteration):  # finished, like an async generator
         await it.__anext__()
-
-
-async def _wait_for_no_fds_under(path: Path) -> None:
-    """Abandoned worker batches close their fd when they return: give them a moment."""
-    for _ in range(500):
-        if not await fds_under(path):
-            break
-        await anyio.sleep(0.01)
-    assert await fds_under(path) == 0
 
 
 async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) -> None:
@@ -348,4 +339,4 @@ async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) 
             del it
         cancelled += scope.cancelled_caught
     assert cancelled >= 500
-    await _wait_for_no_fds_under(tmp_path)
+    await wait_for_no_fds_under(tmp_path)

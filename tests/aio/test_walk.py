@@ -22,7 +22,7 @@ import pytest
 from aos import blocking
 from aos._async import _walk
 from aos._async._iter import fwalk, walk
-from tests.aio._helpers import fds_under, off_loop
+from tests.aio._helpers import fds_under, off_loop, wait_for_no_fds_under
 
 pytestmark = pytest.mark.anyio
 
@@ -361,11 +361,7 @@ async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) 
             del it
         cancelled += scope.cancelled_caught
     assert cancelled >= 450
-    for _ in range(500):  # abandoned walk reads hold no fds, but give fwalk's a moment
-        if not await fds_under(top):
-            break
-        await anyio.sleep(0.01)
-    assert await fds_under(top) == 0
+    await wait_for_no_fds_under(top)  # abandoned walk reads hold no fds; fwalk's may, briefly
 
 
 UNREADABLE_CHILD = textwrap.dedent(
