@@ -6,7 +6,7 @@ on ext4 and tmpfs. Each round times the sync call and then the async one; a row 
 median over rounds of (async time per call / sync time per call) of the same round. A heartbeat
 task records the longest event-loop stall (how late a 1 ms sleep wakes up) while async calls run.
 
-    python benchmarks/bench_offload.py [--rounds 5] [--out benchmarks/results]
+    python benchmarks/bench_offload.py [--rounds 5] [--out benchmarks]
 """
 
 from __future__ import annotations
@@ -278,11 +278,19 @@ def markdown(rows: list[Row], rounds: int, seconds: float) -> str:
             f"{r.stall_s * 1e3:.2f} | {verdict.get((r.backend, r.mode, r.call), '')} |"
         )
     worst = max(rows, key=lambda r: r.stall_s)
+    ours = max((r for r in rows if r.call.startswith("aos")), key=lambda r: r.stall_s)
     lines += [
         "",
-        f"Longest loop stall seen: {worst.stall_s * 1e3:.2f} ms "
-        f"({worst.backend}, {worst.workload}, {worst.mode}, {worst.call}); "
-        f"target < 1 ms: {'met' if worst.stall_s < 1e-3 else 'MISSED'}.",
+        f"Longest loop stall while aos calls ran: {ours.stall_s * 1e3:.2f} ms "
+        f"({ours.backend}, {ours.workload}, {ours.mode}); "
+        f"target < 1 ms: {'met' if ours.stall_s < 1e-3 else 'MISSED'}. "
+        f"Longest of any contender: {worst.stall_s * 1e3:.2f} ms "
+        f"({worst.backend}, {worst.workload}, {worst.mode}, {worst.call}).",
+        "",
+        "![aos.stat and its peers, as a multiple of sync os.stat](results/offload.png)",
+        "",
+        "The other benchmarks write their own tables: [walking a tree](results/walk.md), "
+        "[spawning and waiting for children](results/spawn.md).",
         "",
     ]
     return "\n".join(lines)
@@ -323,15 +331,17 @@ def chart(rows: list[Row], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = parser.parse_args()
     start = time.perf_counter()
     rows = run_all(args.rounds)
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "offload.md").write_text(markdown(rows, args.rounds, seconds))
-    chart(rows, args.out / "offload.png")
-    print(f"wrote {args.out / 'offload.md'} and {args.out / 'offload.png'}", file=sys.stderr)
+    (args.out / "results").mkdir(parents=True, exist_ok=True)
+    (args.out / "RESULTS.md").write_text(markdown(rows, args.rounds, seconds))
+    chart(rows, args.out / "results" / "offload.png")
+    print(
+        f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results/offload.png'}", file=sys.stderr
+    )
 
 
 if __name__ == "__main__":

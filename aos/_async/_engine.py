@@ -10,21 +10,27 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aos._async import _completions
+from aos._async._completions import RingRequest
 from aos._async._workers import FILESYSTEM, WAIT_LANE
 
 T = TypeVar("T")
 
 
 async def run_abandonable(
-    fn: Callable[..., T], args: tuple[Any, ...], kwargs: Mapping[str, Any], *, wait_lane: bool
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    wait_lane: bool,
+    ring: RingRequest | None = None,
 ) -> T:
-    """Run on a worker; a cancel returns at once and the result is dropped.
+    """Run on a worker (or io_uring, if ``ring`` makes a request); a cancel returns at once.
 
     ``wait_lane`` runs the call in the unbounded lane that filesystem calls never queue behind.
     """
     channel = _completions.current()
     result: T = await channel.run_abandonable(
-        WAIT_LANE if wait_lane else FILESYSTEM, fn, args, kwargs
+        WAIT_LANE if wait_lane else FILESYSTEM, fn, args, kwargs, ring
     )
     return result
 
@@ -34,8 +40,9 @@ async def run_to_completion(
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     release: Callable[[T], object] | None,
+    ring: RingRequest | None = None,
 ) -> T:
-    """Run on a worker; a cancel waits for the call to return, releases its result, and is raised."""
+    """Run on a worker (or io_uring); a cancel waits for the call, releases its result, is raised."""
     channel = _completions.current()
-    result: T = await channel.run_to_completion(fn, args, kwargs, release)
+    result: T = await channel.run_to_completion(fn, args, kwargs, release, ring)
     return result

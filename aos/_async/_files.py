@@ -13,6 +13,10 @@ the file system is offloaded:
   ``eventfd``, ``timerfd_create``.
 - ``WAIT``: ``eventfd_read`` (blocks until another party writes the counter).
 
+Where the kernel's io_uring can run a call, it does, with no worker thread: ``stat``,
+``lstat``, ``mkdir``, ``unlink``, ``remove``, ``rmdir``, ``symlink``, ``rename`` and
+``replace`` (see :mod:`aos._async._ring_requests`). The policy is the same either way.
+
 ``scandir``, ``walk`` and ``fwalk`` live in :mod:`aos._async._iter`.
 
 Passed through, because they compute without waiting: ``major``, ``minor``, ``makedev``,
@@ -26,6 +30,7 @@ import sys
 from typing import TYPE_CHECKING, Any, overload
 
 from aos import blocking
+from aos._async import _ring_requests as ring
 from aos._async._offload import MUTATE, QUERY, WAIT, offload
 
 __all__ = [
@@ -63,8 +68,8 @@ __all__ = [
 ]
 
 access = offload(blocking.access, QUERY)
-stat = offload(blocking.stat, QUERY)
-lstat = offload(blocking.lstat, QUERY)
+stat = offload(blocking.stat, QUERY, ring=ring.stat)
+lstat = offload(blocking.lstat, QUERY, ring=ring.lstat)
 readlink = offload(blocking.readlink, QUERY)
 pathconf = offload(blocking.pathconf, QUERY)
 statvfs = offload(blocking.statvfs, QUERY)
@@ -92,18 +97,18 @@ chmod = offload(blocking.chmod, MUTATE)
 chown = offload(blocking.chown, MUTATE)
 lchown = offload(blocking.lchown, MUTATE)
 link = offload(blocking.link, MUTATE)
-symlink = offload(blocking.symlink, MUTATE)
-mkdir = offload(blocking.mkdir, MUTATE)
+symlink = offload(blocking.symlink, MUTATE, ring=ring.symlink)
+mkdir = offload(blocking.mkdir, MUTATE, ring=ring.mkdir)
 makedirs = offload(blocking.makedirs, MUTATE)
 mkfifo = offload(blocking.mkfifo, MUTATE)
 mknod = offload(blocking.mknod, MUTATE)
-remove = offload(blocking.remove, MUTATE)
-unlink = offload(blocking.unlink, MUTATE)
-rmdir = offload(blocking.rmdir, MUTATE)
+remove = offload(blocking.remove, MUTATE, ring=ring.unlink)
+unlink = offload(blocking.unlink, MUTATE, ring=ring.unlink)
+rmdir = offload(blocking.rmdir, MUTATE, ring=ring.rmdir)
 removedirs = offload(blocking.removedirs, MUTATE)
-rename = offload(blocking.rename, MUTATE)
+rename = offload(blocking.rename, MUTATE, ring=ring.rename)
 renames = offload(blocking.renames, MUTATE)
-replace = offload(blocking.replace, MUTATE)
+replace = offload(blocking.replace, MUTATE, ring=ring.rename)
 truncate = offload(blocking.truncate, MUTATE)
 utime = offload(blocking.utime, MUTATE)
 sync = offload(blocking.sync, MUTATE)

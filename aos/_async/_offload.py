@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final, ParamSpec, TypeVar
 
 from aos._async import _engine
+from aos._async._completions import RingRequest
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -63,32 +64,38 @@ def offload(
     policy: Policy,
     *,
     release: Callable[[T], object] | None = None,
+    ring: RingRequest | None = None,
 ) -> Callable[P, Coroutine[Any, Any, T]]:
     """Make the async face of the blocking function ``fn``: same signature, run on a worker.
 
     ``release`` (``MUTATE`` only) frees a result that a cancelled caller will never receive.
+    ``ring`` (not ``WAIT``) builds the call's io_uring form from its arguments (see
+    :mod:`aos._async._ring_requests`); where it does, the kernel runs the call, not a worker.
     """
     if release is not None and policy is not Policy.MUTATE:
         raise ValueError(
             "release goes with MUTATE: only a call that runs to completion can hand it back"
         )
+    if ring is not None and policy is Policy.WAIT:
+        raise ValueError("ring goes with QUERY or MUTATE: a WAIT call may never complete")
 
     if policy is Policy.MUTATE:
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await _engine.run_to_completion(fn, args, kwargs, release)
+            return await _engine.run_to_completion(fn, args, kwargs, release, ring)
 
     else:
         wait_lane = policy is Policy.WAIT
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await _engine.run_abandonable(fn, args, kwargs, wait_lane=wait_lane)
+            return await _engine.run_abandonable(fn, args, kwargs, wait_lane=wait_lane, ring=ring)
 
     functools.update_wrapper(wrapper, fn)  # __name__, __qualname__, __doc__, __wrapped__
     wrapper.__module__ = "aos"
     name = getattr(fn, "__name__", repr(fn))
     wrapper.__doc__ = f"Like :func:`os.{name}`, but async. {_POLICY_SENTENCE[policy]}"
     wrapper.__aos_policy__ = policy  # type: ignore[attr-defined]
+    wrapper.__aos_ring__ = ring  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -96,6 +103,11 @@ def home_in_aos(*funcs: Callable[..., Any]) -> None:
     """Give hand-written async calls their public home, ``aos``, as ``offload`` does."""
     for func in funcs:
         func.__module__ = "aos"
+
+
+def runs_on_ring(func: object) -> bool:
+    """Whether an offloaded function has an io_uring form (used when the kernel offers it)."""
+    return getattr(func, "__aos_ring__", None) is not None
 
 
 def policy_of(func: object) -> Policy | None:

@@ -8,7 +8,7 @@ from typing import Any
 import trio
 import trio.lowlevel
 
-from aos._async._completions import Channel, after_completion, outcome
+from aos._async._completions import Channel, RingRequest, after_completion, outcome
 from aos._async._workers import FILESYSTEM, Job, Pool
 
 
@@ -17,7 +17,22 @@ class TrioChannel(Channel):
 
     def __init__(self, token: object) -> None:
         super().__init__(token)
+        self._flusher: trio.lowlevel.Task | None = None  # parked until a batch needs sending
         trio.lowlevel.spawn_system_task(self._serve, name="aos completions")
+        trio.lowlevel.spawn_system_task(self._flush_batches, name="aos ring submissions")
+
+    def flush_later(self) -> bool:
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            trio.lowlevel.reschedule(flusher)  # runs after the tasks of this batch
+        return True  # either woken now, or woken already and not yet run
+
+    async def _flush_batches(self) -> None:
+        """Send the ring's queued operations once per scheduling batch."""
+        while True:
+            self.flush()  # also what was queued before this task first ran
+            self._flusher = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(_accept_abort)
 
     def is_current(self) -> bool:
         try:
@@ -42,9 +57,15 @@ class TrioChannel(Channel):
             self.close()
 
     async def run_abandonable(
-        self, pool: Pool, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+        self,
+        pool: Pool,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        ring: RingRequest | None,
     ) -> Any:
-        job = self.submit(pool, fn, args, kwargs, trio.lowlevel.current_task(), must_finish=False)
+        task = trio.lowlevel.current_task()
+        job = self.submit(pool, fn, args, kwargs, task, must_finish=False, ring=ring)
 
         def abandon(_: object) -> trio.lowlevel.Abort:
             job.waiter = None
@@ -59,13 +80,17 @@ class TrioChannel(Channel):
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         release: Callable[[Any], object] | None,
+        ring: RingRequest | None,
     ) -> Any:
-        job = self.submit(
-            FILESYSTEM, fn, args, kwargs, trio.lowlevel.current_task(), must_finish=True
-        )
+        task = trio.lowlevel.current_task()
+        job = self.submit(FILESYSTEM, fn, args, kwargs, task, must_finish=True, ring=ring)
         await trio.lowlevel.wait_task_rescheduled(_refuse_abort)  # a cancel waits for the call
         return await after_completion(job, None, release)
 
 
 def _refuse_abort(_: object) -> Any:
     return trio.lowlevel.Abort.FAILED
+
+
+def _accept_abort(_: object) -> Any:
+    return trio.lowlevel.Abort.SUCCEEDED

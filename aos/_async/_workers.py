@@ -50,6 +50,7 @@ class Job:
         "fn",
         "kwargs",
         "must_finish",
+        "request",
         "value",
         "waiter",
     )
@@ -70,6 +71,7 @@ class Job:
         self.waiter: Any = None  # loop side: an asyncio future or a trio task
         self.delivered = False  # loop side: the loop has taken the finished job back
         self.must_finish = False  # loop side: its caller waits for it even when cancelled
+        self.request: Any = None  # loop side: the io_uring operation it runs as, if any
 
     def run(self) -> None:
         """Run the call (on a worker), keep its outcome, and report completion."""

@@ -1,4 +1,4 @@
-"""Helpers shared by the directory-iteration tests."""
+"""Helpers shared by the async tests: off-loop reference calls, fd counts, call routes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import pytest
 
-from aos._async._offload import QUERY, call
+from aos._async import _uring
+from aos._async._completions import Channel
+from aos._async._offload import QUERY, call, runs_on_ring
 
 T = TypeVar("T")
 
@@ -44,3 +47,32 @@ async def wait_for_no_fds_under(path: Path) -> None:
             break
         await anyio.sleep(0.01)
     assert await fds_under(path) == 0
+
+
+ROUTES = ("worker", "ring")
+
+
+def routes_for(func: object) -> list[str]:
+    """The routes a call can take here: a worker always, io_uring where the call and kernel can."""
+    return list(ROUTES) if runs_on_ring(func) and _uring.available() else ["worker"]
+
+
+def take_route(route: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Send every ring-capable call to the ring (``"ring"``) or leave routing as it is.
+
+    A lone call normally goes to a worker; ``"ring"`` makes every loop look busy. Returns a
+    function that counts the operations pushed to a ring since, so a test can show the route
+    was taken.
+    """
+    pushed = 0
+    push = _uring.Ring.push
+
+    def counting_push(self: _uring.Ring, *args: int) -> None:
+        nonlocal pushed
+        pushed += 1
+        push(self, *args)
+
+    monkeypatch.setattr(_uring.Ring, "push", counting_push)
+    if route == "ring":
+        monkeypatch.setattr(Channel, "_busy", lambda self: True)
+    return lambda: pushed

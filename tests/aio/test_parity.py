@@ -24,6 +24,7 @@ import aos
 import aos.path
 from aos import blocking
 from aos._async._offload import MUTATE, QUERY, call, policy_of
+from tests.aio._helpers import routes_for, take_route
 
 T = TypeVar("T")
 Args = tuple[tuple[Any, ...], dict[str, Any]]
@@ -372,10 +373,19 @@ def test_every_offloaded_name_has_a_row() -> None:
     assert not unknown
 
 
+def offloaded_routes() -> list[Any]:
+    return [
+        pytest.param(name, route, id=f"{name}-{route}")
+        for name in offloaded_names()
+        for route in routes_for(async_face(name))
+    ]
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize("name", offloaded_names())
-async def test_parity(name: str, tree: Tree) -> None:
+@pytest.mark.parametrize(("name", "route"), offloaded_routes())
+async def test_parity(name: str, route: str, tree: Tree, monkeypatch: pytest.MonkeyPatch) -> None:
     t = tree
+    pushed = take_route(route, monkeypatch)
     rebuild = policy_of(async_face(name)) is not QUERY  # queries share one tree
     await in_worker(t.build)
     try:
@@ -391,6 +401,7 @@ async def test_parity(name: str, tree: Tree) -> None:
             assert got == expected, f"{name} with {label}"
     finally:
         await in_worker(t.cleanup)
+    assert (pushed() > 0) is (route == "ring")
 
 
 PREDICATES = {

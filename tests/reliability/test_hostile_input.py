@@ -22,6 +22,7 @@ import pytest
 
 import aos
 from aos._async._offload import Policy, policy_of
+from tests.aio._helpers import routes_for, take_route
 from tests.reliability.conftest import async_names, outcome
 
 NOT_CALLED = {
@@ -213,7 +214,8 @@ def cases() -> list[Any]:
             continue
         pairs = params_of(name)
         if pairs:  # names without parameters take no hostile value
-            params.append(pytest.param(name, pairs, id=name))
+            for route in routes_for(getattr(aos, name)):
+                params.append(pytest.param(name, pairs, route, id=f"{name}-{route}"))
     return params
 
 
@@ -312,11 +314,16 @@ def trees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("name", "pairs"), cases())
+@pytest.mark.parametrize(("name", "pairs", "route"), cases())
 async def test_hostile_input_fails_like_os(
-    name: str, pairs: list[tuple[str, str]], trees: tuple[Tree, Tree]
+    name: str,
+    pairs: list[tuple[str, str]],
+    route: str,
+    trees: tuple[Tree, Tree],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     atree, stree = trees
+    pushed = take_route(route, monkeypatch)
     mismatches = []
     tried = 0
     for i, (param, kind) in enumerate(pairs):
@@ -346,6 +353,7 @@ async def test_hostile_input_fails_like_os(
                 )
     assert tried
     assert not mismatches, "\n".join(mismatches)
+    assert (pushed() > 0) is (route == "ring")
 
     # The loop and the worker pool still serve, many calls at once.
     async with anyio.create_task_group() as tg:

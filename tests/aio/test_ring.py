@@ -1,0 +1,182 @@
+"""Calls that io_uring runs: overlapping calls take the ring, and every way off it still works."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+import aos
+from aos._async import _uring
+from tests.aio._helpers import off_loop, take_route
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not _uring.available(), reason="io_uring is not usable here"),
+]
+
+
+def stat_fields(result: os.stat_result) -> dict[str, object]:
+    return {name: getattr(result, name) for name in dir(result) if name.startswith("st_")}
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[Path]:
+    paths = []
+    for i in range(16):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(b"x" * i)
+        paths.append(path)
+    os.symlink(paths[0], tmp_path / "link")
+    return paths
+
+
+async def test_overlapping_calls_take_the_ring_and_match_os(
+    files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The link is never followed: reading it would set its atime, so os and aos would differ.
+    every = [(path, follow) for path in files for follow in (True, False)]
+    every.append((tmp_path / "link", False))
+    expected = await off_loop(
+        lambda: {f"{p}:{f}": stat_fields(os.stat(p, follow_symlinks=f)) for p, f in every}
+    )
+    pushed = take_route("worker", monkeypatch)  # the usual routing: only counts
+    got: dict[str, dict[str, object]] = {}
+
+    async def look(path: Path, follow: bool) -> None:
+        result = await aos.stat(path, follow_symlinks=follow)
+        got[f"{path}:{follow}"] = stat_fields(result)
+
+    async with anyio.create_task_group() as tg:
+        for path, follow in every:
+            tg.start_soon(look, path, follow)
+    assert pushed() > 0
+    assert got == expected
+
+
+async def test_overlapping_mutations_all_happen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pushed = take_route("worker", monkeypatch)
+    names = [f"d{i}" for i in range(40)]
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(aos.mkdir, tmp_path / name)
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(aos.rename, tmp_path / name, tmp_path / f"renamed-{name}")
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(aos.symlink, f"renamed-{name}", tmp_path / f"link-{name}")
+    assert pushed() > 0
+    listing = sorted(await aos.listdir(tmp_path))
+    assert listing == sorted([f"renamed-{n}" for n in names] + [f"link-{n}" for n in names])
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(aos.unlink, tmp_path / f"link-{name}")
+            tg.start_soon(aos.rmdir, tmp_path / f"renamed-{name}")
+    assert await aos.listdir(tmp_path) == []
+
+
+async def test_errors_from_the_ring_name_both_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pushed = take_route("ring", monkeypatch)
+    with pytest.raises(FileNotFoundError) as caught:
+        await aos.rename(tmp_path / "missing", tmp_path / "new")
+    assert (caught.value.errno, caught.value.filename, caught.value.filename2) == (
+        errno.ENOENT,
+        tmp_path / "missing",
+        tmp_path / "new",
+    )
+    with pytest.raises(FileExistsError) as exists:
+        await aos.mkdir(tmp_path)
+    assert exists.value.filename == tmp_path
+    assert pushed() == 2
+
+
+async def test_a_refused_submission_runs_on_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pushed = take_route("ring", monkeypatch)
+
+    def refuse(*args: object) -> int:
+        ctypes.set_errno(errno.EAGAIN)
+        return -1
+
+    monkeypatch.setattr(_uring, "_enter", refuse)
+    await aos.mkdir(tmp_path / "made")
+    assert (await aos.stat(tmp_path / "made")).st_nlink == 2
+    assert pushed() == 2  # both were queued on the ring, withdrawn, and run by a worker
+
+
+async def test_without_io_uring_every_call_uses_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_uring, "_available", False)
+    pushed = take_route("ring", monkeypatch)
+    # Each test runs on a loop of its own, so this loop's channel has not opened a ring yet.
+    await aos.mkdir(tmp_path / "made")
+    assert (await aos.lstat(tmp_path / "made")).st_nlink == 2
+    await aos.rmdir(tmp_path / "made")
+    assert pushed() == 0
+
+
+def hold_completions(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Keep finished ring operations from their callers until the returned function is called."""
+    held = True
+    reap = _uring.Ring.reap
+
+    def held_reap(self: _uring.Ring, most: int) -> tuple[list[tuple[int, int]], bool]:
+        return ([], False) if held else reap(self, most)
+
+    def release() -> None:
+        nonlocal held
+        held = False
+
+    monkeypatch.setattr(_uring.Ring, "reap", held_reap)
+    return release
+
+
+async def test_a_cancelled_mutation_on_the_ring_returns_only_once_it_has_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pushed = take_route("ring", monkeypatch)
+    release = hold_completions(monkeypatch)
+    released = False
+
+    async def release_later() -> None:
+        nonlocal released
+        await anyio.sleep(0.1)
+        released = True
+        release()
+        await aos.stat(tmp_path)  # a completion wakes the loop, which reaps both
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(release_later)
+        with anyio.move_on_after(0.01) as scope:
+            await aos.mkdir(tmp_path / "made")
+        assert released  # the cancel waited for the mkdir's completion
+    assert scope.cancelled_caught
+    assert await off_loop(os.path.isdir, tmp_path / "made")
+    assert pushed() == 2
+
+
+async def test_a_cancelled_query_on_the_ring_returns_at_once(
+    files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pushed = take_route("ring", monkeypatch)
+    release = hold_completions(monkeypatch)
+    for path in files:
+        with anyio.move_on_after(0.001) as scope:
+            await aos.stat(path)
+        assert scope.cancelled_caught  # no completion was delivered: only the cancel ends it
+    release()
+    # The abandoned operations are reaped with the next completion; the ring keeps serving.
+    assert (await aos.stat(files[3])).st_size == 3
+    assert pushed() == len(files) + 1
