@@ -46,3 +46,8 @@ async def run_to_completion(
     channel = _completions.current()
     result: T = await channel.run_to_completion(fn, args, kwargs, release, ring)
     return result
+
+
+async def checkpoint() -> None:
+    """A checkpoint on the running loop, for calls answered without a worker."""
+    await _completions.current().checkpoint()

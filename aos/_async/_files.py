@@ -16,6 +16,8 @@ the file system is offloaded:
 Where the kernel's io_uring can run a call, it does, with no worker thread: ``stat``,
 ``lstat``, ``mkdir``, ``unlink``, ``remove``, ``rmdir``, ``symlink``, ``rename`` and
 ``replace`` (see :mod:`aos._async._ring_requests`). The policy is the same either way.
+``stat`` and ``lstat`` of a cached path on a local filesystem are answered on the loop's own
+thread, in syscalls that cannot do I/O (see :mod:`aos._async._inline`).
 
 ``scandir``, ``walk`` and ``fwalk`` live in :mod:`aos._async._iter`.
 
@@ -30,7 +32,7 @@ import sys
 from typing import TYPE_CHECKING, Any, overload
 
 from aos import blocking
-from aos._async import _ring_requests as ring
+from aos._async import _inline as inline, _ring_requests as ring
 from aos._async._offload import MUTATE, QUERY, WAIT, offload
 
 __all__ = [
@@ -68,8 +70,8 @@ __all__ = [
 ]
 
 access = offload(blocking.access, QUERY)
-stat = offload(blocking.stat, QUERY, ring=ring.stat)
-lstat = offload(blocking.lstat, QUERY, ring=ring.lstat)
+stat = offload(blocking.stat, QUERY, ring=ring.stat, inline=inline.stat)
+lstat = offload(blocking.lstat, QUERY, ring=ring.lstat, inline=inline.lstat)
 readlink = offload(blocking.readlink, QUERY)
 pathconf = offload(blocking.pathconf, QUERY)
 statvfs = offload(blocking.statvfs, QUERY)

@@ -65,12 +65,16 @@ def offload(
     *,
     release: Callable[[T], object] | None = None,
     ring: RingRequest | None = None,
+    inline: Callable[P, tuple[T | None, BaseException | None] | None] | None = None,
 ) -> Callable[P, Coroutine[Any, Any, T]]:
     """Make the async face of the blocking function ``fn``: same signature, run on a worker.
 
     ``release`` (``MUTATE`` only) frees a result that a cancelled caller will never receive.
     ``ring`` (not ``WAIT``) builds the call's io_uring form from its arguments (see
     :mod:`aos._async._ring_requests`); where it does, the kernel runs the call, not a worker.
+    ``inline`` (``QUERY`` only) answers the call on the loop's thread when the kernel promises
+    not to block (see :mod:`aos._async._inline`): it returns ``(value, error)``, or ``None``
+    to send the call on. An inline answer still passes a checkpoint, as every aos call does.
     """
     if release is not None and policy is not Policy.MUTATE:
         raise ValueError(
@@ -78,11 +82,22 @@ def offload(
         )
     if ring is not None and policy is Policy.WAIT:
         raise ValueError("ring goes with QUERY or MUTATE: a WAIT call may never complete")
+    if inline is not None and policy is not Policy.QUERY:
+        raise ValueError("inline goes with QUERY: only a query may be answered before a cancel")
 
     if policy is Policy.MUTATE:
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             return await _engine.run_to_completion(fn, args, kwargs, release, ring)
+
+    elif inline is not None:
+
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            answer = inline(*args, **kwargs)
+            if answer is None:
+                return await _engine.run_abandonable(fn, args, kwargs, wait_lane=False, ring=ring)
+            await _engine.checkpoint()
+            return _given(answer)
 
     else:
         wait_lane = policy is Policy.WAIT
@@ -96,13 +111,30 @@ def offload(
     wrapper.__doc__ = f"Like :func:`os.{name}`, but async. {_POLICY_SENTENCE[policy]}"
     wrapper.__aos_policy__ = policy  # type: ignore[attr-defined]
     wrapper.__aos_ring__ = ring  # type: ignore[attr-defined]
+    wrapper.__aos_inline__ = inline  # type: ignore[attr-defined]
     return wrapper
+
+
+def _given(answer: tuple[T | None, BaseException | None]) -> T:
+    """The value of an inline answer, or raise its error."""
+    value, error = answer
+    if error is not None:
+        try:
+            raise error
+        finally:
+            del error, answer
+    return value  # type: ignore[return-value]
 
 
 def home_in_aos(*funcs: Callable[..., Any]) -> None:
     """Give hand-written async calls their public home, ``aos``, as ``offload`` does."""
     for func in funcs:
         func.__module__ = "aos"
+
+
+def answers_inline(func: object) -> bool:
+    """Whether an offloaded function may be answered on the loop's thread (see ``inline``)."""
+    return getattr(func, "__aos_inline__", None) is not None
 
 
 def runs_on_ring(func: object) -> bool:

@@ -2,11 +2,10 @@
 
 Each builder here takes exactly the arguments of its :mod:`os` function and returns a
 :class:`Request` (the operation, plus a buffer that holds its paths and any output), or ``None``
-when the arguments are anything but the plain cases: a path that is not ``str``, ``bytes`` or a
-``pathlib`` path, a ``dir_fd`` that is not an ``int``, a flag that is not a ``bool``, a path with
-a NUL byte. ``None`` sends the call to a worker thread, where :mod:`os` itself raises the error
-it raises for such input; so bad input gets exactly the error that ``os`` gives. A finished
-request turns the kernel's result into what the :mod:`os` call returns or raises, with the same
+when the arguments are anything but the plain cases of :mod:`aos._async._kernel_form` (or a
+flag that is not a ``bool``). ``None`` sends the call to a worker thread, where :mod:`os`
+itself raises the error it raises for such input; so bad input gets exactly the error that
+``os`` gives. A finished request turns the kernel's result into what the :mod:`os` call returns or raises, with the same
 ``filename`` and ``filename2``.
 """
 
@@ -14,35 +13,20 @@ from __future__ import annotations
 
 import ctypes
 import os
-import pathlib
-import struct
-from typing import Any, Final
+from typing import Any
 
 from aos._async import _uring
-
-_AT_FDCWD: Final = -100
-_AT_SYMLINK_NOFOLLOW: Final = 0x100
-_AT_REMOVEDIR: Final = 0x200
-_STATX_BASIC_STATS: Final = 0x7FF
-_STATX_SIZE: Final = 256
-_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
-# Longer paths go to a worker: io_uring copies both paths of a call before it looks either
-# up, so its ENAMETOOLONG would win over the ENOENT that the syscall finds first.
-_PATH_MAX: Final = 4096
-
-# struct statx, up to stx_dev_minor: mask, blksize, attributes, nlink, uid, gid, mode, spare,
-# ino, size, blocks, attributes_mask, then atime, btime, ctime, mtime (sec, nsec, reserved),
-# rdev major/minor, dev major/minor.
-_STATX: Final = struct.Struct("<IIQIIIHHQQQQ" + "qIi" * 4 + "IIII")
-
-_PLAIN_PATHS: Final = (pathlib.PosixPath, pathlib.PurePosixPath)
-# os.stat_result's fields beyond the first ten, in order: the tuple below is built to match.
-_STAT_EXTRA: Final = ("st_atime", "st_mtime", "st_ctime", "st_atime_ns", "st_mtime_ns",
-                      "st_ctime_ns", "st_blksize", "st_blocks", "st_rdev")  # fmt: skip
-_STAT_LAYOUT_KNOWN: Final = (
-    os.stat_result.n_sequence_fields == 10
-    and os.stat_result.n_fields == 10 + len(_STAT_EXTRA)
-    and tuple(os.stat_result(range(19)).__reduce__()[1][1]) == _STAT_EXTRA
+from aos._async._kernel_form import (
+    AT_REMOVEDIR,
+    AT_SYMLINK_NOFOLLOW,
+    STAT_LAYOUT_KNOWN,
+    STATX_BASIC_STATS,
+    STATX_SIZE,
+    dir_fd_of,
+    encoded,
+    filename_of,
+    stat_result,
+    unpack_statx,
 )
 
 
@@ -69,8 +53,8 @@ class Request:
         self.fd = fd
         self.buffer = buffer  # kept alive until the kernel has answered
         self.addr = ctypes.addressof(buffer)
-        self.filename = filename
-        self.filename2 = filename2
+        self.filename = filename_of(filename)
+        self.filename2 = filename_of(filename2)
         self.length = length
         self.off = off
         self.op_flags = op_flags
@@ -83,55 +67,12 @@ class Request:
             return None, OSError(err, os.strerror(err), self.filename, None, self.filename2)
         if self.stat_at < 0:
             return None, None
-        return _stat_result(self.buffer, self.stat_at), None
-
-
-def _stat_result(buffer: ctypes.Array[ctypes.c_char], at: int) -> os.stat_result:
-    (_, blksize, _, nlink, uid, gid, mode, _, ino, size, blocks, _,
-     a_s, a_ns, _, _, _, _, c_s, c_ns, _, m_s, m_ns, _,
-     rdev_major, rdev_minor, dev_major, dev_minor) = _STATX.unpack_from(buffer, at)  # fmt: skip
-    return os.stat_result((
-        mode, ino, os.makedev(dev_major, dev_minor), nlink, uid, gid, size, a_s, m_s, c_s,
-        a_s + a_ns * 1e-9, m_s + m_ns * 1e-9, c_s + c_ns * 1e-9,
-        a_s * 1_000_000_000 + a_ns, m_s * 1_000_000_000 + m_ns, c_s * 1_000_000_000 + c_ns,
-        blksize, blocks, os.makedev(rdev_major, rdev_minor),
-    ))  # fmt: skip
-
-
-def _encoded(path: object) -> bytes | None:
-    """The bytes the kernel gets for a plain ``path``; ``None`` for anything else."""
-    kind = type(path)
-    if kind is str:
-        text: str = path  # type: ignore[assignment]
-    elif kind is bytes:
-        return _plain(path)  # type: ignore[arg-type]
-    elif kind in _PLAIN_PATHS:
-        text = str(path)
-    else:
-        return None
-    try:
-        raw = os.fsencode(text)
-    except UnicodeError:
-        return None
-    return _plain(raw)
-
-
-def _plain(raw: bytes) -> bytes | None:
-    return None if len(raw) >= _PATH_MAX or b"\0" in raw else raw
-
-
-def _dir_fd(dir_fd: object) -> int | None:
-    """The fd a ``dir_fd`` argument names (``AT_FDCWD`` for ``None``), or ``None`` if not plain."""
-    if dir_fd is None:
-        return _AT_FDCWD
-    if type(dir_fd) is int and _INT_MIN <= dir_fd <= _INT_MAX:
-        return dir_fd
-    return None
+        return stat_result(unpack_statx(self.buffer, self.stat_at)), None
 
 
 def _one_path(opcode: int, path: object, dir_fd: object, **fields: int) -> Request | None:
-    raw = _encoded(path)
-    fd = _dir_fd(dir_fd)
+    raw = encoded(path)
+    fd = dir_fd_of(dir_fd)
     if raw is None or fd is None:
         return None
     return Request(opcode, fd, ctypes.create_string_buffer(raw), path, **fields)
@@ -141,8 +82,8 @@ def _two_paths(
     opcode: int, src: object, dst: object, src_dir_fd: object, dst_dir_fd: object
 ) -> Request | None:
     """An operation on ``src`` and ``dst``, both in one buffer: ``src\\0dst\\0``."""
-    raw_src, raw_dst = _encoded(src), _encoded(dst)
-    src_fd, dst_fd = _dir_fd(src_dir_fd), _dir_fd(dst_dir_fd)
+    raw_src, raw_dst = encoded(src), encoded(dst)
+    src_fd, dst_fd = dir_fd_of(src_dir_fd), dir_fd_of(dst_dir_fd)
     if raw_src is None or raw_dst is None or src_fd is None or dst_fd is None:
         return None
     buffer = ctypes.create_string_buffer(raw_src + b"\0" + raw_dst)
@@ -153,14 +94,14 @@ def _two_paths(
 
 def stat(path: Any, *, dir_fd: Any = None, follow_symlinks: Any = True) -> Request | None:
     """``os.stat`` as ``statx``."""
-    raw = _encoded(path)
-    fd = _dir_fd(dir_fd)
-    if raw is None or fd is None or type(follow_symlinks) is not bool or not _STAT_LAYOUT_KNOWN:
+    raw = encoded(path)
+    fd = dir_fd_of(dir_fd)
+    if raw is None or fd is None or type(follow_symlinks) is not bool or not STAT_LAYOUT_KNOWN:
         return None
     at = (len(raw) + 8) & ~7  # the statx result goes after the path, 8-byte aligned
-    buffer = ctypes.create_string_buffer(raw, at + _STATX_SIZE)
-    request = Request(_uring.OP_STATX, fd, buffer, path, length=_STATX_BASIC_STATS, stat_at=at,
-                      op_flags=0 if follow_symlinks else _AT_SYMLINK_NOFOLLOW)  # fmt: skip
+    buffer = ctypes.create_string_buffer(raw, at + STATX_SIZE)
+    request = Request(_uring.OP_STATX, fd, buffer, path, length=STATX_BASIC_STATS, stat_at=at,
+                      op_flags=0 if follow_symlinks else AT_SYMLINK_NOFOLLOW)  # fmt: skip
     request.off = request.addr + at
     return request
 
@@ -184,7 +125,7 @@ def unlink(path: Any, *, dir_fd: Any = None) -> Request | None:
 
 def rmdir(path: Any, *, dir_fd: Any = None) -> Request | None:
     """``os.rmdir`` as ``unlinkat(AT_REMOVEDIR)``."""
-    return _one_path(_uring.OP_UNLINKAT, path, dir_fd, op_flags=_AT_REMOVEDIR)
+    return _one_path(_uring.OP_UNLINKAT, path, dir_fd, op_flags=AT_REMOVEDIR)
 
 
 def symlink(
@@ -194,7 +135,7 @@ def symlink(
     if type(target_is_directory) is not bool:
         return None
     request = _two_paths(_uring.OP_SYMLINKAT, src, dst, None, None)
-    fd = _dir_fd(dir_fd)
+    fd = dir_fd_of(dir_fd)
     if request is None or fd is None:
         return None
     request.fd = fd  # symlinkat(target, newdirfd, linkpath): the dir fd is the link's

@@ -21,6 +21,9 @@ class TrioChannel(Channel):
         trio.lowlevel.spawn_system_task(self._serve, name="aos completions")
         trio.lowlevel.spawn_system_task(self._flush_batches, name="aos ring submissions")
 
+    async def checkpoint(self) -> None:
+        await trio.lowlevel.checkpoint()
+
     def flush_later(self) -> bool:
         flusher, self._flusher = self._flusher, None
         if flusher is not None:

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from aos._async import _uring
+from aos._async import _inline, _uring
 from aos._async._completions import Channel
-from aos._async._offload import QUERY, call, runs_on_ring
+from aos._async._offload import QUERY, answers_inline, call, runs_on_ring
 
 T = TypeVar("T")
 
@@ -49,30 +49,77 @@ async def wait_for_no_fds_under(path: Path) -> None:
     assert await fds_under(path) == 0
 
 
-ROUTES = ("worker", "ring")
+ROUTES = ("worker", "ring", "inline")
 
 
 def routes_for(func: object) -> list[str]:
-    """The routes a call can take here: a worker always, io_uring where the call and kernel can."""
-    return list(ROUTES) if runs_on_ring(func) and _uring.available() else ["worker"]
+    """The routes a call can take here: a worker always; io_uring and an inline answer where
+    the call has that form and the kernel offers it."""
+    routes = ["worker"]
+    if runs_on_ring(func) and _uring.available():
+        routes.append("ring")
+    if answers_inline(func) and _inline.enabled:
+        routes.append("inline")
+    return routes
 
 
 def take_route(route: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
-    """Send every ring-capable call to the ring (``"ring"``) or leave routing as it is.
+    """Make ring- and inline-capable calls take ``route``; return a count of those that did.
 
-    A lone call normally goes to a worker; ``"ring"`` makes every loop look busy. Returns a
-    function that counts the operations pushed to a ring since, so a test can show the route
-    was taken.
+    ``"worker"``: no inline answers, and a lone call goes to a worker as usual (the count is of
+    ring pushes and inline answers, so it must stay 0). ``"ring"``: no inline answers, and every
+    loop looks busy, so calls go to the ring (the count is of ring pushes). ``"inline"``: inline
+    answers where the kernel allows (the count is of inline answers, results and errors).
     """
-    pushed = 0
+    pushed = answered = 0
     push = _uring.Ring.push
+    stat_result = _inline.stat_result
+    filename_of = _inline.filename_of
 
     def counting_push(self: _uring.Ring, *args: int) -> None:
         nonlocal pushed
         pushed += 1
         push(self, *args)
 
+    def counting_stat_result(statx: tuple[int, ...]) -> os.stat_result:
+        nonlocal answered
+        answered += 1
+        return stat_result(statx)
+
+    def counting_filename_of(path: object) -> object:  # inline builds an error with it
+        nonlocal answered
+        answered += 1
+        return filename_of(path)
+
     monkeypatch.setattr(_uring.Ring, "push", counting_push)
+    monkeypatch.setattr(_inline, "stat_result", counting_stat_result)
+    monkeypatch.setattr(_inline, "filename_of", counting_filename_of)
+    if route != "inline":
+        monkeypatch.setattr(_inline, "enabled", False)
     if route == "ring":
         monkeypatch.setattr(Channel, "_busy", lambda self: True)
-    return lambda: pushed
+    counts = {"worker": lambda: pushed + answered, "ring": lambda: pushed}
+    return counts.get(route, lambda: answered)
+
+
+def error_facts(error: BaseException) -> tuple[object, ...]:
+    """What must match between an aos error and an os error: type, errno, text, both names
+    (with their types: os gives a ``pathlib`` path back as a string)."""
+    assert isinstance(error, OSError), error
+    names = (error.filename, error.filename2)
+    return type(error), error.errno, error.strerror, names, tuple(type(n) for n in names)
+
+
+async def os_error(
+    fn: Callable[..., object], *args: Any, **kwargs: Any
+) -> tuple[type[OSError], tuple[object, ...]]:
+    """The type and :func:`error_facts` of what ``fn`` raises, called off the event loop."""
+
+    def failing() -> tuple[type[OSError], tuple[object, ...]]:
+        try:
+            fn(*args, **kwargs)
+        except OSError as error:
+            return type(error), error_facts(error)
+        raise AssertionError(f"{fn.__name__} did not fail")
+
+    return await off_loop(failing)

@@ -13,7 +13,7 @@ import pytest
 
 import aos
 from aos._async import _uring
-from tests.aio._helpers import off_loop, take_route
+from tests.aio._helpers import error_facts, off_loop, os_error, take_route
 
 pytestmark = [
     pytest.mark.anyio,
@@ -45,7 +45,7 @@ async def test_overlapping_calls_take_the_ring_and_match_os(
     expected = await off_loop(
         lambda: {f"{p}:{f}": stat_fields(os.stat(p, follow_symlinks=f)) for p, f in every}
     )
-    pushed = take_route("worker", monkeypatch)  # the usual routing: only counts
+    pushed = take_route("worker", monkeypatch)  # no inline answers: overlapping calls take the ring
     got: dict[str, dict[str, object]] = {}
 
     async def look(path: Path, follow: bool) -> None:
@@ -83,21 +83,24 @@ async def test_overlapping_mutations_all_happen(
     assert await aos.listdir(tmp_path) == []
 
 
-async def test_errors_from_the_ring_name_both_paths(
+async def test_errors_from_the_ring_are_the_errors_of_os(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pushed = take_route("ring", monkeypatch)
-    with pytest.raises(FileNotFoundError) as caught:
-        await aos.rename(tmp_path / "missing", tmp_path / "new")
-    assert (caught.value.errno, caught.value.filename, caught.value.filename2) == (
-        errno.ENOENT,
-        tmp_path / "missing",
-        tmp_path / "new",
-    )
-    with pytest.raises(FileExistsError) as exists:
-        await aos.mkdir(tmp_path)
-    assert exists.value.filename == tmp_path
-    assert pushed() == 2
+    calls: list[tuple[str, tuple[object, ...]]] = [
+        ("rename", (tmp_path / "missing", tmp_path / "new")),
+        ("rename", (str(tmp_path / "missing"), os.fsencode(tmp_path / "new"))),
+        ("mkdir", (tmp_path,)),
+        ("symlink", ("target", tmp_path)),
+        ("rmdir", (os.fsencode(tmp_path / "missing"),)),
+        ("stat", (str(tmp_path / "missing"),)),
+    ]
+    for name, args in calls:
+        kind, expected = await os_error(getattr(os, name), *args)
+        with pytest.raises(kind) as caught:
+            await getattr(aos, name)(*args)
+        assert error_facts(caught.value) == expected, name
+    assert pushed() == len(calls)
 
 
 async def test_a_refused_submission_runs_on_a_worker(

@@ -1,0 +1,157 @@
+"""``stat`` and ``lstat`` answered on the loop's own thread, when the kernel promises no I/O.
+
+A thread round trip costs an awaited ``stat`` about 40 us, while the syscall takes 2 us. For a
+path the kernel has cached, on a filesystem that keeps inodes in memory, aos asks the kernel
+directly, in three syscalls that cannot wait for a disk or a server:
+
+1. ``openat2(path, O_PATH, RESOLVE_CACHED)`` opens the path only if every component is in the
+   dentry cache; if resolving it would need I/O it fails with ``EAGAIN`` and does nothing.
+2. ``statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC)`` reads the inode; the flag forbids a
+   round trip to a server, and the answer also names the mount.
+3. The mount's filesystem, read once per mount with ``statmount`` (no I/O), must be one whose
+   attributes live in memory (ext2/3/4, xfs, btrfs, f2fs, tmpfs, ramfs), so the answer is
+   exactly what ``os.stat`` returns.
+
+Anything else (a cold path, NFS, FUSE, overlayfs, an error the open could give where ``stat``
+would not, a kernel older than 6.8, a non-plain argument) returns ``None``, and the call goes
+to a worker as before. Errors of the lookup itself (``ENOENT``, ``ENOTDIR``, ``EACCES``,
+``ELOOP``, ``ENAMETOOLONG``) are the same for the open as for ``stat``, so they are final.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import threading
+from typing import Any, Final
+
+from aos._async._kernel_form import (
+    AT_EMPTY_PATH,
+    AT_STATX_DONT_SYNC,
+    STAT_LAYOUT_KNOWN,
+    STATX_BASIC_STATS,
+    STATX_MNT_ID_UNIQUE,
+    STATX_SIZE,
+    dir_fd_of,
+    encoded,
+    filename_of,
+    stat_result,
+    unpack_statx,
+)
+
+_SYS_STATX: Final = 332
+_SYS_OPENAT2: Final = 437
+_SYS_STATMOUNT: Final = 457
+_STATMOUNT_SB_BASIC: Final = 0x1
+_RESOLVE_CACHED: Final = 0x20
+_O_PATH_CLOEXEC: Final = os.O_PATH | os.O_CLOEXEC
+_FINAL_ERRORS: Final = frozenset(
+    {errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ELOOP, errno.ENAMETOOLONG}
+)
+# Superblock magics of filesystems whose getattr reads memory only.
+_IN_MEMORY_ATTRIBUTES: Final = frozenset({
+    0xEF53,  # ext2, ext3, ext4
+    0x58465342,  # xfs
+    0x9123683E,  # btrfs
+    0xF2F52010,  # f2fs
+    0x01021994,  # tmpfs
+    0x858458F6,  # ramfs
+})  # fmt: skip
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+class _MountRequest(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("spare", ctypes.c_uint32),
+        ("mnt_id", ctypes.c_uint64),
+        ("param", ctypes.c_uint64),
+    ]
+
+
+class _MountBasics(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("mnt_opts", ctypes.c_uint32),
+        ("mask", ctypes.c_uint64),
+        ("sb_dev_major", ctypes.c_uint32),
+        ("sb_dev_minor", ctypes.c_uint32),
+        ("sb_magic", ctypes.c_uint64),
+        ("rest", ctypes.c_char * 480),
+    ]
+
+
+_syscall = ctypes.CDLL(None, use_errno=True).syscall
+_syscall.restype = ctypes.c_long
+_FOLLOW: Final = _OpenHow(_O_PATH_CLOEXEC, 0, _RESOLVE_CACHED)
+_NO_FOLLOW: Final = _OpenHow(_O_PATH_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_CACHED)
+_HOWS: Final = {True: ctypes.byref(_FOLLOW), False: ctypes.byref(_NO_FOLLOW)}
+_HOW_SIZE: Final = ctypes.sizeof(_OpenHow)
+_STATX_FLAGS: Final = AT_EMPTY_PATH | AT_STATX_DONT_SYNC
+_STATX_MASK: Final = STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE
+_buffers = threading.local()  # .statx: this thread's statx buffer (the GIL is let go in calls)
+
+enabled = platform.machine() in ("x86_64", "AMD64") and STAT_LAYOUT_KNOWN
+"""Whether to try; turned off for good when the kernel lacks ``openat2`` or ``statmount``."""
+
+_in_memory_mounts: dict[int, bool] = {}  # unique mount id -> attributes in memory
+
+
+def stat(
+    path: Any, *, dir_fd: Any = None, follow_symlinks: Any = True
+) -> tuple[os.stat_result | None, OSError | None] | None:
+    """``os.stat``'s result or error, if the kernel can give it without I/O; else ``None``."""
+    global enabled
+    if not enabled or type(follow_symlinks) is not bool:
+        return None
+    raw, at = encoded(path), dir_fd_of(dir_fd)
+    if raw is None or at is None:
+        return None
+    fd = _syscall(_SYS_OPENAT2, at, raw, _HOWS[follow_symlinks], _HOW_SIZE)
+    if fd < 0:
+        err = ctypes.get_errno()
+        if err in _FINAL_ERRORS:
+            return None, OSError(err, os.strerror(err), filename_of(path))
+        if err == errno.ENOSYS:
+            enabled = False
+        return None
+    try:
+        buffer = _buffers.statx
+    except AttributeError:
+        buffer = _buffers.statx = ctypes.create_string_buffer(STATX_SIZE)
+    try:
+        if _syscall(_SYS_STATX, fd, b"", _STATX_FLAGS, _STATX_MASK, buffer) < 0:
+            return None
+    finally:
+        os.close(fd)
+    statx = unpack_statx(buffer)
+    if not statx[0] & STATX_MNT_ID_UNIQUE:  # a kernel before 6.8: no unique mount ids
+        enabled = False
+        return None
+    in_memory = _in_memory_mounts.get(statx[-1])
+    if in_memory is None:
+        in_memory = _in_memory_mounts[statx[-1]] = _attributes_in_memory(statx[-1])
+    return (stat_result(statx), None) if in_memory else None
+
+
+def lstat(path: Any, *, dir_fd: Any = None) -> tuple[os.stat_result | None, OSError | None] | None:
+    """``os.lstat``'s result or error, if the kernel can give it without I/O; else ``None``."""
+    return stat(path, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _attributes_in_memory(mount: int) -> bool:
+    """Whether the filesystem of the mount with unique id ``mount`` keeps attributes in memory."""
+    global enabled
+    request = _MountRequest(ctypes.sizeof(_MountRequest), 0, mount, _STATMOUNT_SB_BASIC)
+    basics = _MountBasics()
+    if _syscall(_SYS_STATMOUNT, ctypes.byref(request), ctypes.byref(basics),
+                ctypes.sizeof(basics), 0) < 0:  # fmt: skip
+        if ctypes.get_errno() == errno.ENOSYS:
+            enabled = False
+        return False
+    return bool(basics.mask & _STATMOUNT_SB_BASIC) and basics.sb_magic in _IN_MEMORY_ATTRIBUTES

@@ -1,0 +1,106 @@
+"""stat and lstat answered on the loop's thread: same answers as os, and a checkpoint all the same."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import aos
+from aos._async import _inline
+from tests.aio._helpers import error_facts, off_loop, os_error, take_route
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not _inline.enabled, reason="no openat2/statmount on this kernel"),
+]
+
+
+def fields(result: os.stat_result) -> dict[str, object]:
+    return {name: getattr(result, name) for name in dir(result) if name.startswith("st_")}
+
+
+@pytest.fixture(params=["ext4", "tmpfs"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A directory on the machine's ext4 (``/tmp``) or tmpfs (``/dev/shm``), with a file and a link."""
+    if request.param == "tmpfs":
+        shm = Path("/dev/shm")
+        if not shm.is_dir():
+            pytest.skip("no /dev/shm")
+        place = shm / f"aos-inline-{os.getpid()}-{id(request)}"
+    else:
+        place = tmp_path / "place"
+    place.mkdir()
+    (place / "file").write_bytes(b"12345")
+    (place / "link").symlink_to("file")
+    yield place
+    for name in ("link", "file"):
+        (place / name).unlink()
+    place.rmdir()
+
+
+async def test_cached_paths_are_answered_inline_like_os(
+    place: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answered = take_route("inline", monkeypatch)
+    calls = [
+        (place / "file", True), (place / "link", False), (place, True),
+        (str(place / "file"), True), (os.fsencode(place / "link"), False),
+    ]  # fmt: skip
+    # os first: the link is never read through, so no atime changes between the two.
+    expected = await off_loop(lambda: [fields(os.stat(p, follow_symlinks=f)) for p, f in calls])
+    got = [fields(await aos.stat(p, follow_symlinks=f)) for p, f in calls]
+    assert got == expected
+    assert answered() == len(calls)
+
+
+async def test_a_missing_name_fails_like_os(place: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = [
+        ("lstat", place / "missing"), ("stat", str(place / "file" / "below")),
+        ("stat", os.fsencode(place / "missing")),
+    ]  # fmt: skip
+    # os first: the kernel then caches the misses, so aos can answer them inline.
+    expected = [await os_error(getattr(os, name), path) for name, path in calls]
+    taken = take_route("inline", monkeypatch)
+    for (name, path), (kind, facts) in zip(calls, expected, strict=True):
+        with pytest.raises(kind) as caught:
+            await getattr(aos, name)(path)
+        assert error_facts(caught.value) == facts, (name, path)
+    if not str(place).startswith("/dev/shm"):  # tmpfs keeps no negative dentries; ext4 does,
+        assert taken() == 2  # so both ENOENT misses are answered inline (ENOTDIR is not)
+
+
+async def test_other_filesystems_go_to_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    answered = take_route("inline", monkeypatch)
+    expected = await off_loop(os.stat, "/proc")
+    assert await aos.stat("/proc") == expected  # procfs is not on the in-memory list
+    assert answered() == 0
+
+
+async def test_an_inline_answer_is_still_a_checkpoint(
+    place: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answered = take_route("inline", monkeypatch)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await aos.stat(place / "file")
+    assert scope.cancelled_caught
+    assert answered() == 1  # answered, then the checkpoint raised the cancel
+
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        for _ in range(50):
+            await aos.stat(place / "file")
+        tg.cancel_scope.cancel()
+    assert ticks >= 25  # the loop ran other tasks between inline answers
