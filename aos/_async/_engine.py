@@ -48,6 +48,31 @@ async def run_to_completion(
     return result
 
 
-async def checkpoint() -> None:
-    """A checkpoint on the running loop, for calls answered without a worker."""
-    await _completions.current().checkpoint()
+async def run_query(
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    ring: RingRequest | None,
+    inline: Callable[..., tuple[T | None, BaseException | None] | None],
+) -> T:
+    """A query answered on the loop's thread if ``inline`` can (then a checkpoint), else run
+    like :func:`run_abandonable`."""
+    channel = _completions.current()
+    if channel.may_answer_inline():
+        answer = inline(*args, **kwargs)
+        if answer is not None:
+            await channel.checkpoint()
+            return _given(answer)
+    result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs, ring)
+    return result
+
+
+def _given(answer: tuple[T | None, BaseException | None]) -> T:
+    """The value of an inline answer, or raise its error."""
+    value, error = answer
+    if error is not None:
+        try:
+            raise error
+        finally:
+            del error, answer
+    return value  # type: ignore[return-value]

@@ -93,11 +93,7 @@ def offload(
     elif inline is not None:
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            answer = inline(*args, **kwargs)
-            if answer is None:
-                return await _engine.run_abandonable(fn, args, kwargs, wait_lane=False, ring=ring)
-            await _engine.checkpoint()
-            return _given(answer)
+            return await _engine.run_query(fn, args, kwargs, ring, inline)
 
     else:
         wait_lane = policy is Policy.WAIT
@@ -113,17 +109,6 @@ def offload(
     wrapper.__aos_ring__ = ring  # type: ignore[attr-defined]
     wrapper.__aos_inline__ = inline  # type: ignore[attr-defined]
     return wrapper
-
-
-def _given(answer: tuple[T | None, BaseException | None]) -> T:
-    """The value of an inline answer, or raise its error."""
-    value, error = answer
-    if error is not None:
-        try:
-            raise error
-        finally:
-            del error, answer
-    return value  # type: ignore[return-value]
 
 
 def home_in_aos(*funcs: Callable[..., Any]) -> None:

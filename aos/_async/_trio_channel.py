@@ -17,24 +17,23 @@ class TrioChannel(Channel):
 
     def __init__(self, token: object) -> None:
         super().__init__(token)
-        self._flusher: trio.lowlevel.Task | None = None  # parked until a batch needs sending
+        self._batch_ender: trio.lowlevel.Task | None = None  # parked until a batch ends
         trio.lowlevel.spawn_system_task(self._serve, name="aos completions")
-        trio.lowlevel.spawn_system_task(self._flush_batches, name="aos ring submissions")
+        trio.lowlevel.spawn_system_task(self._end_batches, name="aos batch ends")
 
     async def checkpoint(self) -> None:
         await trio.lowlevel.checkpoint()
 
-    def flush_later(self) -> bool:
-        flusher, self._flusher = self._flusher, None
-        if flusher is not None:
-            trio.lowlevel.reschedule(flusher)  # runs after the tasks of this batch
-        return True  # either woken now, or woken already and not yet run
+    def end_batch_later(self) -> None:
+        ender, self._batch_ender = self._batch_ender, None
+        if ender is not None:  # else it has not started yet, and ends the batch when it does
+            trio.lowlevel.reschedule(ender)  # runs after the tasks of this batch
 
-    async def _flush_batches(self) -> None:
-        """Send the ring's queued operations once per scheduling batch."""
+    async def _end_batches(self) -> None:
+        """End each scheduling batch that asked for it (see :meth:`Channel.end_batch`)."""
         while True:
-            self.flush()  # also what was queued before this task first ran
-            self._flusher = trio.lowlevel.current_task()
+            self.end_batch()
+            self._batch_ender = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(_accept_abort)
 
     def is_current(self) -> bool:

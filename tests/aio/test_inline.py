@@ -11,6 +11,7 @@ import pytest
 
 import aos
 from aos._async import _inline
+from aos._async._completions import INLINE_PER_BATCH
 from tests.aio._helpers import error_facts, off_loop, os_error, take_route
 
 pytestmark = [
@@ -104,3 +105,20 @@ async def test_an_inline_answer_is_still_a_checkpoint(
             await aos.stat(place / "file")
         tg.cancel_scope.cancel()
     assert ticks >= 25  # the loop ran other tasks between inline answers
+
+
+async def test_one_loop_iteration_answers_only_a_few_calls_inline(
+    place: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answered = take_route("inline", monkeypatch)
+    results: list[os.stat_result] = []
+
+    async def look() -> None:
+        results.append(await aos.stat(place / "file"))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4 * INLINE_PER_BATCH):
+            tg.start_soon(look)  # all start in the same loop iteration
+    assert answered() == INLINE_PER_BATCH  # the others went to the engine
+    assert len(results) == 4 * INLINE_PER_BATCH
+    assert {r.st_size for r in results} == {5}
