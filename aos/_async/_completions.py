@@ -43,6 +43,7 @@ INLINE_PER_BATCH = 8
 every iteration, asyncio iterations grew to over 1 ms (a heartbeat woke 2.3 ms late)."""
 
 RingRequest = Callable[..., Request | None]
+Notify = Callable[[Job], None]
 """Builds the io_uring form of a call from the call's own arguments, or ``None`` (use a worker)."""
 
 _channels: dict[int, Channel] = {}  # id(loop or trio token) -> its open channel
@@ -258,7 +259,18 @@ class Channel:
         job.delivered = True
         if job.must_finish:
             self._unfinished_mutations -= 1
-        self.resume(job)
+        if job.notify is not None:
+            job.notify(job)
+        else:
+            self.resume(job)
+
+    def start(self, fn: Callable[..., Any], args: tuple[Any, ...], notify: Notify) -> Job:
+        """Run ``fn(*args)`` on the filesystem pool as a query, without waiting for it:
+        ``notify(job)`` is called on the loop's thread when it has finished. To abandon the
+        job, set its ``notify`` to a function that ignores it."""
+        job = self.submit(FILESYSTEM, fn, args, {}, None, must_finish=False)
+        job.notify = notify
+        return job
 
     def resume(self, job: Job) -> None:
         """Wake the job's waiter, if it still waits."""

@@ -2,11 +2,12 @@
 
 The event-loop side runs exactly the algorithm of :mod:`aos.blocking._walk` (an explicit
 stack; top-down pruning reads ``dirnames`` only after the caller resumes). Only the reading of
-a directory is replaced: on a miss, up to ``_JOBS`` worker jobs run in parallel, each reading a
-subtree depth-first (the order the walk will visit it) within a budget of entries and
-directories, rooted at the directory needed now, the unread rest of the previous job, and the
-nearest unread directories on the stack. Their listings wait in a cache keyed by path, which is
-capped, so memory stays bounded; listings of subtrees the caller prunes are dropped (and their
+a directory is replaced by worker jobs, each reading a subtree depth-first (the order the walk
+will visit it) within a budget of entries and directories, rooted at the directory needed now,
+the unread rest of earlier jobs, and the nearest unread directories on the stack. ``walk`` keeps
+its jobs running while the caller consumes (one while they hit the page cache, ``_JOBS_IO``
+while they wait for a disk); ``fwalk`` starts up to ``_JOBS`` on a miss and waits for them.
+Their listings wait in a cache keyed by path, which is capped, so memory stays bounded; listings of subtrees the caller prunes are dropped (and their
 fds closed). The yielded sequence is that of :func:`os.walk` on an unchanging tree; a directory
 changed after it was read ahead but before the walk reaches it is seen as it was read.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Container, Coroutine
 from types import TracebackType
 from typing import Any, AnyStr, Final, Generic, TypeVar, overload
@@ -26,7 +28,9 @@ from typing import Any, AnyStr, Final, Generic, TypeVar, overload
 import anyio
 import anyio.lowlevel
 
-from aos._async._offload import MUTATE, QUERY, call
+from aos._async import _completions
+from aos._async._offload import MUTATE, call
+from aos._async._workers import Job
 from aos.blocking._walk import OnError, _Close, _fwalk_list, _list_for_walk, _push_subdirs, _Visit
 
 __all__ = ["WalkIterator", "fwalk", "walk"]
@@ -36,8 +40,13 @@ R = TypeVar("R")
 
 # Read-ahead jobs in flight at once. Warm, they compete for the GIL; cold, they overlap I/O.
 # Measured on 2 cores, 100k entries, 8 workers (x os.walk, warm / cold): 1 job 1.21 / 0.99-1.20,
-# 2 jobs 1.44 / 0.89-0.91, 4 jobs 2.09 / 0.83-0.91.
+# 2 jobs 1.44 / 0.89-0.91, 4 jobs 2.09 / 0.83-0.91. fwalk uses _JOBS; walk keeps one job
+# running beside the caller while directories come from the page cache (pipelined, warm: 1 job
+# 1.44x / 1.32x os.walk on asyncio / trio, 2 jobs 1.58x / 1.57x, 3 jobs 1.67x / 1.59x), and
+# _JOBS_IO once a job took longer than _IO_BOUND per directory, i.e. waited for the disk.
 _JOBS: Final = 2
+_JOBS_IO: Final = 3
+_IO_BOUND: Final = 100e-6
 _JOB_ENTRIES: Final = 4096  # a job stops after about this many names...
 _JOB_DIRS: Final = 256  # ...or this many directories (walk)
 _FJOB_DIRS: Final = 64  # ...or this many directories (fwalk: each holds an fd)
@@ -45,6 +54,7 @@ _CACHE_ENTRIES: Final = 65536  # no read-ahead beyond the needed directory past 
 _CACHE_FDS: Final = 512  # fwalk: no read-ahead past this many open fds in the cache
 _LOOP_SLICE: Final = 0.001  # triples served from read-ahead for longer than this yield to the loop
 _SCAN: Final = 64  # how deep into the stack read-ahead looks for unread directories
+_RECHECK: Final = 16  # walk: steps served from the cache between looks for read-ahead work
 
 
 class WalkIterator(Generic[T]):
@@ -132,6 +142,10 @@ class _Dir:
 Item = TypeVar("Item", _Dir, _Visit)
 
 
+def _ignore(job: Job) -> None:
+    """The notification of an abandoned job."""
+
+
 def _unread(candidates: list[Item], cache: Container[object], needed: object) -> list[Item]:
     """Up to ``_JOBS - 1`` candidates to read ahead beside the ``needed`` directory: in the
     order the walk will visit them, none read already, none twice."""
@@ -148,11 +162,13 @@ def _unread(candidates: list[Item], cache: Container[object], needed: object) ->
 
 def _explore(
     root: _Dir, topdown: bool, followlinks: object
-) -> tuple[list[tuple[Any, _WalkResult]], list[Any]]:
+) -> tuple[list[tuple[Any, _WalkResult]], list[Any], float]:
     """In a worker: read ``root`` and its subdirectories depth-first within the budget.
 
-    Returns (path, result) in visit order and the unread subdirectories, first to visit first.
+    Returns (path, result) in visit order, the unread subdirectories (first to visit first)
+    and the seconds it took per directory.
     """
+    started = time.perf_counter()
     out: list[tuple[Any, _WalkResult]] = []
     todo = [root]
     names = 0
@@ -162,19 +178,16 @@ def _explore(
             out.append((item.path, None))
             continue
         errors: list[OSError] = []
-        listing = _list_for_walk(item.path, False, errors.append, followlinks)
+        known: _Known | None = {} if topdown and not followlinks else None
+        listing = _list_for_walk(item.path, False, errors.append, followlinks, known)
         if listing is None:
             out.append((item.path, errors[0]))
             continue
         dirs, nondirs, walk_into = listing
-        known: _Known | None = None
-        if topdown and not followlinks:
-            into = set(walk_into)
-            known = {name: os.path.join(item.path, name) not in into for name in dirs}
         out.append((item.path, (dirs, nondirs, walk_into, known)))
         names += 1 + len(dirs) + len(nondirs)
         todo.extend(_Dir(path, False) for path in reversed(walk_into))
-    return out, [item.path for item in reversed(todo)]
+    return out, [item.path for item in reversed(todo)], (time.perf_counter() - started) / len(out)
 
 
 class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
@@ -183,8 +196,17 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._stack: list[_Dir | tuple[AnyStr, list[AnyStr], list[AnyStr]]] | None = None
         self._cache: dict[AnyStr, _WalkResult] = {}
         self._cached_names = 0
-        self._frontier: list[AnyStr] = []
-        self._yielded: tuple[AnyStr, list[AnyStr], _Known | None, int] | None = None
+        self._frontier: deque[AnyStr] = deque()  # unread subdirectories finished jobs left
+        self._frontier_live: set[AnyStr] = set()  # those of them the walk has not reached yet
+        self._countdown = _RECHECK  # steps until read-ahead looks for work again
+        self._jobs = 1  # jobs to keep running: more once they are seen waiting for the disk
+        self._pending: dict[AnyStr, Job] = {}  # root -> read-ahead job still running
+        self._pruned: list[AnyStr] = []  # subtrees the caller pruned while jobs were running
+        self._arrival: anyio.Event | None = None  # set when a job the walk waits for arrives
+        self._failure: BaseException | None = None  # what a job raised (not an OSError read)
+        self._yielded: (
+            tuple[AnyStr, list[AnyStr], list[AnyStr], _Known | None, list[AnyStr]] | None
+        ) = None
 
     async def _step(self) -> tuple[AnyStr, list[AnyStr], list[AnyStr]]:
         top, topdown, onerror, followlinks = self._args
@@ -199,8 +221,14 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             item = stack.pop()
             if isinstance(item, tuple):
                 return item
+            self._frontier_live.discard(item.path)
             if item.path not in self._cache:
                 await self._read(item)
+            else:
+                self._countdown -= 1
+                if not self._countdown:
+                    self._countdown = _RECHECK
+                    self._read_ahead()
             result = self._take(item.path)
             if result is None:
                 continue
@@ -210,7 +238,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 continue
             dirs, nondirs, walk_into, known = result
             if topdown:
-                self._yielded = (item.path, dirs, known, len(walk_into))
+                self._yielded = (item.path, dirs, dirs.copy(), known, walk_into)
                 return item.path, dirs, nondirs
             stack.append((item.path, dirs, nondirs))
             stack.extend(_Dir(path, False) for path in reversed(walk_into))
@@ -222,10 +250,15 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         stack: list[_Dir | tuple[AnyStr, list[AnyStr], list[AnyStr]]],
         path: AnyStr,
         dirs: list[AnyStr],
+        yielded: list[AnyStr],
         known: _Known | None,
-        descendable: int,
+        walk_into: list[AnyStr],
     ) -> None:
         """Top-down: push the subdirectories left in ``dirs`` after the caller's edits."""
+        if dirs == yielded:  # untouched (the usual case): the worker joined the paths already
+            stack.extend(_Dir(path, False) for path in reversed(walk_into))
+            return
+        descendable = len(walk_into)
         if self._args[3] or known is None:  # followlinks: descend into every name
             stack.extend(_Dir(os.path.join(path, name), False) for name in reversed(dirs))
             return
@@ -238,10 +271,14 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 stack.append(_Dir(os.path.join(path, name), False))
                 kept.add(name)
         if len(kept) < descendable:  # pruned: drop the read-ahead of the pruned subtrees
-            self._frontier = []
+            self._frontier.clear()
+            self._frontier_live.clear()
             for name, is_link in known.items():
                 if not is_link and name not in kept:
-                    self._evict(os.path.join(path, name))
+                    pruned = os.path.join(path, name)
+                    self._evict(pruned)
+                    if self._pending:
+                        self._pruned.append(os.path.join(pruned, path[:0]))  # with a slash
 
     def _take(self, path: AnyStr) -> _WalkResult:
         """Remove and return the cached result for ``path`` (``None`` if there is none)."""
@@ -258,32 +295,87 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 todo.extend(result[2])
 
     async def _read(self, item: _Dir) -> None:
-        """Read ``item`` and, within the bounds, what the walk will visit after it."""
-        assert self._stack is not None
-        _, topdown, _, followlinks = self._args
-        roots = [item]
-        if self._cached_names < _CACHE_ENTRIES:
-            candidates = [_Dir(path, False) for path in self._frontier]
-            candidates += [w for w in reversed(self._stack[-_SCAN:]) if isinstance(w, _Dir)]
-            roots += _unread(candidates, self._cache, item.path)
-
-        def job(root: _Dir) -> Callable[[], Coroutine[Any, Any, Any]]:
-            return lambda: call(QUERY, None, _explore, root, topdown, followlinks)
-
-        results = await _gather([job(root) for root in roots])
+        """Wait until ``item`` is read, starting its job (and read-ahead) if none runs."""
+        if item.path not in self._pending:
+            self._start(item)
+        self._read_ahead()
+        while item.path not in self._cache:
+            if self._failure is not None:
+                raise self._failure
+            self._arrival = anyio.Event()
+            await self._arrival.wait()
         self._yielded_at = time.perf_counter()
-        for out, _ in results:
+
+    def _read_ahead(self) -> None:
+        """Keep up to ``_JOBS`` jobs reading what the walk will visit next, within the bounds.
+
+        Jobs run while the walk goes on; their listings wait in the cache. Called when a job
+        arrives, on a miss, and every ``_RECHECK`` steps.
+        """
+        while len(self._pending) < self._jobs and self._cached_names < _CACHE_ENTRIES:
+            root = self._next_root()
+            if root is None:
+                return
+            self._start(root)
+
+    def _next_root(self) -> _Dir | None:
+        """The nearest directory nobody has read or is reading: first what finished jobs left
+        unread (in the order they finished), then the top of the stack."""
+        assert self._stack is not None
+        cache, pending, frontier, live = (
+            self._cache,
+            self._pending,
+            self._frontier,
+            self._frontier_live,
+        )
+        while frontier:
+            path = frontier.popleft()
+            if path in live and path not in cache and path not in pending:
+                live.discard(path)
+                return _Dir(path, False)
+        for item in reversed(self._stack[-_SCAN:]):
+            if isinstance(item, _Dir) and item.path not in cache and item.path not in pending:
+                return item
+        return None
+
+    def _start(self, root: _Dir) -> None:
+        _, topdown, _, followlinks = self._args
+        args = (root, topdown, followlinks)
+        self._pending[root.path] = _completions.current().start(
+            _explore, args, lambda job: self._arrived(root.path, job)
+        )
+
+    def _arrived(self, root: AnyStr, job: Job) -> None:
+        """On the loop's thread: a job has finished; cache its listings, keep reading ahead."""
+        del self._pending[root]
+        if self._finished:
+            return
+        if job.error is not None:
+            self._failure = job.error
+        elif not any(root.startswith(pruned) for pruned in self._pruned):
+            out, rest, per_dir = job.value
+            self._jobs = _JOBS_IO if per_dir > _IO_BOUND else 1
             for path, result in out:
                 if isinstance(result, tuple):
                     self._cached_names += len(result[0]) + len(result[1])
                 self._cache[path] = result
-        self._frontier = results[0][1]
+            self._frontier.extend(rest)
+            self._frontier_live.update(rest)
+        if not self._pending:
+            self._pruned = []
+        if self._arrival is not None:
+            self._arrival.set()
+        self._read_ahead()
 
     def _finish(self) -> None:
         super()._finish()
         self._stack = []
         self._cache = {}
-        self._frontier = []
+        self._frontier.clear()
+        self._frontier_live.clear()
+        for job in self._pending.values():
+            job.notify = _ignore  # abandoned: the worker finishes, the listing is dropped
+        self._pending = {}
 
 
 def walk(

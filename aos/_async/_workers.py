@@ -50,6 +50,7 @@ class Job:
         "fn",
         "kwargs",
         "must_finish",
+        "notify",
         "request",
         "value",
         "waiter",
@@ -72,6 +73,7 @@ class Job:
         self.delivered = False  # loop side: the loop has taken the finished job back
         self.must_finish = False  # loop side: its caller waits for it even when cancelled
         self.request: Any = None  # loop side: the io_uring operation it runs as, if any
+        self.notify: Callable[[Job], None] | None = None  # loop side: called instead of a waiter
 
     def run(self) -> None:
         """Run the call (on a worker), keep its outcome, and report completion."""

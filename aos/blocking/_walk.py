@@ -66,10 +66,15 @@ class _Subdir(NamedTuple, Generic[AnyStr]):
 
 
 def _list_for_walk(
-    top: AnyStr, topdown: bool, onerror: OnError | None, followlinks: object
+    top: AnyStr,
+    topdown: bool,
+    onerror: OnError | None,
+    followlinks: object,
+    links: dict[AnyStr, bool] | None = None,
 ) -> tuple[list[AnyStr], list[AnyStr], list[AnyStr]] | None:
     """Read one directory for :func:`walk`: (dirnames, filenames, subdirectory paths to walk
-    into bottom-up), or ``None`` after reporting an error to ``onerror``."""
+    into bottom-up), or ``None`` after reporting an error to ``onerror``. Bottom-up, ``links``
+    (if given) gets, for each dirname, whether it is a symlink the walk does not go into."""
     dirs: list[AnyStr] = []
     nondirs: list[AnyStr] = []
     walk_into: list[AnyStr] = []
@@ -96,9 +101,16 @@ def _list_for_walk(
                     is_dir = entry.is_dir()
             except OSError:
                 is_dir = False
-            (dirs if is_dir else nondirs).append(entry.name)
-            if not topdown and is_dir and (followlinks or not _is_symlink(entry)):
-                walk_into.append(entry.path)
+            if not is_dir:
+                nondirs.append(entry.name)
+                continue
+            dirs.append(entry.name)
+            if not topdown:
+                skipped = not followlinks and _is_symlink(entry)
+                if links is not None:
+                    links[entry.name] = skipped
+                if not skipped:
+                    walk_into.append(entry.path)
     return dirs, nondirs, walk_into
 
 

@@ -170,29 +170,37 @@ async def test_fwalk_matches(rich: Path, kind: str, topdown: bool, follow_symlin
 async def test_big_tree_matches_and_reads_ahead_in_parallel(
     big: Path, topdown: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    jobs = peak = 0
-    real_explore, real_gather = _walk._explore, _walk._gather
+    jobs = peak = fpeak = 0
+    real_explore, real_start, real_gather = _walk._explore, _walk._Walk._start, _walk._gather
 
     def counting_explore(*args: Any) -> Any:
         nonlocal jobs
         jobs += 1
         return real_explore(*args)
 
-    async def counting_gather(batch: list[Any]) -> list[Any]:
+    def counting_start(self: Any, root: Any) -> None:
         nonlocal peak
-        peak = max(peak, len(batch))
+        real_start(self, root)
+        peak = max(peak, len(self._pending))
+
+    async def counting_gather(batch: list[Any]) -> list[Any]:
+        nonlocal fpeak
+        fpeak = max(fpeak, len(batch))
         return await real_gather(batch)
 
     monkeypatch.setattr(_walk, "_explore", counting_explore)
+    monkeypatch.setattr(_walk._Walk, "_start", counting_start)
     monkeypatch.setattr(_walk, "_gather", counting_gather)
+    monkeypatch.setattr(_walk, "_IO_BOUND", 0.0)  # as if every job had waited for a disk
     expected = await off_loop(lambda: _sync_walk(big, topdown=topdown))
     assert await _async_walk(big, topdown=topdown) == expected
     assert len(expected) == 1 + 30 + 900
     assert jobs < len(expected) / 10  # many directories per worker hop
-    assert peak == _walk._JOBS  # independent subtrees are submitted together
+    assert peak == _walk._JOBS_IO  # independent subtrees are read at once
     fexpected = await off_loop(lambda: _sync_fwalk(big, topdown=topdown))
     fgot = await _async_fwalk(big, topdown=topdown)
     assert [t[:3] for t in fgot] == [t[:3] for t in fexpected]
+    assert fpeak == _walk._JOBS
 
 
 def _prune_some(dirpath: Any, dirnames: list[Any]) -> None:
