@@ -22,7 +22,7 @@ from typing import Final, TypeVar
 
 import anyio.lowlevel
 
-from aos._async import _readiness
+from aos._async import _completions
 from aos._async._offload import WAIT, call
 
 R = TypeVar("R")
@@ -95,7 +95,7 @@ async def _wait_on_pidfd(attempt: Callable[[], R | None], idtype: int, ident: in
     except (OSError, AttributeError):  # no pidfds here, out of fds: the worker still works
         return None
     try:
-        await _readiness.wait_readable(pidfd)
+        await _completions.current().wait_readable(pidfd)  # ours alone: no sharing to handle
     finally:
         os.close(pidfd)
     # Readable means exited; a None here (a leader whose threads live on) goes to the worker.

@@ -285,6 +285,11 @@ class Channel:
         dispatch: 6 us instead of 8 on asyncio, 5.6 instead of 8.9 on trio."""
         raise NotImplementedError
 
+    async def wait_readable(self, fd: int) -> None:
+        """Wait until a private ``fd`` (one no other task watches) is readable, with the loop's
+        own primitive: a child's exit reaches its waiter sooner than through anyio's."""
+        raise NotImplementedError
+
     async def run_abandonable(
         self,
         pool: Pool,
@@ -385,6 +390,15 @@ class AsyncioChannel(Channel):
     async def checkpoint(self) -> None:
         await asyncio.sleep(0)
 
+    async def wait_readable(self, fd: int) -> None:
+        loop = self._loop
+        ready = loop.create_future()
+        loop.add_reader(fd, _set_done, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
     def resume(self, job: Job) -> None:
         fut: asyncio.Future[None] = job.waiter
         if not fut.done():
@@ -448,6 +462,11 @@ class AsyncioChannel(Channel):
                     cancelled = exc
                     job.waiter = self._loop.create_future()
         return await after_completion(job, cancelled, release)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def after_completion(

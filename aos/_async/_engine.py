@@ -76,3 +76,8 @@ def _given(answer: tuple[T | None, BaseException | None]) -> T:
         finally:
             del error, answer
     return value  # type: ignore[return-value]
+
+
+async def checkpoint() -> None:
+    """The running loop's own checkpoint (see :meth:`Channel.checkpoint`)."""
+    await _completions.current().checkpoint()

@@ -38,6 +38,7 @@ import anyio
 import anyio.lowlevel
 
 from aos import blocking
+from aos._async import _engine
 from aos._async._child_wait import subject_of_pid, wait_for, waitid_options_of
 from aos._async._offload import WAIT, home_in_aos, offload
 
@@ -87,7 +88,7 @@ def _spawns_inline(fn: Callable[P, int]) -> Callable[P, Coroutine[Any, Any, int]
     """The async face of ``os.posix_spawn[p]``: a checkpoint, then the spawn on the loop thread."""
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
-        await anyio.lowlevel.checkpoint()
+        await _engine.checkpoint()
         return fn(*args, **kwargs)  # no await after this: the pid always reaches the caller
 
     functools.update_wrapper(wrapper, fn)

@@ -24,6 +24,9 @@ class TrioChannel(Channel):
     async def checkpoint(self) -> None:
         await trio.lowlevel.checkpoint()
 
+    async def wait_readable(self, fd: int) -> None:
+        await trio.lowlevel.wait_readable(fd)
+
     def end_batch_later(self) -> None:
         ender, self._batch_ender = self._batch_ender, None
         if ender is not None:  # else it has not started yet, and ends the batch when it does
