@@ -289,8 +289,8 @@ def markdown(rows: list[Row], rounds: int, seconds: float) -> str:
         "",
         "![aos.stat and its peers, as a multiple of sync os.stat](results/offload.png)",
         "",
-        "The other benchmarks write their own tables: [walking a tree](results/walk.md), "
-        "[spawning and waiting for children](results/spawn.md).",
+        "The other benchmarks write their own tables: `results/walk.md` (walking a tree) and "
+        "`results/spawn.md` (spawning and waiting for children).",
         "",
     ]
     return "\n".join(lines)
