@@ -22,7 +22,7 @@ from typing import Final, TypeVar
 
 import anyio.lowlevel
 
-from aos._async import _completions
+from aos._async import _completions, _readiness
 from aos._async._offload import WAIT, call
 
 R = TypeVar("R")
@@ -88,14 +88,16 @@ async def _wait_on_pidfd(attempt: Callable[[], R | None], idtype: int, ident: in
     try:
         if idtype == os.P_PID:
             pidfd = os.pidfd_open(ident)
+            wait_readable = _completions.current().wait_readable  # ours alone: the fastest way
         elif idtype == getattr(os, "P_PIDFD", None):
             pidfd = os.dup(ident)  # the caller's fd may be registered with the loop already
+            wait_readable = _readiness.wait_readable  # keeps the caller's O_NONBLOCK (uvloop)
         else:
             return None
     except (OSError, AttributeError):  # no pidfds here, out of fds: the worker still works
         return None
     try:
-        await _completions.current().wait_readable(pidfd)  # ours alone: no sharing to handle
+        await wait_readable(pidfd)
     finally:
         os.close(pidfd)
     # Readable means exited; a None here (a leader whose threads live on) goes to the worker.

@@ -110,17 +110,21 @@ class Channel:
 
         ``waiter`` is resumed when the call has finished.
         """
+        request = None
+        if ring is not None and self._ring is not False and self._busy():
+            try:
+                request = ring(*args, **kwargs)
+            except TypeError:  # arguments os refuses: os raises its own error on the worker
+                request = None
         job = Job(fn, args, kwargs, self.finish)
         job.waiter = waiter
+        on_ring = request is not None and self._push(job, request)  # may raise: count after
         if must_finish:
             job.must_finish = True
             self._unfinished_mutations += 1
-        if ring is not None and self._ring is not False and self._busy():
-            request = ring(*args, **kwargs)
-            if request is not None and self._push(job, request):
-                return job
-        self._submitted += 1
-        pool.submit(job)
+        if not on_ring:
+            self._submitted += 1
+            pool.submit(job)
         return job
 
     def _busy(self) -> bool:
@@ -146,6 +150,8 @@ class Channel:
             self.flush()
             if not ring.has_room():
                 return False
+        if request.audit is not None:  # os raises this audit event; a hook may refuse the call
+            sys.audit(*request.audit)  # (a submission the kernel refuses reruns it in os)
         self._next_id = user_data = self._next_id + 1
         ring.push(user_data, request.opcode, request.fd, request.addr, request.length,
                   request.off, request.op_flags)  # fmt: skip

@@ -59,7 +59,10 @@ async def run_query(
     like :func:`run_abandonable`."""
     channel = _completions.current()
     if channel.may_answer_inline():
-        answer = inline(*args, **kwargs)
+        try:
+            answer = inline(*args, **kwargs)
+        except TypeError:  # arguments os refuses: os raises its own error on the worker
+            answer = None
         if answer is not None:
             await channel.checkpoint()
             return _given(answer)

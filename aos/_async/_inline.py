@@ -86,7 +86,9 @@ class _MountBasics(ctypes.Structure):
     ]
 
 
-_syscall = ctypes.CDLL(None, use_errno=True).syscall
+# Called without releasing the GIL: these calls cannot wait (that is the point), and a release
+# would let a worker thread take the GIL from the loop in the middle of a stat.
+_syscall = ctypes.PyDLL(None, use_errno=True).syscall
 _syscall.restype = ctypes.c_long
 _FOLLOW: Final = _OpenHow(_O_PATH_CLOEXEC, 0, _RESOLVE_CACHED)
 _NO_FOLLOW: Final = _OpenHow(_O_PATH_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_CACHED)

@@ -18,6 +18,7 @@ from typing import Final
 AT_FDCWD: Final = -100
 AT_SYMLINK_NOFOLLOW: Final = 0x100
 AT_REMOVEDIR: Final = 0x200
+AT_NO_AUTOMOUNT: Final = 0x800
 AT_EMPTY_PATH: Final = 0x1000
 AT_STATX_DONT_SYNC: Final = 0x4000
 STATX_BASIC_STATS: Final = 0x7FF

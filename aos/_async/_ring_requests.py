@@ -17,6 +17,8 @@ from typing import Any
 
 from aos._async import _uring
 from aos._async._kernel_form import (
+    AT_FDCWD,
+    AT_NO_AUTOMOUNT,
     AT_REMOVEDIR,
     AT_SYMLINK_NOFOLLOW,
     STAT_LAYOUT_KNOWN,
@@ -33,8 +35,8 @@ from aos._async._kernel_form import (
 class Request:
     """One io_uring operation and what it needs until it completes."""
 
-    __slots__ = ("addr", "buffer", "fd", "filename", "filename2", "length", "off", "op_flags",
-                 "opcode", "stat_at")  # fmt: skip
+    __slots__ = ("addr", "audit", "buffer", "fd", "filename", "filename2", "length", "off",
+                 "op_flags", "opcode", "stat_at")  # fmt: skip
 
     def __init__(
         self,
@@ -59,6 +61,7 @@ class Request:
         self.off = off
         self.op_flags = op_flags
         self.stat_at = stat_at  # where a statx result lands in the buffer, or -1
+        self.audit: tuple[Any, ...] | None = None  # the sys.audit event os raises, if any
 
     def outcome(self, result: int) -> tuple[Any, BaseException | None]:
         """The os call's return value, or the error it raises, for the kernel's ``result``."""
@@ -100,8 +103,9 @@ def stat(path: Any, *, dir_fd: Any = None, follow_symlinks: Any = True) -> Reque
         return None
     at = (len(raw) + 8) & ~7  # the statx result goes after the path, 8-byte aligned
     buffer = ctypes.create_string_buffer(raw, at + STATX_SIZE)
+    flags = AT_NO_AUTOMOUNT | (0 if follow_symlinks else AT_SYMLINK_NOFOLLOW)  # as stat(2)
     request = Request(_uring.OP_STATX, fd, buffer, path, length=STATX_BASIC_STATS, stat_at=at,
-                      op_flags=0 if follow_symlinks else AT_SYMLINK_NOFOLLOW)  # fmt: skip
+                      op_flags=flags)  # fmt: skip
     request.off = request.addr + at
     return request
 
@@ -115,17 +119,20 @@ def mkdir(path: Any, mode: Any = 0o777, *, dir_fd: Any = None) -> Request | None
     """``os.mkdir`` as ``mkdirat``."""
     if type(mode) is not int or not 0 <= mode <= 0o7777:
         return None
-    return _one_path(_uring.OP_MKDIRAT, path, dir_fd, length=mode)
+    request = _one_path(_uring.OP_MKDIRAT, path, dir_fd, length=mode)
+    return _audited(request, "os.mkdir", filename_of(path), mode, _audit_fd(dir_fd))
 
 
 def unlink(path: Any, *, dir_fd: Any = None) -> Request | None:
     """``os.unlink`` and ``os.remove`` as ``unlinkat``."""
-    return _one_path(_uring.OP_UNLINKAT, path, dir_fd)
+    request = _one_path(_uring.OP_UNLINKAT, path, dir_fd)
+    return _audited(request, "os.remove", filename_of(path), _audit_fd(dir_fd))
 
 
 def rmdir(path: Any, *, dir_fd: Any = None) -> Request | None:
     """``os.rmdir`` as ``unlinkat(AT_REMOVEDIR)``."""
-    return _one_path(_uring.OP_UNLINKAT, path, dir_fd, op_flags=AT_REMOVEDIR)
+    request = _one_path(_uring.OP_UNLINKAT, path, dir_fd, op_flags=AT_REMOVEDIR)
+    return _audited(request, "os.rmdir", filename_of(path), _audit_fd(dir_fd))
 
 
 def symlink(
@@ -140,9 +147,23 @@ def symlink(
         return None
     request.fd = fd  # symlinkat(target, newdirfd, linkpath): the dir fd is the link's
     request.length = 0
-    return request
+    return _audited(request, "os.symlink", filename_of(src), filename_of(dst), _audit_fd(dir_fd))
 
 
 def rename(src: Any, dst: Any, *, src_dir_fd: Any = None, dst_dir_fd: Any = None) -> Request | None:
     """``os.rename`` and ``os.replace`` as ``renameat``."""
-    return _two_paths(_uring.OP_RENAMEAT, src, dst, src_dir_fd, dst_dir_fd)
+    request = _two_paths(_uring.OP_RENAMEAT, src, dst, src_dir_fd, dst_dir_fd)
+    return _audited(request, "os.rename", filename_of(src), filename_of(dst),
+                    _audit_fd(src_dir_fd), _audit_fd(dst_dir_fd))  # fmt: skip
+
+
+def _audited(request: Request | None, event: str, *args: object) -> Request | None:
+    """``request``, carrying the ``sys.audit`` event the os call raises."""
+    if request is not None:
+        request.audit = (event, *args)
+    return request
+
+
+def _audit_fd(dir_fd: object) -> object:
+    """A ``dir_fd`` as os's audit events give it: -1 for none (or ``AT_FDCWD``)."""
+    return -1 if dir_fd is None or dir_fd == AT_FDCWD else dir_fd

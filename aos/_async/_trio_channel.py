@@ -18,6 +18,7 @@ class TrioChannel(Channel):
     def __init__(self, token: object) -> None:
         super().__init__(token)
         self._batch_ender: trio.lowlevel.Task | None = None  # parked until a batch ends
+        self._ender_alive = True
         trio.lowlevel.spawn_system_task(self._serve, name="aos completions")
         trio.lowlevel.spawn_system_task(self._end_batches, name="aos batch ends")
 
@@ -28,16 +29,24 @@ class TrioChannel(Channel):
         await trio.lowlevel.wait_readable(fd)
 
     def end_batch_later(self) -> None:
+        if not self._ender_alive:  # the run is ending: end the batch now
+            self.end_batch()
+            return
         ender, self._batch_ender = self._batch_ender, None
         if ender is not None:  # else it has not started yet, and ends the batch when it does
             trio.lowlevel.reschedule(ender)  # runs after the tasks of this batch
 
     async def _end_batches(self) -> None:
         """End each scheduling batch that asked for it (see :meth:`Channel.end_batch`)."""
-        while True:
-            self.end_batch()
-            self._batch_ender = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(_accept_abort)
+        try:
+            while True:
+                self.end_batch()
+                self._batch_ender = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(_accept_abort)
+        finally:
+            self._batch_ender = None
+            self._ender_alive = False
+            self.end_batch()  # what was queued for it
 
     def is_current(self) -> bool:
         try:

@@ -106,7 +106,7 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 # io_uring_enter without waiting never sleeps (these operations always go to io-wq), so it is
 # called without releasing the GIL: a release would let a worker thread take it first.
-_enter = ctypes.CDLL(None, use_errno=True).syscall
+_enter = ctypes.PyDLL(None, use_errno=True).syscall
 _enter.restype = ctypes.c_long
 _enter.argtypes = [
     ctypes.c_long, ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,

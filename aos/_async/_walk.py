@@ -17,9 +17,11 @@ calls it, so it must not block; what it raises ends the walk.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Container, Coroutine
 from types import TracebackType
@@ -146,6 +148,13 @@ def _ignore(job: Job) -> None:
     """The notification of an abandoned job."""
 
 
+def _tell_walk(walk: weakref.ref[_Walk[Any]], root: Any, job: Job) -> None:
+    """A walk's read-ahead job has finished: hand it to the walk, if the walk still exists."""
+    alive = walk()
+    if alive is not None:
+        alive._arrived(root, job)
+
+
 def _unread(candidates: list[Item], cache: Container[object], needed: object) -> list[Item]:
     """Up to ``_JOBS - 1`` candidates to read ahead beside the ``needed`` directory: in the
     order the walk will visit them, none read already, none twice."""
@@ -201,7 +210,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._countdown = _RECHECK  # steps until read-ahead looks for work again
         self._jobs = 1  # jobs to keep running: more once they are seen waiting for the disk
         self._pending: dict[AnyStr, Job] = {}  # root -> read-ahead job still running
-        self._pruned: list[AnyStr] = []  # subtrees the caller pruned while jobs were running
+        self._stale: set[AnyStr] = set()  # roots of running jobs inside pruned subtrees
         self._arrival: anyio.Event | None = None  # set when a job the walk waits for arrives
         self._failure: BaseException | None = None  # what a job raised (not an OSError read)
         self._yielded: (
@@ -277,8 +286,10 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 if not is_link and name not in kept:
                     pruned = os.path.join(path, name)
                     self._evict(pruned)
-                    if self._pending:
-                        self._pruned.append(os.path.join(pruned, path[:0]))  # with a slash
+                    below = os.path.join(pruned, path[:0])  # with a trailing slash
+                    self._stale.update(
+                        root for root in self._pending if root == pruned or root.startswith(below)
+                    )
 
     def _take(self, path: AnyStr) -> _WalkResult:
         """Remove and return the cached result for ``path`` (``None`` if there is none)."""
@@ -302,6 +313,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         while item.path not in self._cache:
             if self._failure is not None:
                 raise self._failure
+            if item.path not in self._pending:  # its job was dropped as stale: read it anew
+                self._start(item)
             self._arrival = anyio.Event()
             await self._arrival.wait()
         self._yielded_at = time.perf_counter()
@@ -341,18 +354,20 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
     def _start(self, root: _Dir) -> None:
         _, topdown, _, followlinks = self._args
         args = (root, topdown, followlinks)
-        self._pending[root.path] = _completions.current().start(
-            _explore, args, lambda job: self._arrived(root.path, job)
-        )
+        # The job holds the walk weakly: a walk its caller dropped is collected (and finished).
+        notify = functools.partial(_tell_walk, weakref.ref(self), root.path)
+        self._pending[root.path] = _completions.current().start(_explore, args, notify)
 
     def _arrived(self, root: AnyStr, job: Job) -> None:
         """On the loop's thread: a job has finished; cache its listings, keep reading ahead."""
         del self._pending[root]
         if self._finished:
             return
-        if job.error is not None:
+        if root in self._stale:  # read for a subtree the caller pruned meanwhile: drop it
+            self._stale.discard(root)
+        elif job.error is not None:
             self._failure = job.error
-        elif not any(root.startswith(pruned) for pruned in self._pruned):
+        else:
             out, rest, per_dir = job.value
             self._jobs = _JOBS_IO if per_dir > _IO_BOUND else 1
             for path, result in out:
@@ -361,8 +376,6 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 self._cache[path] = result
             self._frontier.extend(rest)
             self._frontier_live.update(rest)
-        if not self._pending:
-            self._pruned = []
         if self._arrival is not None:
             self._arrival.set()
         self._read_ahead()

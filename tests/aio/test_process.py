@@ -196,7 +196,9 @@ async def test_p_pidfd() -> None:
     pid = await spawn_python("import sys; sys.exit(4)")
     pidfd = os.pidfd_open(pid)
     try:
+        assert os.get_blocking(pidfd)
         result = await aos.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+        assert os.get_blocking(pidfd)  # uvloop sets O_NONBLOCK on what it watches: not on this
     finally:
         os.close(pidfd)
     assert result is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,3 +184,74 @@ async def test_a_cancelled_query_on_the_ring_returns_at_once(
     # The abandoned operations are reaped with the next completion; the ring keeps serving.
     assert (await aos.stat(files[3])).st_size == 3
     assert pushed() == len(files) + 1
+
+
+async def test_arguments_os_refuses_get_os_errors_and_leave_nothing_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aos._async import _completions
+
+    pushed = take_route("ring", monkeypatch)
+    for name, args, kwargs in [
+        ("mkdir", (tmp_path / "x",), {"bogus": 1}),
+        ("rename", (tmp_path / "x",), {}),
+        ("stat", (tmp_path, 1), {}),
+    ]:
+        with pytest.raises(TypeError) as ours:
+            await getattr(aos, name)(*args, **kwargs)
+        assert str(ours.value) == await off_loop(_type_error_of, getattr(os, name), args, kwargs)
+    assert _completions.current()._unfinished_mutations == 0  # so the loop can still shut down
+    assert pushed() == 0
+
+
+def _type_error_of(
+    fn: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
+) -> str:
+    try:
+        fn(*args, **kwargs)
+    except TypeError as error:
+        return str(error)
+    raise AssertionError("no TypeError")
+
+
+AUDITED: list[tuple[str, tuple[object, ...]]] | None = None
+
+
+def _record_audit(event: str, args: tuple[object, ...]) -> None:
+    if AUDITED is not None and event.startswith("os."):
+        AUDITED.append((event, args))
+
+
+async def test_ring_calls_raise_the_audit_events_of_os(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    global AUDITED
+    sys.addaudithook(_record_audit)  # hooks cannot be removed: this one records only here
+
+    def run_os() -> list[tuple[str, tuple[object, ...]]]:
+        global AUDITED
+        AUDITED = []
+        os.mkdir(tmp_path / "d", 0o750)
+        os.symlink("d", str(tmp_path / "l"))
+        os.rename(tmp_path / "l", os.fsencode(tmp_path / "m"))
+        os.replace(tmp_path / "m", tmp_path / "n")
+        os.unlink(tmp_path / "n")
+        os.rmdir(tmp_path / "d")
+        recorded, AUDITED = AUDITED, None
+        return recorded
+
+    expected = await off_loop(run_os)
+    pushed = take_route("ring", monkeypatch)
+    AUDITED = []
+    try:
+        await aos.mkdir(tmp_path / "d", 0o750)
+        await aos.symlink("d", str(tmp_path / "l"))
+        await aos.rename(tmp_path / "l", os.fsencode(tmp_path / "m"))
+        await aos.replace(tmp_path / "m", tmp_path / "n")
+        await aos.unlink(tmp_path / "n")
+        await aos.rmdir(tmp_path / "d")
+        got = AUDITED
+    finally:
+        AUDITED = None
+    assert got == expected
+    assert pushed() == 6

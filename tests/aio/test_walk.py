@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -419,3 +420,87 @@ def test_unreadable_directories_go_to_onerror(tmp_path: Path) -> None:
             (top / locked).chmod(0o755)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "ok 4\n"  # two unreadable directories, each walk reports both
+
+
+async def test_a_replacement_name_inside_a_pruned_subtree_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller prunes ``a`` while its read-ahead runs and asks for ``a/d000`` instead: the
+    stale read-ahead is dropped, the new name is read, and the walk ends like os.walk's."""
+    top = tmp_path / "top"
+    await off_loop(_make_pruning_tree, top)
+    real_explore = _walk._explore
+    a_may_finish = threading.Event()
+
+    def slow_a(root: Any, topdown: bool, followlinks: object) -> Any:
+        if root.path == str(top / "a"):
+            a_may_finish.wait(10)  # on a worker: 'a' is still being read when the caller prunes
+        return real_explore(root, topdown, followlinks)
+
+    def prune(path: Any, dirs: list[Any]) -> None:
+        if path == str(top):
+            dirs[:] = [os.path.join("a", "d000")]
+
+    expected = await off_loop(_pruned_walk, top, prune)
+    monkeypatch.setattr(_walk, "_explore", slow_a)
+    got = []
+    try:
+        with anyio.fail_after(20):
+            async for path, dirs, _ in walk(str(top)):
+                got.append(path)
+                prune(path, dirs)
+                if path != str(top):
+                    a_may_finish.set()
+    finally:
+        a_may_finish.set()
+    assert got == expected
+    assert len(got) == 5  # top, a/d000 and its three subdirectories
+
+
+def _make_pruning_tree(top: Path) -> None:
+    top.mkdir()
+    for i in range(_walk._JOB_ENTRIES + 4):  # top alone fills the first job's budget
+        (top / f"f{i:05}").touch()
+    for i in range(20):
+        for j in range(3):
+            (top / "a" / f"d{i:03}" / f"e{j}").mkdir(parents=True)
+    (top / "b").mkdir()
+
+
+def _make_grid(top: Path, width: int) -> None:
+    for i in range(width):
+        for j in range(width):
+            (top / f"d{i:02}" / f"e{j:02}").mkdir(parents=True)
+
+
+def _pruned_walk(top: Path, prune: Callable[[Any, list[Any]], None]) -> list[Any]:
+    paths = []
+    for path, dirs, _ in os.walk(str(top)):
+        paths.append(path)
+        prune(path, dirs)
+    return paths
+
+
+async def test_an_abandoned_walk_stops_reading_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await off_loop(_make_grid, tmp_path, 40)
+    read = []
+    real_explore = _walk._explore
+
+    def counting(root: Any, topdown: bool, followlinks: object) -> Any:
+        out = real_explore(root, topdown, followlinks)
+        read.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(_walk, "_explore", counting)
+    async for _ in walk(str(tmp_path)):
+        break  # no aclose: the caller just drops the walk
+    gc.collect()
+    for _ in range(50):  # let the jobs in flight finish and report
+        await anyio.sleep(0.01)
+    settled = sum(read)
+    for _ in range(20):
+        await anyio.sleep(0.01)
+    assert sum(read) == settled  # nothing more is read once the walk is gone
+    assert settled < (1 + 40 + 40 * 40) / 2  # far from the whole tree
