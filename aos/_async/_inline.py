@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from aos._async._kernel_form import (
     AT_EMPTY_PATH,
+    AT_FDCWD,
     AT_STATX_DONT_SYNC,
     STAT_LAYOUT_KNOWN,
     STATX_BASIC_STATS,
@@ -98,8 +99,38 @@ _STATX_FLAGS: Final = AT_EMPTY_PATH | AT_STATX_DONT_SYNC
 _STATX_MASK: Final = STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE
 _buffers = threading.local()  # .statx: this thread's statx buffer (the GIL is let go in calls)
 
-enabled = platform.machine() in ("x86_64", "AMD64") and STAT_LAYOUT_KNOWN
-"""Whether to try; turned off for good when the kernel lacks ``openat2`` or ``statmount``."""
+ENV_SWITCH: Final = "AOS_INLINE"
+
+
+def _probe() -> bool:
+    """Whether this kernel has every piece: ``openat2`` with ``RESOLVE_CACHED`` (5.12),
+    ``STATX_MNT_ID_UNIQUE`` and ``statmount`` (6.8). Tried on ``/``, whose dentry is always
+    cached. ``AOS_INLINE=0`` turns the route off."""
+    if os.environ.get(ENV_SWITCH, "1").strip() in ("0", "false", "no", "off"):
+        return False
+    if platform.machine() not in ("x86_64", "AMD64") or not STAT_LAYOUT_KNOWN:
+        return False
+    fd = _syscall(_SYS_OPENAT2, AT_FDCWD, b"/", _HOWS[True], _HOW_SIZE)
+    if fd < 0:
+        return False
+    buffer = ctypes.create_string_buffer(STATX_SIZE)
+    try:
+        if _syscall(_SYS_STATX, fd, b"", _STATX_FLAGS, _STATX_MASK, buffer) < 0:
+            return False
+    finally:
+        os.close(fd)
+    statx = unpack_statx(buffer)
+    if not statx[0] & STATX_MNT_ID_UNIQUE:
+        return False
+    request = _MountRequest(ctypes.sizeof(_MountRequest), 0, statx[-1], _STATMOUNT_SB_BASIC)
+    basics = _MountBasics()
+    found: int = _syscall(_SYS_STATMOUNT, ctypes.byref(request), ctypes.byref(basics),
+                          ctypes.sizeof(basics), 0)  # fmt: skip
+    return found >= 0
+
+
+enabled = _probe()
+"""Whether to answer inline at all (probed once at import)."""
 
 _in_memory_mounts: dict[int, bool] = {}  # unique mount id -> attributes in memory
 

@@ -122,3 +122,9 @@ async def test_one_loop_iteration_answers_only_a_few_calls_inline(
     assert answered() == INLINE_PER_BATCH  # the others went to the engine
     assert len(results) == 4 * INLINE_PER_BATCH
     assert {r.st_size for r in results} == {5}
+
+
+async def test_the_route_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _inline._probe()  # this kernel has every piece (the module is skipped otherwise)
+    monkeypatch.setenv(_inline.ENV_SWITCH, "0")
+    assert not _inline._probe()
