@@ -1,5 +1,9 @@
 """Async :mod:`os.path`: the queries that touch the disk are awaitable, the rest is ``os.path``.
 
+The stat-based ones (``exists``, ``lexists``, ``isfile``, ``isdir``, ``islink``, ``getsize``,
+``getmtime``, ``getatime``, ``getctime``) are answered on the loop's thread when the kernel can
+do it without I/O, as :func:`aos.stat` is (see :mod:`aos._async._inline`).
+
 Offloaded as ``QUERY`` (a cancel returns at once): ``exists``, ``lexists``, ``isfile``,
 ``isdir``, ``islink``, ``ismount``, ``getsize``, ``getmtime``, ``getatime``, ``getctime``,
 ``samefile``, ``sameopenfile`` (``stat``/``fstat``), ``realpath`` (``lstat``/``readlink`` per
@@ -43,6 +47,7 @@ from os.path import (
 from typing import TYPE_CHECKING, Any, AnyStr, overload
 
 from aos import blocking
+from aos._async import _inline as inline
 from aos._async._offload import QUERY, offload
 
 __all__ = [
@@ -86,16 +91,16 @@ __all__ = [
     "supports_unicode_filenames",
 ]
 
-exists = offload(blocking.path.exists, QUERY)
-lexists = offload(blocking.path.lexists, QUERY)
-isfile = offload(blocking.path.isfile, QUERY)
-isdir = offload(blocking.path.isdir, QUERY)
-islink = offload(blocking.path.islink, QUERY)
+exists = offload(blocking.path.exists, QUERY, inline=inline.exists)
+lexists = offload(blocking.path.lexists, QUERY, inline=inline.lexists)
+isfile = offload(blocking.path.isfile, QUERY, inline=inline.isfile)
+isdir = offload(blocking.path.isdir, QUERY, inline=inline.isdir)
+islink = offload(blocking.path.islink, QUERY, inline=inline.islink)
 ismount = offload(blocking.path.ismount, QUERY)
-getsize = offload(blocking.path.getsize, QUERY)
-getmtime = offload(blocking.path.getmtime, QUERY)
-getatime = offload(blocking.path.getatime, QUERY)
-getctime = offload(blocking.path.getctime, QUERY)
+getsize = offload(blocking.path.getsize, QUERY, inline=inline.getsize)
+getmtime = offload(blocking.path.getmtime, QUERY, inline=inline.getmtime)
+getatime = offload(blocking.path.getatime, QUERY, inline=inline.getatime)
+getctime = offload(blocking.path.getctime, QUERY, inline=inline.getctime)
 samefile = offload(blocking.path.samefile, QUERY)
 sameopenfile = offload(blocking.path.sameopenfile, QUERY)
 

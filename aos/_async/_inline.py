@@ -25,6 +25,7 @@ import errno
 import os
 import platform
 import threading
+from stat import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 from typing import Any, Final
 
 from aos._async._kernel_form import (
@@ -188,3 +189,71 @@ def _attributes_in_memory(mount: int) -> bool:
             enabled = False
         return False
     return bool(basics.mask & _STATMOUNT_SB_BASIC) and basics.sb_magic in _IN_MEMORY_ATTRIBUTES
+
+
+# os.path's stat-based queries, answered the same way. Each returns what its os.path function
+# returns, or raises: the predicates turn any error into False, the getters raise it.
+
+Answer = tuple[Any, BaseException | None] | None
+
+
+def _predicate(answer: Answer, kind: int | None) -> Answer:
+    """``(True/False, None)`` from a stat answer: the file exists (and is of ``kind``)."""
+    if answer is None:
+        return None
+    result, error = answer
+    if error is not None:
+        return False, None
+    return (kind is None or S_IFMT(result.st_mode) == kind), None
+
+
+def _field(answer: Answer, name: str) -> Answer:
+    """``(the stat field, None)`` from a stat answer, or its error."""
+    if answer is None or answer[1] is not None:
+        return answer
+    return getattr(answer[0], name), None
+
+
+def exists(path: Any) -> Answer:
+    """``os.path.exists``."""
+    return _predicate(stat(path), None)
+
+
+def lexists(path: Any) -> Answer:
+    """``os.path.lexists``."""
+    return _predicate(lstat(path), None)
+
+
+def isfile(path: Any) -> Answer:
+    """``os.path.isfile``."""
+    return _predicate(stat(path), S_IFREG)
+
+
+def isdir(s: Any) -> Answer:
+    """``os.path.isdir``."""
+    return _predicate(stat(s), S_IFDIR)
+
+
+def islink(path: Any) -> Answer:
+    """``os.path.islink``."""
+    return _predicate(lstat(path), S_IFLNK)
+
+
+def getsize(filename: Any) -> Answer:
+    """``os.path.getsize``."""
+    return _field(stat(filename), "st_size")
+
+
+def getmtime(filename: Any) -> Answer:
+    """``os.path.getmtime``."""
+    return _field(stat(filename), "st_mtime")
+
+
+def getatime(filename: Any) -> Answer:
+    """``os.path.getatime``."""
+    return _field(stat(filename), "st_atime")
+
+
+def getctime(filename: Any) -> Answer:
+    """``os.path.getctime``."""
+    return _field(stat(filename), "st_ctime")
