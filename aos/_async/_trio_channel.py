@@ -42,11 +42,18 @@ class TrioChannel(Channel):
             while True:
                 self.end_batch()
                 self._batch_ender = trio.lowlevel.current_task()
-                await trio.lowlevel.wait_task_rescheduled(_accept_abort)
+                await trio.lowlevel.wait_task_rescheduled(self._ender_aborted)
         finally:
             self._batch_ender = None
             self._ender_alive = False
             self.end_batch()  # what was queued for it
+
+    def _ender_aborted(self, _: object) -> trio.lowlevel.Abort:
+        """The run is ending: from now on batches end at once, never by rescheduling the ender
+        (already rescheduled with its cancellation: a second reschedule would fail)."""
+        self._batch_ender = None
+        self._ender_alive = False
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def is_current(self) -> bool:
         try:
@@ -70,6 +77,10 @@ class TrioChannel(Channel):
                 trio.lowlevel.notify_closing(self._fd)
             self.close()
 
+    # KI-protected: a KeyboardInterrupt raised between submit and the park would leave the job
+    # naming a task that is no longer waiting for it, and the delivery would reschedule a busy
+    # task. Protected, trio delivers it at the park, through the abort function.
+    @trio.lowlevel.enable_ki_protection
     async def run_abandonable(
         self,
         pool: Pool,
@@ -88,6 +99,7 @@ class TrioChannel(Channel):
         await trio.lowlevel.wait_task_rescheduled(abandon)
         return outcome(job)
 
+    @trio.lowlevel.enable_ki_protection
     async def run_to_completion(
         self,
         fn: Callable[..., Any],
@@ -104,7 +116,3 @@ class TrioChannel(Channel):
 
 def _refuse_abort(_: object) -> Any:
     return trio.lowlevel.Abort.FAILED
-
-
-def _accept_abort(_: object) -> Any:
-    return trio.lowlevel.Abort.SUCCEEDED

@@ -15,6 +15,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
+import aos
 import aos._async._tuning as tuning
 from aos._async import _completions, _engine, _workers
 from aos._async._workers import Job, Pool
@@ -522,3 +523,25 @@ def test_max_workers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         _workers.default_max_workers()
     monkeypatch.delenv("AOS_MAX_WORKERS")
     assert _workers.default_max_workers() == max(2, min(8, os.cpu_count() or 1))
+
+
+async def test_on_trio_a_job_is_submitted_under_ki_protection(
+    anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A KeyboardInterrupt arriving between submitting a job and parking the task would leave
+    the job naming a task that no longer waits for it (trio then fails to reschedule it)."""
+    if anyio_backend_name != "trio":
+        pytest.skip("a trio property: asyncio delivers KeyboardInterrupt outside the tasks")
+    import trio
+
+    protected: list[bool] = []
+    submit = _completions.Channel.submit
+
+    def watching_submit(self: Any, *args: Any, **kwargs: Any) -> Job:
+        protected.append(trio.lowlevel.currently_ki_protected())
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(_completions.Channel, "submit", watching_submit)
+    assert await aos.getcwd() == await anyio.to_thread.run_sync(os.getcwd)  # QUERY
+    await aos.mkdir(tmp_path / "made")  # MUTATE (a lone call: a worker)
+    assert protected == [True, True]
