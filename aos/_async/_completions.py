@@ -43,8 +43,10 @@ INLINE_PER_BATCH = 8
 every iteration, asyncio iterations grew to over 1 ms (a heartbeat woke 2.3 ms late)."""
 
 RingRequest = Callable[..., Request | None]
-Notify = Callable[[Job], None]
 """Builds the io_uring form of a call from the call's own arguments, or ``None`` (use a worker)."""
+
+Notify = Callable[[Job], None]
+"""Called on the loop's thread with a job started by :meth:`Channel.start` once it finished."""
 
 _channels: dict[int, Channel] = {}  # id(loop or trio token) -> its open channel
 _local = threading.local()  # .channel: the channel this thread used last
@@ -368,13 +370,17 @@ class Channel:
 
 def outcome(job: Job) -> Any:
     """The job's value, or raise its exception unchanged."""
-    error = job.error
+    return settle(job.value, job.error)
+
+
+def settle(value: Any, error: BaseException | None) -> Any:
+    """``value``, or raise ``error`` unchanged (the traceback keeps no reference to it)."""
     if error is not None:
         try:
             raise error
         finally:
-            del error, job
-    return job.value
+            del error
+    return value
 
 
 class AsyncioChannel(Channel):

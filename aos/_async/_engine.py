@@ -65,20 +65,10 @@ async def run_query(
             answer = None
         if answer is not None:
             await channel.checkpoint()
-            return _given(answer)
+            value: T = _completions.settle(*answer)
+            return value
     result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs, ring)
     return result
-
-
-def _given(answer: tuple[T | None, BaseException | None]) -> T:
-    """The value of an inline answer, or raise its error."""
-    value, error = answer
-    if error is not None:
-        try:
-            raise error
-        finally:
-            del error, answer
-    return value  # type: ignore[return-value]
 
 
 async def checkpoint() -> None:

@@ -98,9 +98,41 @@ _HOWS: Final = {True: ctypes.byref(_FOLLOW), False: ctypes.byref(_NO_FOLLOW)}
 _HOW_SIZE: Final = ctypes.sizeof(_OpenHow)
 _STATX_FLAGS: Final = AT_EMPTY_PATH | AT_STATX_DONT_SYNC
 _STATX_MASK: Final = STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE
-_buffers = threading.local()  # .statx: this thread's statx buffer (the GIL is let go in calls)
+_buffers = threading.local()  # .statx: this thread's buffer (os.close lets the GIL go before
+# the buffer is read, so threads running loops each need their own)
 
 ENV_SWITCH: Final = "AOS_INLINE"
+
+
+def _statx_cached(at: int, raw: bytes, follow: bool) -> tuple[int, ...] | int | None:
+    """The statx fields of ``raw`` (relative to ``at``) if every component is cached, read
+    without a round trip to a server; else the errno of the lookup (``EAGAIN``: not cached),
+    or ``None`` if the lookup succeeded but the statx did not."""
+    fd = _syscall(_SYS_OPENAT2, at, raw, _HOWS[follow], _HOW_SIZE)
+    if fd < 0:
+        return ctypes.get_errno()
+    try:
+        buffer = _buffers.statx
+    except AttributeError:
+        buffer = _buffers.statx = ctypes.create_string_buffer(STATX_SIZE)
+    try:
+        if _syscall(_SYS_STATX, fd, b"", _STATX_FLAGS, _STATX_MASK, buffer) < 0:
+            return None
+    finally:
+        os.close(fd)
+    return unpack_statx(buffer)
+
+
+def _superblock_magic(mount: int) -> int | None:
+    """The filesystem magic of the mount with unique id ``mount`` (``statmount``, no I/O)."""
+    request = _MountRequest(ctypes.sizeof(_MountRequest), 0, mount, _STATMOUNT_SB_BASIC)
+    basics = _MountBasics()
+    found: int = _syscall(_SYS_STATMOUNT, ctypes.byref(request), ctypes.byref(basics),
+                          ctypes.sizeof(basics), 0)  # fmt: skip
+    if found < 0 or not basics.mask & _STATMOUNT_SB_BASIC:
+        return None
+    magic: int = basics.sb_magic
+    return magic
 
 
 def _probe() -> bool:
@@ -111,23 +143,10 @@ def _probe() -> bool:
         return False
     if platform.machine() not in ("x86_64", "AMD64") or not STAT_LAYOUT_KNOWN:
         return False
-    fd = _syscall(_SYS_OPENAT2, AT_FDCWD, b"/", _HOWS[True], _HOW_SIZE)
-    if fd < 0:
+    statx = _statx_cached(AT_FDCWD, b"/", True)
+    if not isinstance(statx, tuple) or not statx[0] & STATX_MNT_ID_UNIQUE:
         return False
-    buffer = ctypes.create_string_buffer(STATX_SIZE)
-    try:
-        if _syscall(_SYS_STATX, fd, b"", _STATX_FLAGS, _STATX_MASK, buffer) < 0:
-            return False
-    finally:
-        os.close(fd)
-    statx = unpack_statx(buffer)
-    if not statx[0] & STATX_MNT_ID_UNIQUE:
-        return False
-    request = _MountRequest(ctypes.sizeof(_MountRequest), 0, statx[-1], _STATMOUNT_SB_BASIC)
-    basics = _MountBasics()
-    found: int = _syscall(_SYS_STATMOUNT, ctypes.byref(request), ctypes.byref(basics),
-                          ctypes.sizeof(basics), 0)  # fmt: skip
-    return found >= 0
+    return _superblock_magic(statx[-1]) is not None
 
 
 enabled = _probe()
@@ -140,55 +159,26 @@ def stat(
     path: Any, *, dir_fd: Any = None, follow_symlinks: Any = True
 ) -> tuple[os.stat_result | None, OSError | None] | None:
     """``os.stat``'s result or error, if the kernel can give it without I/O; else ``None``."""
-    global enabled
     if not enabled or type(follow_symlinks) is not bool:
         return None
     raw, at = encoded(path), dir_fd_of(dir_fd)
     if raw is None or at is None:
         return None
-    fd = _syscall(_SYS_OPENAT2, at, raw, _HOWS[follow_symlinks], _HOW_SIZE)
-    if fd < 0:
-        err = ctypes.get_errno()
-        if err in _FINAL_ERRORS:
-            return None, OSError(err, os.strerror(err), filename_of(path))
-        if err == errno.ENOSYS:
-            enabled = False
+    statx = _statx_cached(at, raw, follow_symlinks)
+    if not isinstance(statx, tuple):
+        if statx in _FINAL_ERRORS:  # the lookup's own error, as stat gives it
+            return None, OSError(statx, os.strerror(statx), filename_of(path))
         return None
-    try:
-        buffer = _buffers.statx
-    except AttributeError:
-        buffer = _buffers.statx = ctypes.create_string_buffer(STATX_SIZE)
-    try:
-        if _syscall(_SYS_STATX, fd, b"", _STATX_FLAGS, _STATX_MASK, buffer) < 0:
-            return None
-    finally:
-        os.close(fd)
-    statx = unpack_statx(buffer)
-    if not statx[0] & STATX_MNT_ID_UNIQUE:  # a kernel before 6.8: no unique mount ids
-        enabled = False
-        return None
-    in_memory = _in_memory_mounts.get(statx[-1])
+    mount = statx[-1]
+    in_memory = _in_memory_mounts.get(mount)
     if in_memory is None:
-        in_memory = _in_memory_mounts[statx[-1]] = _attributes_in_memory(statx[-1])
+        in_memory = _in_memory_mounts[mount] = _superblock_magic(mount) in _IN_MEMORY_ATTRIBUTES
     return (stat_result(statx), None) if in_memory else None
 
 
 def lstat(path: Any, *, dir_fd: Any = None) -> tuple[os.stat_result | None, OSError | None] | None:
     """``os.lstat``'s result or error, if the kernel can give it without I/O; else ``None``."""
     return stat(path, dir_fd=dir_fd, follow_symlinks=False)
-
-
-def _attributes_in_memory(mount: int) -> bool:
-    """Whether the filesystem of the mount with unique id ``mount`` keeps attributes in memory."""
-    global enabled
-    request = _MountRequest(ctypes.sizeof(_MountRequest), 0, mount, _STATMOUNT_SB_BASIC)
-    basics = _MountBasics()
-    if _syscall(_SYS_STATMOUNT, ctypes.byref(request), ctypes.byref(basics),
-                ctypes.sizeof(basics), 0) < 0:  # fmt: skip
-        if ctypes.get_errno() == errno.ENOSYS:
-            enabled = False
-        return False
-    return bool(basics.mask & _STATMOUNT_SB_BASIC) and basics.sb_magic in _IN_MEMORY_ATTRIBUTES
 
 
 # os.path's stat-based queries, answered the same way. Each returns what its os.path function

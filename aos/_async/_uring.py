@@ -202,11 +202,6 @@ class Ring:
         _U32.pack_into(self._rings, self._sq_tail, tail)  # after the SQE: x86-64 keeps the order
         self._queued += 1
 
-    @property
-    def queued(self) -> int:
-        """Operations pushed but not yet submitted."""
-        return self._queued
-
     def submit(self) -> int:
         """Send the queued operations; return how many the kernel did not take.
 

@@ -7,9 +7,10 @@ will visit it) within a budget of entries and directories, rooted at the directo
 the unread rest of earlier jobs, and the nearest unread directories on the stack. ``walk`` keeps
 its jobs running while the caller consumes (one while they hit the page cache, ``_JOBS_IO``
 while they wait for a disk); ``fwalk`` starts up to ``_JOBS`` on a miss and waits for them.
-Their listings wait in a cache keyed by path, which is capped, so memory stays bounded; listings of subtrees the caller prunes are dropped (and their
-fds closed). The yielded sequence is that of :func:`os.walk` on an unchanging tree; a directory
-changed after it was read ahead but before the walk reaches it is seen as it was read.
+Their listings wait in a cache keyed by path, which is capped, so memory stays bounded;
+listings of subtrees the caller prunes are dropped (and their fds closed). The yielded sequence
+is that of :func:`os.walk` on an unchanging tree; a directory changed after it was read ahead
+but before the walk reaches it is seen as it was read.
 
 ``onerror`` is called in the event-loop thread, at the point of the sequence where ``os.walk``
 calls it, so it must not block; what it raises ends the walk.
@@ -320,7 +321,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._yielded_at = time.perf_counter()
 
     def _read_ahead(self) -> None:
-        """Keep up to ``_JOBS`` jobs reading what the walk will visit next, within the bounds.
+        """Keep ``self._jobs`` jobs reading what the walk will visit next, within the bounds.
 
         Jobs run while the walk goes on; their listings wait in the cache. Called when a job
         arrives, on a miss, and every ``_RECHECK`` steps.
