@@ -35,6 +35,8 @@ import aos
 CONCURRENCY = 64
 SEQ_CALLS = 1500
 CONC_CALLS_PER_TASK = 30
+FLOOR_WINDOWS = 10  # the idle floor: windows of the heartbeat running alone, per loop...
+FLOOR_WINDOW_S = 0.5  # ...each this long
 HEARTBEAT_S = 0.001
 
 Op = Callable[[int], Awaitable[object]]  # an async call; its argument is the caller's index
@@ -179,12 +181,29 @@ async def measure(
             )
 
 
-async def bench_backend(backend: str, rounds: int, dirs: dict[str, str]) -> list[Row]:
+async def idle_floor(beat: Heartbeat) -> tuple[float, float]:
+    """The stall of the heartbeat alone, nothing else running (what the machine adds): the
+    median and the largest, over ``FLOOR_WINDOWS`` windows, of each window's longest stall."""
+    await anyio.sleep(0.05)
+    beat.take()
+    worst: list[float] = []
+    for _ in range(FLOOR_WINDOWS):
+        beat.recording = True
+        await anyio.sleep(FLOOR_WINDOW_S)
+        beat.recording = False
+        worst.append(beat.take())
+    return statistics.median(worst), max(worst)
+
+
+async def bench_backend(
+    backend: str, rounds: int, dirs: dict[str, str], floors: dict[str, tuple[float, float]]
+) -> list[Row]:
     rows: list[Row] = []
     beat = Heartbeat()
     stat_path = os.path.join(dirs["ext4"], "file")
     async with anyio.create_task_group() as tg:
         tg.start_soon(beat.run)
+        floors[backend] = await idle_floor(beat)
         await measure(
             rows,
             beat,
@@ -218,8 +237,10 @@ BACKENDS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def run_all(rounds: int) -> list[Row]:
+def run_all(rounds: int) -> tuple[list[Row], dict[str, tuple[float, float]]]:
+    """Every row, and each loop's idle floor (seconds)."""
     rows: list[Row] = []
+    floors: dict[str, tuple[float, float]] = {}
     with (
         tempfile.TemporaryDirectory(dir="/tmp") as ext4,
         tempfile.TemporaryDirectory(dir="/dev/shm") as tmpfs,
@@ -228,10 +249,10 @@ def run_all(rounds: int) -> list[Row]:
         dirs = {"ext4": ext4, "tmpfs": tmpfs}
         for label, backend, options in BACKENDS:
             for row in anyio.run(
-                bench_backend, label, rounds, dirs, backend=backend, backend_options=options
+                bench_backend, label, rounds, dirs, floors, backend=backend, backend_options=options
             ):
                 rows.append(row)
-    return rows
+    return rows, floors
 
 
 def verdicts(rows: list[Row]) -> dict[tuple[str, str, str], str]:
@@ -253,7 +274,9 @@ def verdicts(rows: list[Row]) -> dict[tuple[str, str, str], str]:
     return out
 
 
-def markdown(rows: list[Row], rounds: int, seconds: float) -> str:
+def markdown(
+    rows: list[Row], floors: dict[str, tuple[float, float]], rounds: int, seconds: float
+) -> str:
     verdict = verdicts(rows)
     lines = [
         "# Offload cost: aos against its peers",
@@ -286,6 +309,15 @@ def markdown(rows: list[Row], rounds: int, seconds: float) -> str:
         f"target < 1 ms: {'met' if ours.stall_s < 1e-3 else 'MISSED'}. "
         f"Longest of any contender: {worst.stall_s * 1e3:.2f} ms "
         f"({worst.backend}, {worst.workload}, {worst.mode}, {worst.call}).",
+        "",
+        f"Idle floor (what this machine adds to every row): the heartbeat alone, nothing else "
+        f"running, in {FLOOR_WINDOWS} windows of {FLOOR_WINDOW_S:g} s; the median and the "
+        "largest of each window's longest stall: "
+        + ", ".join(
+            f"{backend} {median * 1e3:.2f} / {most * 1e3:.2f} ms"
+            for backend, (median, most) in floors.items()
+        )
+        + ".",
         "",
         "![aos.stat and its peers, as a multiple of sync os.stat](results/offload.png)",
         "",
@@ -334,10 +366,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = parser.parse_args()
     start = time.perf_counter()
-    rows = run_all(args.rounds)
+    rows, floors = run_all(args.rounds)
     seconds = time.perf_counter() - start
     (args.out / "results").mkdir(parents=True, exist_ok=True)
-    (args.out / "RESULTS.md").write_text(markdown(rows, args.rounds, seconds))
+    (args.out / "RESULTS.md").write_text(markdown(rows, floors, args.rounds, seconds))
     chart(rows, args.out / "results" / "offload.png")
     print(
         f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results/offload.png'}", file=sys.stderr

@@ -20,11 +20,13 @@ channel and opens new ones on demand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import threading
+import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -50,7 +52,9 @@ Notify = Callable[[Job], None]
 
 _channels: dict[int, Channel] = {}  # id(loop or trio token) -> its open channel
 _local = threading.local()  # .channel: the channel this thread used last
-_orphans: list[Request] = []  # requests still in a closed ring: their buffers must outlive it
+_orphans: list[tuple[_uring.Ring, dict[int, Request]]] = []  # rings of closed loops, see below
+_orphans_lock = threading.Lock()  # loops in several threads close and open rings
+_ending_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # see AsyncioChannel
 
 
 class Channel:
@@ -66,7 +70,7 @@ class Channel:
         self._closed = False  # under _lock: no more deliveries; the last job out closes the fd
         self._submitted = 0  # loop thread only
         self._completed = 0  # under _lock
-        self._unfinished_mutations = 0  # loop thread only: MUTATE callers still waiting
+        self._parked = 0  # loop thread only: callers waiting for their call to be delivered
         # loop thread only: the io_uring ring (None: not opened yet, False: not usable)
         self._ring: _uring.Ring | bool | None = None
         self._in_ring: dict[int, Job] = {}  # user_data -> job, until its completion is reaped
@@ -105,7 +109,6 @@ class Channel:
         kwargs: Mapping[str, Any],
         waiter: object,
         *,
-        must_finish: bool,
         ring: RingRequest | None = None,
     ) -> Job:
         """Queue a call on the ring if ``ring`` makes a request of it, else on ``pool``.
@@ -121,12 +124,11 @@ class Channel:
         job = Job(fn, args, kwargs, self.finish)
         job.waiter = waiter
         on_ring = request is not None and self._push(job, request)  # may raise: count after
-        if must_finish:
-            job.must_finish = True
-            self._unfinished_mutations += 1
         if not on_ring:
             self._submitted += 1
             pool.submit(job)
+        if waiter is not None:
+            self._parked += 1  # until the delivery resumes it, or it gives up waiting
         return job
 
     def _busy(self) -> bool:
@@ -170,6 +172,7 @@ class Channel:
     def _open_ring(self) -> _uring.Ring | bool:
         if not _uring.available():
             return False
+        _release_orphans()
         try:
             ring = _uring.Ring(self._fd)
         except OSError:  # e.g. the memory limit for rings: worker threads do the work
@@ -265,8 +268,6 @@ class Channel:
 
     def _deliver(self, job: Job) -> None:
         job.delivered = True
-        if job.must_finish:
-            self._unfinished_mutations -= 1
         if job.notify is not None:
             job.notify(job)
         else:
@@ -276,13 +277,32 @@ class Channel:
         """Run ``fn(*args)`` on the filesystem pool as a query, without waiting for it:
         ``notify(job)`` is called on the loop's thread when it has finished. To abandon the
         job, set its ``notify`` to a function that ignores it."""
-        job = self.submit(FILESYSTEM, fn, args, {}, None, must_finish=False)
+        job = self.submit(FILESYSTEM, fn, args, {}, None)
         job.notify = notify
         return job
 
     def resume(self, job: Job) -> None:
         """Wake the job's waiter, if it still waits."""
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def awaited(self) -> Iterator[None]:
+        """Count the caller as waiting for a delivery while in the block (a walk waiting for
+        its read-ahead), so that a loop that is ending still delivers it."""
+        self._parked += 1
+        try:
+            yield
+        finally:
+            self._unpark()
+
+    def _unpark(self) -> None:
+        """One caller less waits for a delivery."""
+        self._parked -= 1
+        if not self._parked:
+            self._idle()
+
+    def _idle(self) -> None:
+        """Nobody waits for a delivery now: a channel that is closing may close."""
 
     def is_current(self) -> bool:
         """Whether this channel belongs to the loop running in this thread now."""
@@ -341,24 +361,37 @@ class Channel:
         finally:
             self._lock.release()
 
-    def _close_ring(self) -> None:
-        """Close the ring; the buffers of calls still in it are kept for the life of the process.
+    def _close_ring(self, *, orphan: bool = True) -> None:
+        """Close the ring, or, while the kernel still runs calls of it, make it an orphan.
 
-        The kernel finishes those calls after the close and writes their results into the
-        buffers, so they must never be freed. Only abandoned queries can be left: the loop
-        waits for mutations before it closes.
+        The kernel writes the results of those calls into their buffers, so the buffers must
+        live until it has: an orphan ring stays open with them until its every call has
+        finished (:func:`_release_orphans`). Only abandoned queries can be left: the loop waits
+        for mutations before it closes. ``orphan=False`` (a forked child): the calls run in the
+        parent, so nothing here waits for them.
         """
         ring, self._ring = self._ring, False
-        if isinstance(ring, _uring.Ring):
-            _orphans.extend(job.request for job in self._in_ring.values())
-            self._in_ring.clear()
-            self._unsent.clear()
+        if not isinstance(ring, _uring.Ring):
+            return
+        unsent = set(self._unsent)  # queued but never handed to the kernel: it never reads them
+        running = {
+            user_data: job.request
+            for user_data, job in self._in_ring.items()
+            if user_data not in unsent
+        }
+        self._in_ring.clear()
+        self._unsent.clear()
+        if running and orphan:
+            with _orphans_lock:
+                _orphans.append((ring, running))
+            _release_orphans()
+        else:
             ring.close()
 
     def forget_after_fork(self) -> None:
         """In a forked child: the workers are gone; close the fd and never deliver again."""
         self.open = False
-        self._close_ring()
+        self._close_ring(orphan=False)
         self._lock = threading.Lock()
         self._closed = True
         self._done.clear()
@@ -366,6 +399,32 @@ class Channel:
             os.close(self._fd)
         except OSError:  # pragma: no cover - closed already
             pass
+
+
+def _release_orphans() -> None:
+    """Close the orphan rings whose calls have all finished (when a loop opens or closes one)."""
+    with _orphans_lock:
+        left = []
+        for ring, running in _orphans:
+            more = True
+            while more and running:
+                done, more = ring.reap(ring.cq_entries)
+                for user_data, _ in done:
+                    running.pop(user_data, None)
+            if running:
+                left.append((ring, running))
+            else:
+                ring.close()
+        _orphans[:] = left
+
+
+def _forget_orphans_after_fork() -> None:
+    """In a forked child: the orphans' calls write into the parent's memory, not ours."""
+    global _orphans_lock
+    _orphans_lock = threading.Lock()
+    for ring, _ in _orphans:
+        ring.close()
+    _orphans.clear()
 
 
 def outcome(job: Job) -> Any:
@@ -391,7 +450,11 @@ class AsyncioChannel(Channel):
         self._loop = loop
         self._quiet: asyncio.Future[None] | None = None
         loop.add_reader(self._fd, self.drain)
-        self._guard = loop.create_task(self._guard_until_loop_ends(), name="aos completions")
+        # A channel made while the loop shuts down (a task's cleanup calls aos after the loop
+        # cancelled its tasks, this channel's guard among them) will not be cancelled again:
+        # it closes as soon as nobody waits for it.
+        guard = self._guard_until_idle() if loop in _ending_loops else self._guard_until_loop_ends()
+        self._guard = loop.create_task(guard, name="aos completions")
 
     def is_current(self) -> bool:
         return self.open and asyncio._get_running_loop() is self._loop
@@ -415,21 +478,34 @@ class AsyncioChannel(Channel):
         fut: asyncio.Future[None] = job.waiter
         if not fut.done():
             fut.set_result(None)
-        if self._quiet is not None and not self._unfinished_mutations and not self._quiet.done():
+            self._unpark()
+
+    def _idle(self) -> None:
+        if self._quiet is not None and not self._quiet.done():
             self._quiet.set_result(None)
 
     async def _guard_until_loop_ends(self) -> None:
-        """Sleep until the loop cancels its tasks, let MUTATE callers finish, then close."""
+        """Sleep until the loop cancels its tasks; close once no caller waits for a delivery.
+
+        The callers still waiting then are MUTATE calls (they wait for their syscall) and the
+        calls a task makes while it is being cancelled (its cleanup): both are answered first.
+        """
         try:
             await self._loop.create_future()
         except asyncio.CancelledError:
-            while self._unfinished_mutations:  # they wait for their syscall: keep delivering
+            _ending_loops.add(self._loop)
+            await self._guard_until_idle()
+            raise
+
+    async def _guard_until_idle(self) -> None:
+        """Keep delivering until no caller waits for a delivery, then close."""
+        try:
+            while self._parked:
                 self._quiet = self._loop.create_future()
                 try:
                     await self._quiet
                 except asyncio.CancelledError:
                     continue
-            raise
         finally:
             self._shut()
 
@@ -450,8 +526,13 @@ class AsyncioChannel(Channel):
         ring: RingRequest | None,
     ) -> Any:
         fut = self._loop.create_future()
-        job = self.submit(pool, fn, args, kwargs, fut, must_finish=False, ring=ring)
-        await fut  # a cancel cancels fut; the drain then drops the job
+        job = self.submit(pool, fn, args, kwargs, fut, ring=ring)
+        try:
+            await fut  # a cancel cancels fut; the drain then drops the job
+        except BaseException:
+            if fut.cancelled():  # abandoned: no delivery will unpark it
+                self._unpark()
+            raise
         return outcome(job)
 
     async def run_to_completion(
@@ -462,9 +543,7 @@ class AsyncioChannel(Channel):
         release: Callable[[Any], object] | None,
         ring: RingRequest | None,
     ) -> Any:
-        job = self.submit(
-            FILESYSTEM, fn, args, kwargs, self._loop.create_future(), must_finish=True, ring=ring
-        )
+        job = self.submit(FILESYSTEM, fn, args, kwargs, self._loop.create_future(), ring=ring)
         cancelled: BaseException | None = None
         with anyio.CancelScope(shield=True):  # anyio's cancel waits until the syscall returned
             while not job.delivered:
@@ -538,6 +617,7 @@ def _after_fork_in_child() -> None:
     for channel in list(_channels.values()):
         channel.forget_after_fork()
     _channels.clear()
+    _forget_orphans_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

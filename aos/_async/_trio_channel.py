@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ class TrioChannel(Channel):
         super().__init__(token)
         self._batch_ender: trio.lowlevel.Task | None = None  # parked until a batch ends
         self._ender_alive = True
+        self._ending = False  # the run is ending: _serve delivers until nobody waits
         trio.lowlevel.spawn_system_task(self._serve, name="aos completions")
         trio.lowlevel.spawn_system_task(self._end_batches, name="aos batch ends")
 
@@ -55,6 +57,10 @@ class TrioChannel(Channel):
         self._ender_alive = False
         return trio.lowlevel.Abort.SUCCEEDED
 
+    def _idle(self) -> None:
+        if self._ending and self.open:  # wake _serve: it waits for a delivery nobody needs
+            os.eventfd_write(self._fd, 1)
+
     def is_current(self) -> bool:
         try:
             return self.open and trio.lowlevel.current_trio_token() is self.key
@@ -65,12 +71,23 @@ class TrioChannel(Channel):
         task = job.waiter
         if task is not None:
             job.waiter = None
+            self._unpark()
             trio.lowlevel.reschedule(task)
 
     async def _serve(self) -> None:
         try:
             while True:
-                await trio.lowlevel.wait_readable(self._fd)
+                try:
+                    await trio.lowlevel.wait_readable(self._fd)
+                except trio.Cancelled:
+                    # The run is ending. Callers still parked here (a system task's shielded
+                    # cleanup, say) get their answers first; abandoned calls are not waited for.
+                    self._ending = True
+                    with trio.CancelScope(shield=True):
+                        while self._parked:
+                            await trio.lowlevel.wait_readable(self._fd)
+                            self.drain()
+                    raise
                 self.drain()
         finally:
             if self.open:
@@ -90,10 +107,11 @@ class TrioChannel(Channel):
         ring: RingRequest | None,
     ) -> Any:
         task = trio.lowlevel.current_task()
-        job = self.submit(pool, fn, args, kwargs, task, must_finish=False, ring=ring)
+        job = self.submit(pool, fn, args, kwargs, task, ring=ring)
 
         def abandon(_: object) -> trio.lowlevel.Abort:
             job.waiter = None
+            self._unpark()
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abandon)
@@ -109,7 +127,7 @@ class TrioChannel(Channel):
         ring: RingRequest | None,
     ) -> Any:
         task = trio.lowlevel.current_task()
-        job = self.submit(FILESYSTEM, fn, args, kwargs, task, must_finish=True, ring=ring)
+        job = self.submit(FILESYSTEM, fn, args, kwargs, task, ring=ring)
         await trio.lowlevel.wait_task_rescheduled(_refuse_abort)  # a cancel waits for the call
         return await after_completion(job, None, release)
 

@@ -317,7 +317,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             if item.path not in self._pending:  # its job was dropped as stale: read it anew
                 self._start(item)
             self._arrival = anyio.Event()
-            await self._arrival.wait()
+            with _completions.current().awaited():  # an ending loop still delivers it
+                await self._arrival.wait()
         self._yielded_at = time.perf_counter()
 
     def _read_ahead(self) -> None:

@@ -49,7 +49,6 @@ class Job:
         "finish",
         "fn",
         "kwargs",
-        "must_finish",
         "notify",
         "request",
         "value",
@@ -71,7 +70,6 @@ class Job:
         self.error: BaseException | None = None
         self.waiter: Any = None  # loop side: an asyncio future or a trio task
         self.delivered = False  # loop side: the loop has taken the finished job back
-        self.must_finish = False  # loop side: its caller waits for it even when cancelled
         self.request: Any = None  # loop side: the io_uring operation it runs as, if any
         self.notify: Callable[[Job], None] | None = None  # loop side: called instead of a waiter
 

@@ -14,10 +14,12 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+import trio
+import trio.lowlevel
 
 import aos
 import aos._async._tuning as tuning
-from aos._async import _completions, _engine, _workers
+from aos._async import _completions, _engine, _inline, _workers
 from aos._async._workers import Job, Pool
 
 pytestmark = pytest.mark.anyio
@@ -396,7 +398,7 @@ def test_one_loop_wake_up_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
         channel = _completions.AsyncioChannel(loop)
         futures = [loop.create_future() for _ in range(20)]
         jobs = [
-            channel.submit(_workers.FILESYSTEM, pow, (i, 2), {}, fut, must_finish=False)
+            channel.submit(_workers.FILESYSTEM, pow, (i, 2), {}, fut)
             for i, fut in enumerate(futures)
         ]
         assert _until(lambda: channel._completed == len(jobs))  # the loop has not run: no drain
@@ -433,6 +435,53 @@ def test_channel_fd_closes_when_the_loop_ends_even_with_a_call_running(backend: 
     gate.set()
     assert finished.wait(WAIT_S)
     assert _until(lambda: _open_fds() <= before)  # the last running job closed it
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["channel-open", "channel-closed"])
+def test_a_call_made_by_cleanup_while_the_run_ends_is_answered(
+    anyio_backend: tuple[str, dict[str, Any]],
+    late: bool,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """trio: a system task's shielded cleanup; asyncio: a task the shutdown of the run cancels.
+    The run's own channel is still closing, or has closed already (a new one serves)."""
+    backend, options = anyio_backend
+    monkeypatch.setattr(_inline, "enabled", False)  # a worker answers: the channel must serve
+    answers: list[object] = []
+
+    async def cleanup() -> None:
+        if late:
+            await anyio.sleep(0.05)  # the run's channel has closed by now
+        answers.append((await aos.stat(tmp_path)).st_ino)
+        await aos.mkdir(tmp_path / "made")  # a mutation, too
+        answers.append(await aos.path.isdir(tmp_path / "made"))
+        answers.append([top async for top, _, _ in aos.walk(tmp_path)])  # and read-ahead
+
+    async def lingering() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await cleanup()
+
+    async def main() -> None:
+        if backend == "trio":
+            trio.lowlevel.spawn_system_task(lingering)
+        else:
+            asyncio.get_running_loop().create_task(lingering())
+        await aos.stat(tmp_path)  # the run's channel exists
+        await anyio.sleep(0.01)
+
+    done = threading.Event()
+    runner = threading.Thread(
+        target=lambda: (anyio.run(main, backend=backend, backend_options=options), done.set()),
+        daemon=True,
+    )
+    runner.start()
+    assert done.wait(WAIT_S), "the run never ended"
+    runner.join()
+    assert answers == [os.stat(tmp_path).st_ino, True, [str(tmp_path), str(tmp_path / "made")]]
 
 
 def _open_fds() -> set[int]:

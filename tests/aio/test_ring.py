@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -186,6 +189,39 @@ async def test_a_cancelled_query_on_the_ring_returns_at_once(
     assert pushed() == len(files) + 1
 
 
+async def test_a_ring_closed_with_queries_in_flight_stays_open_until_they_finish(
+    files: list[Path], monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, dict[str, Any]]
+) -> None:
+    from aos._async import _completions
+
+    take_route("ring", monkeypatch)
+    release = hold_completions(monkeypatch)
+    name, options = anyio_backend
+
+    async def abandon_queries() -> None:
+        for path in files:
+            with anyio.move_on_after(0.001):
+                await aos.stat(path)
+
+    async def stat_on_the_ring() -> int:
+        return (await aos.stat(files[5])).st_size
+
+    # A loop of its own (in a worker thread) ends while its ring still owes those answers.
+    await off_loop(
+        functools.partial(anyio.run, abandon_queries, backend=name, backend_options=options)
+    )
+    assert len(_completions._orphans) == 1
+    ring, running = _completions._orphans[0]
+    assert len(running) == len(files)
+    assert ring.fd >= 0
+    release()
+    # The next ring a loop opens releases the orphan: every call in it has finished now.
+    run = functools.partial(anyio.run, stat_on_the_ring, backend=name, backend_options=options)
+    assert await off_loop(run) == 5
+    assert _completions._orphans == []
+    assert ring.fd == -1
+
+
 async def test_arguments_os_refuses_get_os_errors_and_leave_nothing_pending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,7 +236,7 @@ async def test_arguments_os_refuses_get_os_errors_and_leave_nothing_pending(
         with pytest.raises(TypeError) as ours:
             await getattr(aos, name)(*args, **kwargs)
         assert str(ours.value) == await off_loop(_type_error_of, getattr(os, name), args, kwargs)
-    assert _completions.current()._unfinished_mutations == 0  # so the loop can still shut down
+    assert _completions.current()._parked == 0  # so the loop can still shut down
     assert pushed() == 0
 
 
@@ -255,3 +291,43 @@ async def test_ring_calls_raise_the_audit_events_of_os(
         AUDITED = None
     assert got == expected
     assert pushed() == 6
+
+
+def test_a_forked_child_forgets_the_orphan_rings_of_its_parent(files: list[Path]) -> None:
+    script = f"""
+import os, sys, anyio, trio
+import aos
+from aos._async import _completions, _inline, _uring
+from aos._async._completions import Channel
+
+_inline.enabled = False
+Channel._busy = lambda self: True  # every call takes the ring
+reap = _uring.Ring.reap
+_uring.Ring.reap = lambda self, most: ([], False)  # completions held: the queries stay owed
+
+async def abandon() -> None:
+    for path in {[str(path) for path in files]!r}:
+        with anyio.move_on_after(0.001):
+            await aos.stat(path)
+
+anyio.run(abandon)
+(ring, _), = _completions._orphans
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        assert _completions._orphans == [] and ring.fd == -1
+        _uring.Ring.reap = reap
+        assert trio.run(aos.stat, {str(files[3])!r}).st_size == 3
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert len(_completions._orphans) == 1 and ring.fd >= 0  # the parent's kernel calls are its own
+_uring.Ring.reap = reap
+assert anyio.run(aos.stat, {str(files[4])!r}).st_size == 4
+assert _completions._orphans == [] and ring.fd == -1
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
