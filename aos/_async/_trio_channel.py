@@ -9,7 +9,13 @@ from typing import Any
 import trio
 import trio.lowlevel
 
-from aos._async._completions import Channel, RingRequest, after_completion, outcome
+from aos._async._completions import (
+    RING_WATCH_S,
+    Channel,
+    RingRequest,
+    after_completion,
+    outcome,
+)
 from aos._async._workers import FILESYSTEM, Job, Pool
 
 
@@ -21,6 +27,7 @@ class TrioChannel(Channel):
         self._batch_ender: trio.lowlevel.Task | None = None  # parked until a batch ends
         self._ender_alive = True
         self._ending = False  # the run is ending: _serve delivers until nobody waits
+        self._idle_wait = False  # _serve waits without a deadline (no operation in the ring)
         trio.lowlevel.spawn_system_task(self._serve, name="aos completions")
         trio.lowlevel.spawn_system_task(self._end_batches, name="aos batch ends")
 
@@ -29,6 +36,24 @@ class TrioChannel(Channel):
 
     async def wait_readable(self, fd: int) -> None:
         await trio.lowlevel.wait_readable(fd)
+
+    def watch_ring_soon(self) -> None:
+        if self._idle_wait:  # wake _serve, so that it waits with the watch's deadline
+            os.eventfd_write(self._fd, 1)
+
+    async def _next_wake(self) -> None:
+        """Wait until the eventfd is readable; while operations are in the ring, watch them."""
+        while self._in_ring:
+            with trio.move_on_after(RING_WATCH_S) as watch:
+                await trio.lowlevel.wait_readable(self._fd)
+            if not watch.cancelled_caught:
+                return
+            self.watch_ring()
+        self._idle_wait = True
+        try:
+            await trio.lowlevel.wait_readable(self._fd)
+        finally:
+            self._idle_wait = False
 
     def end_batch_later(self) -> None:
         if not self._ender_alive:  # the run is ending: end the batch now
@@ -78,14 +103,14 @@ class TrioChannel(Channel):
         try:
             while True:
                 try:
-                    await trio.lowlevel.wait_readable(self._fd)
+                    await self._next_wake()
                 except trio.Cancelled:
                     # The run is ending. Callers still parked here (a system task's shielded
                     # cleanup, say) get their answers first; abandoned calls are not waited for.
                     self._ending = True
                     with trio.CancelScope(shield=True):
                         while self._parked:
-                            await trio.lowlevel.wait_readable(self._fd)
+                            await self._next_wake()
                             self.drain()
                     raise
                 self.drain()

@@ -36,6 +36,7 @@ NEEDED_OPS: Final = (OP_STATX, OP_RENAMEAT, OP_UNLINKAT, OP_MKDIRAT, OP_SYMLINKA
 _SYS_SETUP, _SYS_ENTER, _SYS_REGISTER = 425, 426, 427
 _FEAT_SINGLE_MMAP: Final = 1 << 0
 _FEAT_NODROP: Final = 1 << 1
+_ENTER_GETEVENTS: Final = 1
 _REGISTER_EVENTFD: Final = 4
 _REGISTER_PROBE: Final = 8
 _REGISTER_IOWQ_MAX_WORKERS: Final = 19
@@ -219,6 +220,14 @@ class Ring:
             _U32.pack_into(self._rings, self._sq_tail, head)
         self._queued = 0
         return left
+
+    def kick(self) -> bool:
+        """Have the kernel post the completions it still holds for this thread (an
+        ``io_uring_enter`` with ``GETEVENTS`` that waits for nothing); whether any are ready."""
+        _enter(_SYS_ENTER, self.fd, 0, 0, _ENTER_GETEVENTS, None, 0)
+        head: int = _U32.unpack_from(self._rings, self._cq_head)[0]
+        tail: int = _U32.unpack_from(self._rings, self._cq_tail)[0]
+        return head != tail
 
     def reap(self, most: int) -> tuple[list[tuple[int, int]], bool]:
         """Take up to ``most`` finished operations, and whether more are waiting.

@@ -30,6 +30,7 @@ T = TypeVar("T")
 Args = tuple[tuple[Any, ...], dict[str, Any]]
 
 HIGH_FD = 700  # fixture fds live here, far from the numbers anything else is handed
+FROZEN_TIMES_NS = (4_000_000_000 * 10**9, 1_000_000_000 * 10**9)  # (atime: 2096, mtime: 2001)
 
 
 class Tree:
@@ -50,6 +51,10 @@ class Tree:
         os.symlink("f", self.base / "link")
         os.symlink("missing", self.base / "dangling")
         os.symlink("loop", self.base / "loop")
+        # Fixed times, each atime after its mtime and ctime: then no access changes an atime
+        # (relatime), and the sync and async runs see the same stat results however far apart.
+        for name in (".", "d", "empty", "d/f", "f", "link", "dangling", "loop"):
+            os.utime(self.base / name, ns=FROZEN_TIMES_NS, follow_symlinks=False)
 
     def p(self, name: str) -> str:
         return str(self.base / name)

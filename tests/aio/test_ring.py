@@ -189,6 +189,41 @@ async def test_a_cancelled_query_on_the_ring_returns_at_once(
     assert pushed() == len(files) + 1
 
 
+async def test_completions_the_kernel_holds_back_are_fetched_by_the_ring_watch(
+    files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen on Linux 6.18: finished operations whose completions appear only once the ring's
+    thread enters io_uring again. The loop, with nothing else to do, must not wait forever."""
+    pushed = take_route("ring", monkeypatch)
+    held = True  # the eventfd fired, but the completions are not in the CQ until a kick
+    reap, kick = _uring.Ring.reap, _uring.Ring.kick
+    kicks = 0
+
+    def held_reap(self: _uring.Ring, most: int) -> tuple[list[tuple[int, int]], bool]:
+        return ([], False) if held else reap(self, most)
+
+    def counting_kick(self: _uring.Ring) -> bool:
+        nonlocal held, kicks
+        kicks += 1
+        held = False
+        return kick(self)
+
+    monkeypatch.setattr(_uring.Ring, "reap", held_reap)
+    monkeypatch.setattr(_uring.Ring, "kick", counting_kick)
+    sizes: dict[int, int] = {}
+
+    async def stat(i: int) -> None:
+        sizes[i] = (await aos.stat(files[i])).st_size
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(len(files)):
+                tg.start_soon(stat, i)
+    assert sizes == {i: i for i in range(len(files))}
+    assert kicks >= 1
+    assert pushed() == len(files)
+
+
 async def test_a_ring_closed_with_queries_in_flight_stays_open_until_they_finish(
     files: list[Path], monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, dict[str, Any]]
 ) -> None:
