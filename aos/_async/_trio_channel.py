@@ -27,7 +27,8 @@ class TrioChannel(Channel):
         self._batch_ender: trio.lowlevel.Task | None = None  # parked until a batch ends
         self._ender_alive = True
         self._ending = False  # the run is ending: _serve delivers until nobody waits
-        self._idle_wait = False  # _serve waits without a deadline (no operation in the ring)
+        self._ring_watcher: trio.lowlevel.Task | None = None  # parked while the ring is idle
+        self._ring_watched = False  # the watcher task was started
         trio.lowlevel.spawn_system_task(self._serve, name="aos completions")
         trio.lowlevel.spawn_system_task(self._end_batches, name="aos batch ends")
 
@@ -38,22 +39,37 @@ class TrioChannel(Channel):
         await trio.lowlevel.wait_readable(fd)
 
     def watch_ring_soon(self) -> None:
-        if self._idle_wait:  # wake _serve, so that it waits with the watch's deadline
-            os.eventfd_write(self._fd, 1)
+        watcher, self._ring_watcher = self._ring_watcher, None
+        if watcher is not None:
+            trio.lowlevel.reschedule(watcher)
+        elif not self._ring_watched:  # (else it watches already, or the run is ending)
+            self._ring_watched = True
+            trio.lowlevel.spawn_system_task(self._watch_ring, name="aos ring watch")
+
+    async def _watch_ring(self) -> None:
+        """Call :meth:`watch_ring` every :data:`RING_WATCH_S` while operations are in the ring;
+        parked while there are none."""
+        while True:
+            while True:
+                await trio.sleep(RING_WATCH_S)
+                if not self.watch_ring():
+                    break
+            self._ring_watcher = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._ring_watch_aborted)
+
+    def _ring_watch_aborted(self, _: object) -> trio.lowlevel.Abort:
+        self._ring_watcher = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     async def _next_wake(self) -> None:
-        """Wait until the eventfd is readable; while operations are in the ring, watch them."""
+        """At the run's end, with the watcher gone: wait for the eventfd, watching the ring."""
         while self._in_ring:
             with trio.move_on_after(RING_WATCH_S) as watch:
                 await trio.lowlevel.wait_readable(self._fd)
             if not watch.cancelled_caught:
                 return
             self.watch_ring()
-        self._idle_wait = True
-        try:
-            await trio.lowlevel.wait_readable(self._fd)
-        finally:
-            self._idle_wait = False
+        await trio.lowlevel.wait_readable(self._fd)
 
     def end_batch_later(self) -> None:
         if not self._ender_alive:  # the run is ending: end the batch now
@@ -103,7 +119,7 @@ class TrioChannel(Channel):
         try:
             while True:
                 try:
-                    await self._next_wake()
+                    await trio.lowlevel.wait_readable(self._fd)
                 except trio.Cancelled:
                     # The run is ending. Callers still parked here (a system task's shielded
                     # cleanup, say) get their answers first; abandoned calls are not waited for.
