@@ -522,7 +522,7 @@ def test_several_loops_in_several_threads_at_once(tmp_path: Any) -> None:
 
 def test_engine_works_in_a_forked_child(tmp_path: Any) -> None:
     script = f"""
-import asyncio, os, sys, trio
+import asyncio, os, signal, sys, trio
 from aos._async import _engine, _workers
 
 async def stat():
@@ -532,7 +532,8 @@ asyncio.run(stat())  # the parent has workers and (closed) channels now
 assert _workers.FILESYSTEM.threads() >= 1
 pid = os.fork()
 if pid == 0:
-    code = 1
+    signal.alarm(30)  # a child that hangs must not outlive a failed test (the parent's timeout
+    code = 1          # kills only the parent)
     try:
         assert _workers.FILESYSTEM.threads() == 0
         assert asyncio.run(stat()) == os.stat({str(tmp_path)!r})

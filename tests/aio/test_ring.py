@@ -330,7 +330,7 @@ async def test_ring_calls_raise_the_audit_events_of_os(
 
 def test_a_forked_child_forgets_the_orphan_rings_of_its_parent(files: list[Path]) -> None:
     script = f"""
-import os, sys, anyio, trio
+import os, signal, sys, anyio, trio
 import aos
 from aos._async import _completions, _inline, _uring
 from aos._async._completions import Channel
@@ -349,7 +349,8 @@ anyio.run(abandon)
 (ring, _), = _completions._orphans
 pid = os.fork()
 if pid == 0:
-    code = 1
+    signal.alarm(30)  # a child that hangs must not outlive a failed test (the parent's timeout
+    code = 1          # kills only the parent)
     try:
         assert _completions._orphans == [] and ring.fd == -1
         _uring.Ring.reap = reap
