@@ -18,15 +18,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, AnyStr, Final, Generic, cast, overload
 
-import anyio.lowlevel
-
+from aos._async._loop_slice import LOOP_SLICE, let_loop_run
 from aos._async._offload import MUTATE, QUERY, call
 
 __all__ = ["DirEntry", "ScandirIterator", "scandir"]
 
 _FIRST_BATCH: Final = 64
 _MAX_BATCH: Final = 1024
-_LOOP_SLICE: Final = 0.001  # entries served from the buffer for longer than this yield to the loop
 
 
 def _probe(fn: Callable[..., bool], **kwargs: bool) -> bool | OSError:
@@ -120,7 +118,7 @@ class ScandirIterator(Generic[AnyStr]):
     The directory is opened on first use; its fd is closed on exhaustion, on an error, by
     :meth:`aclose`, on exit of ``async with``, when an iteration is cancelled, and on garbage
     collection. A batch still being read by a worker closes the fd itself when it returns.
-    An entry served from the buffer is a checkpoint only once 1 ms has passed since the
+    An entry served from the buffer is a checkpoint only once 0.5 ms have passed since the
     iterator last let the loop run.
     """
 
@@ -180,8 +178,8 @@ class ScandirIterator(Generic[AnyStr]):
                 )
                 self._buffer.extend(batch)
                 self._yielded_at = time.perf_counter()
-            elif time.perf_counter() - self._yielded_at > _LOOP_SLICE:
-                await anyio.lowlevel.checkpoint()  # serving from the buffer: let the loop run
+            elif time.perf_counter() - self._yielded_at > LOOP_SLICE:
+                await let_loop_run()  # serving from the buffer
                 self._yielded_at = time.perf_counter()
         except BaseException:
             self._close()  # cancelled or failed to open: finished, like an async generator

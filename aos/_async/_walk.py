@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
 import sys
 import time
 import weakref
@@ -29,11 +30,11 @@ from types import TracebackType
 from typing import Any, AnyStr, Final, Generic, TypeVar, overload
 
 import anyio
-import anyio.lowlevel
 
 from aos._async import _completions
+from aos._async._loop_slice import LOOP_SLICE, let_loop_run
 from aos._async._offload import MUTATE, call
-from aos._async._workers import Job
+from aos._async._workers import Job, offer_cpu
 from aos.blocking._walk import OnError, _Close, _fwalk_list, _list_for_walk, _push_subdirs, _Visit
 
 __all__ = ["WalkIterator", "fwalk", "walk"]
@@ -46,16 +47,19 @@ R = TypeVar("R")
 # 2 jobs 1.44 / 0.89-0.91, 4 jobs 2.09 / 0.83-0.91. fwalk uses _JOBS; walk keeps one job
 # running beside the caller while directories come from the page cache (pipelined, warm: 1 job
 # 1.44x / 1.32x os.walk on asyncio / trio, 2 jobs 1.58x / 1.57x, 3 jobs 1.67x / 1.59x), and
-# _JOBS_IO once a job took longer than _IO_BOUND per directory, i.e. waited for the disk.
+# _JOBS_IO once a job waited for a disk: it read blocks from one, or took longer than _IO_BOUND
+# per directory over at least _IO_BOUND_DIRS directories (a network filesystem counts no block
+# reads). Time alone misleads: warm jobs that waited for the GIL took up to 2.5 ms per directory
+# (p90 0.1 ms), and the extra jobs they set off made the loop's longest stalls longer.
 _JOBS: Final = 2
 _JOBS_IO: Final = 3
-_IO_BOUND: Final = 100e-6
+_IO_BOUND: Final = 0.001
+_IO_BOUND_DIRS: Final = 4
 _JOB_ENTRIES: Final = 4096  # a job stops after about this many names...
 _JOB_DIRS: Final = 256  # ...or this many directories (walk)
 _FJOB_DIRS: Final = 64  # ...or this many directories (fwalk: each holds an fd)
 _CACHE_ENTRIES: Final = 65536  # no read-ahead beyond the needed directory past this many names
 _CACHE_FDS: Final = 512  # fwalk: no read-ahead past this many open fds in the cache
-_LOOP_SLICE: Final = 0.001  # triples served from read-ahead for longer than this yield to the loop
 _SCAN: Final = 64  # how deep into the stack read-ahead looks for unread directories
 _RECHECK: Final = 16  # walk: steps served from the cache between looks for read-ahead work
 
@@ -64,8 +68,8 @@ class WalkIterator(Generic[T]):
     """What :func:`aos.walk` and :func:`aos.fwalk` return: an async iterator with ``aclose`` that
     can also be used as ``async with`` (closing it on exit). Once an exception (a cancellation,
     an error from ``onerror``) has come out of it, it is finished, like an async generator.
-    A step served from read-ahead is a checkpoint only once 1 ms has passed since the walk last
-    let the loop run, so a cancellation lands at the next read or within that millisecond."""
+    A step served from read-ahead is a checkpoint only once 0.5 ms have passed since the walk
+    last let the loop run, so a cancellation lands at the next read or within that time."""
 
     _finished = False
     _yielded_at = 0.0  # when the walk last let the event loop run
@@ -77,8 +81,8 @@ class WalkIterator(Generic[T]):
         if self._finished:
             raise StopAsyncIteration
         try:
-            if time.perf_counter() - self._yielded_at > _LOOP_SLICE:
-                await anyio.lowlevel.checkpoint()  # serving read-ahead: let the loop run
+            if time.perf_counter() - self._yielded_at > LOOP_SLICE:
+                await let_loop_run()  # serving read-ahead
                 self._yielded_at = time.perf_counter()
             return await self._step()
         except BaseException:
@@ -127,22 +131,30 @@ async def _gather(jobs: list[Callable[[], Coroutine[Any, Any, R]]]) -> list[R]:
 
 # ---------------------------------------------------------------- walk
 
-_Known = dict[Any, bool]  # topdown without followlinks: dir name -> is it a symlink
-_Listing = tuple[list[Any], list[Any], list[Any], _Known | None]  # dirs, nondirs, walk_into, known
+# Listings wait in the cache as tuples of strings and bools, which the garbage collector stops
+# tracking after one look (a dict or a list would keep a tuple tracked), so that they do not
+# make its collections longer while they wait; the stack holds plain paths. (With lists and an
+# object per directory, collections that worker threads ran, holding the GIL, were half of the
+# event loop's longest stalls during a walk.)
+_Names = tuple[Any, ...]
+_Links = tuple[bool, ...]  # topdown without followlinks: is each of dirs a symlink
+_Listing = tuple[_Names, _Names, _Names, _Links | None]  # dirs, nondirs, walk_into, links
 _WalkResult = _Listing | OSError | None  # None: a link not to descend into
 
 
-class _Dir:
-    """walk work item: read ``path``; ``check_link``: skip it if it is a symlink."""
+class _CheckLink:
+    """walk work item: a directory the caller added to ``dirnames``, not to descend into if
+    it is a symlink (a plain path on the stack is a directory known not to be one)."""
 
-    __slots__ = ("check_link", "path")
+    __slots__ = ("path",)
 
-    def __init__(self, path: Any, check_link: bool) -> None:
+    def __init__(self, path: Any) -> None:
         self.path = path
-        self.check_link = check_link
 
 
-Item = TypeVar("Item", _Dir, _Visit)
+def _path(item: Any) -> Any:
+    """The path of a walk work item."""
+    return item.path if isinstance(item, _CheckLink) else item
 
 
 def _ignore(job: Job) -> None:
@@ -156,11 +168,11 @@ def _tell_walk(walk: weakref.ref[_Walk[Any]], root: Any, job: Job) -> None:
         alive._arrived(root, job)
 
 
-def _unread(candidates: list[Item], cache: Container[object], needed: object) -> list[Item]:
-    """Up to ``_JOBS - 1`` candidates to read ahead beside the ``needed`` directory: in the
-    order the walk will visit them, none read already, none twice."""
+def _unread(candidates: list[_Visit], cache: Container[object], needed: object) -> list[_Visit]:
+    """fwalk: up to ``_JOBS - 1`` candidates to read ahead beside the ``needed`` directory: in
+    the order the walk will visit them, none read already, none twice."""
     wanted = {needed}
-    chosen: list[Item] = []
+    chosen: list[_Visit] = []
     for candidate in candidates:
         if len(chosen) == _JOBS - 1:
             break
@@ -170,40 +182,53 @@ def _unread(candidates: list[Item], cache: Container[object], needed: object) ->
     return chosen
 
 
+def _blocks_read() -> int:
+    """Blocks this thread has read from disks so far (0 where the kernel does not say)."""
+    return resource.getrusage(_RUSAGE_THREAD).ru_inblock if _RUSAGE_THREAD is not None else 0
+
+
+_RUSAGE_THREAD: Final[int | None] = getattr(resource, "RUSAGE_THREAD", None)
+
+
 def _explore(
-    root: _Dir, topdown: bool, followlinks: object
-) -> tuple[list[tuple[Any, _WalkResult]], list[Any], float]:
+    root: Any, check_link: bool, topdown: bool, followlinks: object
+) -> tuple[list[tuple[Any, _WalkResult]], list[Any], bool]:
     """In a worker: read ``root`` and its subdirectories depth-first within the budget.
 
     Returns (path, result) in visit order, the unread subdirectories (first to visit first)
-    and the seconds it took per directory.
+    and whether the job waited for a disk.
     """
     started = time.perf_counter()
+    blocks = _blocks_read()
     out: list[tuple[Any, _WalkResult]] = []
+    if check_link and os.path.islink(root):
+        return [(root, None)], [], False
     todo = [root]
     names = 0
     while todo and names < _JOB_ENTRIES and len(out) < _JOB_DIRS:
-        item = todo.pop()
-        if item.check_link and os.path.islink(item.path):
-            out.append((item.path, None))
-            continue
+        offer_cpu()
+        path = todo.pop()
         errors: list[OSError] = []
-        known: _Known | None = {} if topdown and not followlinks else None
-        listing = _list_for_walk(item.path, False, errors.append, followlinks, known)
+        known: dict[Any, bool] | None = {} if topdown and not followlinks else None
+        listing = _list_for_walk(path, False, errors.append, followlinks, known)
         if listing is None:
-            out.append((item.path, errors[0]))
-            continue
-        dirs, nondirs, walk_into = listing
-        out.append((item.path, (dirs, nondirs, walk_into, known)))
-        names += 1 + len(dirs) + len(nondirs)
-        todo.extend(_Dir(path, False) for path in reversed(walk_into))
-    return out, [item.path for item in reversed(todo)], (time.perf_counter() - started) / len(out)
+            out.append((path, errors[0]))
+        else:
+            dirs, nondirs, walk_into = listing
+            links = None if known is None else tuple(known.values())  # in the order of dirs
+            out.append((path, (tuple(dirs), tuple(nondirs), tuple(walk_into), links)))
+            names += 1 + len(dirs) + len(nondirs)
+            todo.extend(reversed(walk_into))
+    todo.reverse()
+    slow = len(out) >= _IO_BOUND_DIRS and time.perf_counter() - started > _IO_BOUND * len(out)
+    return out, todo, slow or _blocks_read() > blocks
 
 
 class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
     def __init__(self, top: Any, topdown: bool, onerror: OnError | None, followlinks: bool) -> None:
         self._args = (top, topdown, onerror, followlinks)
-        self._stack: list[_Dir | tuple[AnyStr, list[AnyStr], list[AnyStr]]] | None = None
+        self._stack: list[AnyStr | _CheckLink | tuple[AnyStr, list[AnyStr], list[AnyStr]]] | None
+        self._stack = None
         self._cache: dict[AnyStr, _WalkResult] = {}
         self._cached_names = 0
         self._frontier: deque[AnyStr] = deque()  # unread subdirectories finished jobs left
@@ -214,15 +239,13 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._stale: set[AnyStr] = set()  # roots of running jobs inside pruned subtrees
         self._arrival: anyio.Event | None = None  # set when a job the walk waits for arrives
         self._failure: BaseException | None = None  # what a job raised (not an OSError read)
-        self._yielded: (
-            tuple[AnyStr, list[AnyStr], list[AnyStr], _Known | None, list[AnyStr]] | None
-        ) = None
+        self._yielded: tuple[AnyStr, list[AnyStr], _Listing] | None = None
 
     async def _step(self) -> tuple[AnyStr, list[AnyStr], list[AnyStr]]:
         top, topdown, onerror, followlinks = self._args
         if self._stack is None:  # started on first use, like the os generator
             sys.audit("os.walk", top, topdown, onerror, followlinks)
-            self._stack = [_Dir(os.fspath(top), False)]
+            self._stack = [os.fspath(top)]
         stack = self._stack
         if self._yielded is not None:
             self._push_children(stack, *self._yielded)
@@ -231,54 +254,55 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             item = stack.pop()
             if isinstance(item, tuple):
                 return item
-            self._frontier_live.discard(item.path)
-            if item.path not in self._cache:
+            path = _path(item)
+            self._frontier_live.discard(path)
+            if path not in self._cache:
                 await self._read(item)
             else:
                 self._countdown -= 1
                 if not self._countdown:
                     self._countdown = _RECHECK
                     self._read_ahead()
-            result = self._take(item.path)
+            result = self._take(path)
             if result is None:
                 continue
             if isinstance(result, OSError):
                 if onerror is not None:
                     onerror(result)
                 continue
-            dirs, nondirs, walk_into, known = result
+            dirs = list(result[0])
             if topdown:
-                self._yielded = (item.path, dirs, dirs.copy(), known, walk_into)
-                return item.path, dirs, nondirs
-            stack.append((item.path, dirs, nondirs))
-            stack.extend(_Dir(path, False) for path in reversed(walk_into))
+                self._yielded = (path, dirs, result)
+                return path, dirs, list(result[1])
+            stack.append((path, dirs, list(result[1])))
+            stack.extend(reversed(result[2]))
         self._finish()
         raise StopAsyncIteration
 
     def _push_children(
         self,
-        stack: list[_Dir | tuple[AnyStr, list[AnyStr], list[AnyStr]]],
+        stack: list[AnyStr | _CheckLink | tuple[AnyStr, list[AnyStr], list[AnyStr]]],
         path: AnyStr,
         dirs: list[AnyStr],
-        yielded: list[AnyStr],
-        known: _Known | None,
-        walk_into: list[AnyStr],
+        listing: _Listing,
     ) -> None:
         """Top-down: push the subdirectories left in ``dirs`` after the caller's edits."""
-        if dirs == yielded:  # untouched (the usual case): the worker joined the paths already
-            stack.extend(_Dir(path, False) for path in reversed(walk_into))
+        yielded, _, walk_into, links = listing
+        if len(dirs) == len(yielded) and tuple(dirs) == yielded:  # untouched (the usual case)
+            stack.extend(reversed(walk_into))  # the worker joined the paths already
             return
         descendable = len(walk_into)
-        if self._args[3] or known is None:  # followlinks: descend into every name
-            stack.extend(_Dir(os.path.join(path, name), False) for name in reversed(dirs))
+        if self._args[3] or links is None:  # followlinks: descend into every name
+            stack.extend(os.path.join(path, name) for name in reversed(dirs))
             return
+        known = dict(zip(yielded, links, strict=True))
         kept: set[AnyStr] = set()
         for name in reversed(dirs):
             is_link = known.get(name)
             if is_link is None:  # a name the caller added: check it when reading it
-                stack.append(_Dir(os.path.join(path, name), True))
+                stack.append(_CheckLink(os.path.join(path, name)))
             elif not is_link:
-                stack.append(_Dir(os.path.join(path, name), False))
+                stack.append(os.path.join(path, name))
                 kept.add(name)
         if len(kept) < descendable:  # pruned: drop the read-ahead of the pruned subtrees
             self._frontier.clear()
@@ -306,15 +330,16 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             if isinstance(result, tuple):
                 todo.extend(result[2])
 
-    async def _read(self, item: _Dir) -> None:
+    async def _read(self, item: AnyStr | _CheckLink) -> None:
         """Wait until ``item`` is read, starting its job (and read-ahead) if none runs."""
-        if item.path not in self._pending:
+        path = _path(item)
+        if path not in self._pending:
             self._start(item)
         self._read_ahead()
-        while item.path not in self._cache:
+        while path not in self._cache:
             if self._failure is not None:
                 raise self._failure
-            if item.path not in self._pending:  # its job was dropped as stale: read it anew
+            if path not in self._pending:  # its job was dropped as stale: read it anew
                 self._start(item)
             self._arrival = anyio.Event()
             with _completions.current().awaited():  # an ending loop still delivers it
@@ -333,7 +358,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 return
             self._start(root)
 
-    def _next_root(self) -> _Dir | None:
+    def _next_root(self) -> AnyStr | _CheckLink | None:
         """The nearest directory nobody has read or is reading: first what finished jobs left
         unread (in the order they finished), then the top of the stack."""
         assert self._stack is not None
@@ -347,18 +372,22 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             path = frontier.popleft()
             if path in live and path not in cache and path not in pending:
                 live.discard(path)
-                return _Dir(path, False)
+                return path
         for item in reversed(self._stack[-_SCAN:]):
-            if isinstance(item, _Dir) and item.path not in cache and item.path not in pending:
+            if isinstance(item, tuple):
+                continue
+            path = _path(item)
+            if path not in cache and path not in pending:
                 return item
         return None
 
-    def _start(self, root: _Dir) -> None:
+    def _start(self, item: AnyStr | _CheckLink) -> None:
         _, topdown, _, followlinks = self._args
-        args = (root, topdown, followlinks)
+        path = _path(item)
+        args = (path, isinstance(item, _CheckLink), topdown, followlinks)
         # The job holds the walk weakly: a walk its caller dropped is collected (and finished).
-        notify = functools.partial(_tell_walk, weakref.ref(self), root.path)
-        self._pending[root.path] = _completions.current().start(_explore, args, notify)
+        notify = functools.partial(_tell_walk, weakref.ref(self), path)
+        self._pending[path] = _completions.current().start(_explore, args, notify)
 
     def _arrived(self, root: AnyStr, job: Job) -> None:
         """On the loop's thread: a job has finished; cache its listings, keep reading ahead."""
@@ -370,12 +399,13 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         elif job.error is not None:
             self._failure = job.error
         else:
-            out, rest, per_dir = job.value
-            self._jobs = _JOBS_IO if per_dir > _IO_BOUND else 1
+            out, rest, waited = job.value
+            self._jobs = _JOBS_IO if waited else 1
+            cache = self._cache
             for path, result in out:
                 if isinstance(result, tuple):
                     self._cached_names += len(result[0]) + len(result[1])
-                self._cache[path] = result
+                cache[path] = result
             self._frontier.extend(rest)
             self._frontier_live.update(rest)
         if self._arrival is not None:
@@ -430,6 +460,7 @@ def _fexplore(
     names = 0
     try:
         while todo and names < _JOB_ENTRIES and len(out) < _FJOB_DIRS:
+            offer_cpu()
             work = todo.pop()
             assert isinstance(work, _Visit)
             opened: list[_Visit | _Close | _FTriple] = []

@@ -87,6 +87,18 @@ class Job:
         self.finish(self)
 
 
+def offer_cpu() -> None:
+    """Let a thread that waits for this worker's CPU run now (call between the steps of a long job).
+
+    On 2 cores a woken event-loop thread is often queued on the CPU of the worker that woke it
+    (by releasing the GIL), while the other CPU idles; the scheduler then lets the worker finish
+    its time slice first, and the loop waited 3-4 ms. Measured on a 100k-entry ``aos.walk``
+    with ``perf sched`` events; yielding after each directory cut the longest loop stall to
+    1.2-1.7 ms, for about 0.5 us per directory when nothing waits.
+    """
+    os.sched_yield()
+
+
 class _Worker:
     """A worker thread's wake-up switch: a lock held while it sleeps, released to wake it."""
 

@@ -193,6 +193,7 @@ async def test_big_tree_matches_and_reads_ahead_in_parallel(
     monkeypatch.setattr(_walk._Walk, "_start", counting_start)
     monkeypatch.setattr(_walk, "_gather", counting_gather)
     monkeypatch.setattr(_walk, "_IO_BOUND", 0.0)  # as if every job had waited for a disk
+    monkeypatch.setattr(_walk, "_IO_BOUND_DIRS", 1)
     expected = await off_loop(lambda: _sync_walk(big, topdown=topdown))
     assert await _async_walk(big, topdown=topdown) == expected
     assert len(expected) == 1 + 30 + 900
@@ -432,10 +433,10 @@ async def test_a_replacement_name_inside_a_pruned_subtree_is_read(
     real_explore = _walk._explore
     a_may_finish = threading.Event()
 
-    def slow_a(root: Any, topdown: bool, followlinks: object) -> Any:
-        if root.path == str(top / "a"):
+    def slow_a(root: Any, check_link: bool, topdown: bool, followlinks: object) -> Any:
+        if root == str(top / "a"):
             a_may_finish.wait(10)  # on a worker: 'a' is still being read when the caller prunes
-        return real_explore(root, topdown, followlinks)
+        return real_explore(root, check_link, topdown, followlinks)
 
     def prune(path: Any, dirs: list[Any]) -> None:
         if path == str(top):
@@ -488,8 +489,8 @@ async def test_an_abandoned_walk_stops_reading_ahead(
     read = []
     real_explore = _walk._explore
 
-    def counting(root: Any, topdown: bool, followlinks: object) -> Any:
-        out = real_explore(root, topdown, followlinks)
+    def counting(root: Any, check_link: bool, topdown: bool, followlinks: object) -> Any:
+        out = real_explore(root, check_link, topdown, followlinks)
         read.append(len(out[0]))
         return out
 
@@ -504,3 +505,83 @@ async def test_an_abandoned_walk_stops_reading_ahead(
         await anyio.sleep(0.01)
     assert sum(read) == settled  # nothing more is read once the walk is gone
     assert settled < (1 + 40 + 40 * 40) / 2  # far from the whole tree
+
+
+async def test_listings_waiting_in_read_ahead_are_not_tracked_by_the_garbage_collector(
+    big: Path,
+) -> None:
+    """The cache and the stack hold only tuples of strings and paths, so after one look the
+    cyclic garbage collector stops tracking them: they do not lengthen its collections, which
+    a worker thread may run while holding the GIL the event loop waits for."""
+    async with walk(str(big)) as it:
+        await it.__anext__()
+        await it.__anext__()  # top's subdirectories are on the stack now
+        assert isinstance(it, _walk._Walk)
+        for _ in range(500):  # until read-ahead has brought a few listings
+            if len(it._cache) >= 10:
+                break
+            await anyio.sleep(0.01)
+        gc.collect()
+        gc.collect()  # a tuple is untracked once the tuples in it are
+        listings = [result for result in it._cache.values() if isinstance(result, tuple)]
+        assert len(listings) >= 10
+        assert not [listing for listing in listings if gc.is_tracked(listing)]
+        assert it._stack
+        assert not [item for item in it._stack if gc.is_tracked(item)]
+
+
+@pytest.mark.parametrize("kind", ["walk", "fwalk"])
+async def test_read_ahead_jobs_offer_their_cpu_before_each_directory(
+    big: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that an event-loop thread queued on a worker's CPU runs without waiting for the end of
+    the worker's time slice (see ``offer_cpu``)."""
+    offered = []
+    monkeypatch.setattr(_walk, "offer_cpu", lambda: offered.append(1))
+    if kind == "walk":
+        got = await _async_walk(big)
+    else:
+        got = await _async_fwalk(big)
+    assert len(offered) == len(got)  # each directory is read once, by a job
+
+
+@pytest.mark.parametrize(("blocks", "waited"), [((0, 0), False), ((10, 18), True)])
+async def test_a_job_that_read_blocks_from_a_disk_counts_as_waiting(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    blocks: tuple[int, int],
+    waited: bool,
+) -> None:
+    """Whether a job waited for a disk decides how many jobs run at once: the block reads the
+    kernel counted for its thread say it, not its time (which includes waits for the GIL)."""
+    await off_loop((tmp_path / "sub").mkdir)
+    counts = iter(blocks)
+    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(counts))
+    out, rest, got = await off_loop(_walk._explore, str(tmp_path), False, True, False)
+    assert [path for path, _ in out] == [str(tmp_path), str(tmp_path / "sub")]
+    assert rest == []
+    assert got is waited
+
+
+async def test_blocks_read_counts_this_threads_reads_from_a_disk(tmp_path: Path) -> None:
+    """The real counter: reading a file whose pages were dropped from the page cache."""
+    path = tmp_path / "data"
+
+    def write_drop_read() -> tuple[str, int, int]:
+        with open("/proc/self/mounts") as mounts:
+            points = {fields[1]: fields[2] for fields in map(str.split, mounts)}
+        home = max((p for p in points if str(tmp_path).startswith(p.rstrip("/") + "/")), key=len)
+        with open(path, "wb") as f:
+            f.write(os.urandom(1 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        before = _walk._blocks_read()
+        with open(path, "rb") as f:
+            f.read()
+        return points[home], before, _walk._blocks_read()
+
+    fs_type, before, after = await off_loop(write_drop_read)
+    if fs_type == "tmpfs":
+        pytest.skip("the base temp dir is on tmpfs, whose pages are never dropped")
+    assert after > before
