@@ -43,6 +43,7 @@ from aos._async._kernel_form import (
     unpack_statx,
 )
 
+_SYS_CLOSE: Final = 3
 _SYS_STATX: Final = 332
 _SYS_OPENAT2: Final = 437
 _SYS_STATMOUNT: Final = 457
@@ -98,8 +99,7 @@ _HOWS: Final = {True: ctypes.byref(_FOLLOW), False: ctypes.byref(_NO_FOLLOW)}
 _HOW_SIZE: Final = ctypes.sizeof(_OpenHow)
 _STATX_FLAGS: Final = AT_EMPTY_PATH | AT_STATX_DONT_SYNC
 _STATX_MASK: Final = STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE
-_buffers = threading.local()  # .statx: this thread's buffer (os.close lets the GIL go before
-# the buffer is read, so threads running loops each need their own)
+_buffers = threading.local()  # .statx: this thread's buffer (threads running loops each need one)
 
 ENV_SWITCH: Final = "AOS_INLINE"
 
@@ -119,7 +119,7 @@ def _statx_cached(at: int, raw: bytes, follow: bool) -> tuple[int, ...] | int | 
         if _syscall(_SYS_STATX, fd, b"", _STATX_FLAGS, _STATX_MASK, buffer) < 0:
             return None
     finally:
-        os.close(fd)
+        _syscall(_SYS_CLOSE, fd)  # an O_PATH fd: nothing to flush, cannot fail but EBADF
     return unpack_statx(buffer)
 
 
