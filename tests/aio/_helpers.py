@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,16 +23,22 @@ async def off_loop(fn: Callable[..., T], *args: Any) -> T:
     return await call(QUERY, None, fn, *args)
 
 
-def count_fds_under(path: Path) -> int:
-    """How many open fds of this process point at ``path`` or below it."""
-    count = 0
+def fd_targets_under(path: Path) -> list[str]:
+    """What the open fds of this process that point at ``path`` or below it point at."""
+    targets = []
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
-        count += target == str(path) or target.startswith(f"{path}/")
-    return count
+        if target == str(path) or target.startswith(f"{path}/"):
+            targets.append(target)
+    return targets
+
+
+def count_fds_under(path: Path) -> int:
+    """How many open fds of this process point at ``path`` or below it."""
+    return len(fd_targets_under(path))
 
 
 async def fds_under(path: Path) -> int:
@@ -41,12 +48,16 @@ async def fds_under(path: Path) -> int:
 
 async def wait_for_no_fds_under(path: Path) -> None:
     """Abandoned worker calls close their fds when they return: give them up to 5 s, then
-    assert none is left under ``path``."""
+    fail if any is left under ``path``, saying which, and whether only garbage held them."""
     for _ in range(500):
         if not await fds_under(path):
-            break
+            return
         await anyio.sleep(0.01)
-    assert await fds_under(path) == 0
+    left = await off_loop(fd_targets_under, path)
+    if left:
+        gc.collect()
+        after_gc = await off_loop(fd_targets_under, path)
+        pytest.fail(f"fds left open under {path}: {left}; after gc.collect(): {after_gc}")
 
 
 ROUTES = ("worker", "ring", "inline")
