@@ -7,11 +7,9 @@ loop last ran.
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from typing import Final
 
-import anyio.lowlevel
+from aos._async import _completions
 
 __all__ = ["LOOP_SLICE", "let_loop_run"]
 
@@ -32,16 +30,7 @@ async def let_loop_run() -> None:
     callback then the task's step), and trio resumes either first. In a test (a task's 0.3 ms
     sleep expiring during 1 ms of work) it ran first 0 times in 50 on asyncio and uvloop and 27
     on trio after one checkpoint; after a zero-delay timer on asyncio and uvloop, or two
-    checkpoints on trio, 50 times in 50. Without this, a task could wait two slices.
+    checkpoints on trio, 50 times in 50 (each loop's channel does its own). Without this, a task
+    could wait two slices.
     """
-    trio = sys.modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_task():
-        await anyio.lowlevel.checkpoint()
-        await anyio.lowlevel.checkpoint()
-    else:
-        await asyncio.sleep(_AFTER_DUE_TIMERS)
-
-
-_AFTER_DUE_TIMERS: Final = 1e-9
-"""A delay above zero (``asyncio.sleep(0)`` only yields): the timer is due at once, after those
-that expired before it."""
+    await _completions.current().let_loop_run()

@@ -35,6 +35,10 @@ class TrioChannel(Channel):
     async def checkpoint(self) -> None:
         await trio.lowlevel.checkpoint()
 
+    async def let_loop_run(self) -> None:
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
+
     async def wait_readable(self, fd: int) -> None:
         await trio.lowlevel.wait_readable(fd)
 

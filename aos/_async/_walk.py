@@ -182,12 +182,12 @@ def _unread(candidates: list[_Visit], cache: Container[object], needed: object) 
     return chosen
 
 
+_RUSAGE_THREAD: Final[int | None] = getattr(resource, "RUSAGE_THREAD", None)
+
+
 def _blocks_read() -> int:
     """Blocks this thread has read from disks so far (0 where the kernel does not say)."""
     return resource.getrusage(_RUSAGE_THREAD).ru_inblock if _RUSAGE_THREAD is not None else 0
-
-
-_RUSAGE_THREAD: Final[int | None] = getattr(resource, "RUSAGE_THREAD", None)
 
 
 def _explore(
@@ -198,11 +198,11 @@ def _explore(
     Returns (path, result) in visit order, the unread subdirectories (first to visit first)
     and whether the job waited for a disk.
     """
+    if check_link and os.path.islink(root):
+        return [(root, None)], [], False
     started = time.perf_counter()
     blocks = _blocks_read()
     out: list[tuple[Any, _WalkResult]] = []
-    if check_link and os.path.islink(root):
-        return [(root, None)], [], False
     todo = [root]
     names = 0
     while todo and names < _JOB_ENTRIES and len(out) < _JOB_DIRS:
@@ -288,7 +288,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
     ) -> None:
         """Top-down: push the subdirectories left in ``dirs`` after the caller's edits."""
         yielded, _, walk_into, links = listing
-        if len(dirs) == len(yielded) and tuple(dirs) == yielded:  # untouched (the usual case)
+        if tuple(dirs) == yielded:  # untouched (the usual case)
             stack.extend(reversed(walk_into))  # the worker joined the paths already
             return
         descendable = len(walk_into)
