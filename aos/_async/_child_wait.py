@@ -70,17 +70,38 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
             anyio.lowlevel.cancel_shielded_checkpoint()
         )  # a scheduling point that keeps the status
         return result
-    idtype, ident = subject
-    if not waitid_options & _NOT_EXIT:
-        result = await _wait_on_pidfd(attempt, idtype, ident)
-        if result is not None:
-            return result
-    while True:
-        # Raises ChildProcessError when nothing can ever match, as the os call would.
-        await call(WAIT, None, os.waitid, idtype, ident, waitid_options | os.WNOWAIT)
-        result = attempt()
-        if result is not None:
-            return result
+    global _waits
+    _waits += 1
+    try:
+        idtype, ident = subject
+        if not waitid_options & _NOT_EXIT:
+            result = await _wait_on_pidfd(attempt, idtype, ident)
+            if result is not None:
+                return result
+        while True:
+            # Raises ChildProcessError when nothing can ever match, as the os call would.
+            await call(WAIT, None, os.waitid, idtype, ident, waitid_options | os.WNOWAIT)
+            result = attempt()
+            if result is not None:
+                return result
+    finally:
+        _waits -= 1
+
+
+_waits = 0  # waits in progress in this process (any loop)
+
+
+def waits_in_progress() -> int:
+    """How many async waits for a child are waiting now, in this process."""
+    return _waits
+
+
+def _forget_waits_after_fork() -> None:
+    global _waits
+    _waits = 0
+
+
+os.register_at_fork(after_in_child=_forget_waits_after_fork)
 
 
 async def _wait_on_pidfd(attempt: Callable[[], R | None], idtype: int, ident: int) -> R | None:

@@ -364,13 +364,14 @@ class Channel:
 
     async def run_to_completion(
         self,
+        pool: Pool,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         release: Callable[[Any], object] | None,
         ring: RingRequest | None,
     ) -> Any:
-        """Run on the filesystem pool; a cancel waits for the call, releases its value, is raised."""
+        """Run on ``pool``; a cancel waits for the call, releases its value, is raised."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -587,13 +588,14 @@ class AsyncioChannel(Channel):
 
     async def run_to_completion(
         self,
+        pool: Pool,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         release: Callable[[Any], object] | None,
         ring: RingRequest | None,
     ) -> Any:
-        job = self.submit(FILESYSTEM, fn, args, kwargs, self._loop.create_future(), ring=ring)
+        job = self.submit(pool, fn, args, kwargs, self._loop.create_future(), ring=ring)
         cancelled: BaseException | None = None
         with anyio.CancelScope(shield=True):  # anyio's cancel waits until the syscall returned
             while not job.delivered:

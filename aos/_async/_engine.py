@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aos._async import _completions
 from aos._async._completions import RingRequest
-from aos._async._workers import FILESYSTEM, WAIT_LANE
+from aos._async._workers import FILESYSTEM, WAIT_LANE, Pool
 
 T = TypeVar("T")
 
@@ -41,10 +41,13 @@ async def run_to_completion(
     kwargs: Mapping[str, Any],
     release: Callable[[T], object] | None,
     ring: RingRequest | None = None,
+    *,
+    pool: Pool = FILESYSTEM,
 ) -> T:
-    """Run on a worker (or io_uring); a cancel waits for the call, releases its result, is raised."""
+    """Run on a worker of ``pool`` (or io_uring); a cancel waits for the call, releases its
+    result, is raised."""
     channel = _completions.current()
-    result: T = await channel.run_to_completion(fn, args, kwargs, release, ring)
+    result: T = await channel.run_to_completion(pool, fn, args, kwargs, release, ring)
     return result
 
 

@@ -2,11 +2,14 @@
 
 Async here, because they can block:
 
-- ``posix_spawn``, ``posix_spawnp``: run inline on the loop thread. CPython holds the GIL for the
-  whole ``posix_spawn`` (vfork, file actions, exec), so a worker would not free the loop, it
-  would only add a hop (``benchmarks/results/spawn.md`` has the measurements: about 0.2 ms for
-  ``/bin/true``). A cancel can only land before the child exists: nothing is spawned then, and
-  once spawned the pid always reaches the caller.
+- ``posix_spawn``, ``posix_spawnp``: a lone spawn runs inline, :func:`os.posix_spawn` on the loop
+  thread (it holds the GIL throughout, about 0.2 ms for ``/bin/true``; a hop to a thread would
+  add 0.1 ms to it). While other children are being spawned or awaited, the spawn is libc's own
+  call through ``ctypes``, without the GIL, on a spawner thread
+  (:mod:`aos._async._native_spawn`): the loop serves the other children meanwhile and spawns
+  overlap (``benchmarks/results/spawn.md``). Arguments in forms that path does not convert go
+  to :func:`os.posix_spawn` inline. A cancel before the spawn spawns nothing; one that lands
+  while a spawner runs kills and reaps the child; once spawned, the pid reaches the caller.
 - ``waitid``, ``waitpid``, ``wait``, ``wait3``, ``wait4``: one child waited on for its exit is
   watched through a pidfd on the loop (no thread); any other wait uses a ``WAIT`` worker that
   peeks with ``WNOWAIT`` (see :mod:`aos._async._child_wait`). A cancel never reaps a child.
@@ -39,8 +42,15 @@ import anyio.lowlevel
 
 from aos import blocking
 from aos._async import _engine
-from aos._async._child_wait import subject_of_pid, wait_for, waitid_options_of
+from aos._async._child_wait import (
+    subject_of_pid,
+    wait_for,
+    waitid_options_of,
+    waits_in_progress,
+)
+from aos._async._native_spawn import Prepared, prepare_call
 from aos._async._offload import WAIT, home_in_aos, offload
+from aos._async._workers import SPAWNERS
 
 if TYPE_CHECKING:
     import resource
@@ -84,24 +94,51 @@ T = TypeVar("T")
 _EXEC_FAILED_EXIT = 127  # what the child of os.spawn* does when its exec fails
 
 
-def _spawns_inline(fn: Callable[P, int]) -> Callable[P, Coroutine[Any, Any, int]]:
-    """The async face of ``os.posix_spawn[p]``: a checkpoint, then the spawn on the loop thread."""
+def _spawns(fn: Callable[P, int], *, search_path: bool) -> Callable[P, Coroutine[Any, Any, int]]:
+    """The async face of ``os.posix_spawn[p]``: ``os``'s own call on the loop thread, or, while
+    other children are spawned or awaited, libc's on a spawner thread without the GIL."""
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
+        if _spawns_in_progress or waits_in_progress():
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            prepared = prepare_call(search_path, args, kwargs)
+            if prepared is not None:
+                return await _run_prepared(prepared)
         await _engine.checkpoint()
         return fn(*args, **kwargs)  # no await after this: the pid always reaches the caller
 
     functools.update_wrapper(wrapper, fn)
     wrapper.__module__ = "aos"
     wrapper.__doc__ = (
-        f"Like :func:`os.{fn.__name__}`, but async. Spawns on the loop thread (the GIL is held "
-        "throughout anyway); a cancel lands only before the child exists."
+        f"Like :func:`os.{fn.__name__}`, but async. A lone spawn runs on the loop thread, one "
+        "among other children in flight on a spawner thread without the GIL; a cancel kills "
+        "and reaps a child the caller would not receive."
     )
     return wrapper
 
 
-posix_spawn = _spawns_inline(blocking.posix_spawn)
-posix_spawnp = _spawns_inline(blocking.posix_spawnp)
+async def _run_prepared(prepared: Prepared) -> int:
+    """Spawn on a spawner thread; a cancel waits for the spawn, then kills and reaps the child."""
+    global _spawns_in_progress
+    unreceived: list[int] = []
+    _spawns_in_progress += 1
+    try:
+        pid: int = await _engine.run_to_completion(
+            prepared.run, (), {}, unreceived.append, pool=SPAWNERS
+        )
+    finally:
+        _spawns_in_progress -= 1
+        for pid in unreceived:
+            with anyio.CancelScope(shield=True):
+                await _kill_and_reap(pid)
+    return pid
+
+
+_spawns_in_progress = 0  # on spawner threads, in this process
+
+
+posix_spawn = _spawns(blocking.posix_spawn, search_path=False)
+posix_spawnp = _spawns(blocking.posix_spawnp, search_path=True)
 
 system = offload(blocking.system, WAIT)
 

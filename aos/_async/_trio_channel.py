@@ -16,7 +16,7 @@ from aos._async._completions import (
     after_completion,
     outcome,
 )
-from aos._async._workers import FILESYSTEM, Job, Pool
+from aos._async._workers import Job, Pool
 
 
 class TrioChannel(Channel):
@@ -165,6 +165,7 @@ class TrioChannel(Channel):
     @trio.lowlevel.enable_ki_protection
     async def run_to_completion(
         self,
+        pool: Pool,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
@@ -172,7 +173,7 @@ class TrioChannel(Channel):
         ring: RingRequest | None,
     ) -> Any:
         task = trio.lowlevel.current_task()
-        job = self.submit(FILESYSTEM, fn, args, kwargs, task, ring=ring)
+        job = self.submit(pool, fn, args, kwargs, task, ring=ring)
         await trio.lowlevel.wait_task_rescheduled(_refuse_abort)  # a cancel waits for the call
         return await after_completion(job, None, release)
 

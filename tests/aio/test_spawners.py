@@ -1,0 +1,389 @@
+"""Spawning on a spawner thread without the GIL, the route aos takes while children are in flight.
+
+A spawn goes inline (``os.posix_spawn`` on the loop thread) when no other child is being spawned
+or awaited, and to a spawner thread otherwise. The tests here hold a child in an async wait
+(:func:`children_in_flight`) so that spawns take the spawner route, check that they did (the
+kernel lists each child under the thread that spawned it), and hold that route to ``os``'s
+results, errors and attributes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import aos
+from aos._async import _native_spawn, _process, _workers
+from aos._async._child_wait import waits_in_progress
+from tests.aio.test_process import ENV, PY, assert_same_error, off_loop, python
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def children_in_flight() -> AsyncIterator[None]:
+    """A child (``cat`` on a pipe) awaited by a task for the length of the block."""
+    r, w = os.pipe()
+    reaped: list[tuple[int, int]] = []
+
+    async def wait(pid: int) -> None:
+        reaped.append(await aos.waitpid(pid, 0))
+
+    try:
+        pid = await aos.posix_spawnp(
+            "cat", ["cat"], ENV, file_actions=[(os.POSIX_SPAWN_DUP2, r, 0)]
+        )
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait, pid)
+                while not waits_in_progress():  # noqa: ASYNC110 - aos's counter, no event
+                    await anyio.sleep(0.001)
+                try:
+                    yield
+                finally:
+                    os.close(w)
+                    w = -1
+        finally:
+            if not reaped:  # the block failed, and its error cancelled the wait
+                with anyio.CancelScope(shield=True):
+                    await aos.waitpid(pid, 0)
+    finally:
+        os.close(r)
+        if w != -1:
+            os.close(w)
+
+
+def spawning_thread(pid: int) -> int | None:
+    """The native id of the thread of this process that spawned ``pid`` (alive, not reaped)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                if str(pid) in f.read().split():
+                    return int(tid)
+        except FileNotFoundError:
+            continue
+    return None
+
+
+async def spawn_held(**kwargs: Any) -> tuple[int, int | None, int]:
+    """Spawn a child that waits for a pipe to close: (pid, spawning thread, pipe's write end)."""
+    r, w = os.pipe()
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, r, 0), *kwargs.pop("file_actions", [])]
+        pid = await aos.posix_spawnp("cat", ["cat"], ENV, file_actions=actions, **kwargs)
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    return pid, await off_loop(spawning_thread, pid), w
+
+
+async def test_a_lone_spawn_is_inline_and_one_among_children_goes_to_a_spawner() -> None:
+    loop_thread = threading.get_native_id()
+    pid, parent, w = await spawn_held()
+    os.close(w)
+    assert await aos.waitpid(pid, 0) == (pid, 0)
+    assert parent == loop_thread
+    async with children_in_flight():
+        pid, parent, w = await spawn_held()
+        os.close(w)
+        assert await aos.waitpid(pid, 0) == (pid, 0)
+    spawners = {t.native_id for t in threading.enumerate() if t.name == "aos-spawn"}
+    assert parent in spawners
+
+
+async def writer_after(delay: float, fifo: Path) -> int:
+    """A helper process that opens ``fifo`` for writing after ``delay`` seconds, then exits.
+
+    A process, not a thread: an inline spawn would hold the GIL that a thread needs to run.
+    """
+    script = f"sleep {delay}; exec 3<>'{fifo}'"
+    return await aos.posix_spawn("/bin/sh", ["sh", "-c", script], ENV)
+
+
+async def test_the_loop_runs_while_a_spawn_waits_for_its_child(tmp_path: Path) -> None:
+    # The child's file action opens a FIFO, which blocks until a writer comes, so the spawn
+    # (which returns once the child has exec'd) waits for it, 1 s.
+    fifo = tmp_path / "fifo"
+    await off_loop(os.mkfifo, fifo)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    helper = await writer_after(1.0, fifo)
+    async with children_in_flight(), anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        actions = [(os.POSIX_SPAWN_OPEN, 0, str(fifo), os.O_RDONLY, 0)]
+        pid = await aos.posix_spawn(PY, python("import sys; sys.stdin.read()"), ENV,
+                                    file_actions=actions)  # fmt: skip
+        spawned_at = ticks
+        assert await aos.waitpid(pid, 0) == (pid, 0)
+        tg.cancel_scope.cancel()
+    assert await aos.waitpid(helper, 0) == (helper, 0)
+    assert spawned_at >= 20
+
+
+async def test_a_spawn_cancelled_while_it_runs_kills_and_reaps_its_child(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    await off_loop(os.mkfifo, fifo)
+    valve = await writer_after(10, fifo)  # lets a spawn that blocked the loop fail, not hang
+    writer: list[int] = []
+    try:
+        await _cancel_a_spawn_while_it_runs(fifo, writer)
+    finally:
+        os.kill(valve, signal.SIGKILL)
+        await aos.waitpid(valve, 0)
+    with pytest.raises(ChildProcessError):  # killed and reaped: no child is left
+        await aos.waitpid(-1, os.WNOHANG)
+
+
+async def _cancel_a_spawn_while_it_runs(fifo: Path, writer: list[int]) -> None:
+    async with children_in_flight():
+        with anyio.CancelScope() as scope:
+
+            async def cancel_then_let_the_child_exec() -> None:
+                with anyio.fail_after(10):  # an inline spawn would never get here
+                    while not _process._spawns_in_progress:  # noqa: ASYNC110 - no event
+                        await anyio.sleep(0.001)
+                scope.cancel()
+                # O_RDWR does not wait for a reader; the child's open then returns
+                writer.append(os.open(fifo, os.O_RDWR | os.O_NONBLOCK))
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(cancel_then_let_the_child_exec)
+                    actions = [(os.POSIX_SPAWN_OPEN, 0, str(fifo), os.O_RDONLY, 0)]
+                    await aos.posix_spawn(PY, python("import time; time.sleep(60)"), ENV,
+                                          file_actions=actions)  # fmt: skip
+                    pytest.fail("the cancelled spawn returned")
+            finally:
+                for fd in writer:
+                    os.close(fd)
+        assert scope.cancelled_caught
+
+
+async def test_a_spawn_cancelled_before_it_starts_spawns_nothing() -> None:
+    async with children_in_flight():
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await aos.posix_spawn("/bin/true", ["true"], ENV)
+        assert scope.cancelled_caught
+        # only the child in flight is there, not exited: nothing else was spawned
+        assert await aos.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+
+
+def _blocked(pid: int) -> str:
+    """The signal mask of a child, as ``/proc/PID/status`` writes it."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(line.split()[1] for line in f if line.startswith("SigBlk:"))
+
+
+def _mask(*signals: int) -> str:
+    return f"{sum(1 << (s - 1) for s in signals):016x}"
+
+
+async def test_the_child_gets_the_callers_signal_mask_and_the_options() -> None:
+    async with children_in_flight():  # spawner threads started before the mask changes keep
+        pid, _, w = await spawn_held()  # the old one: the child must not get theirs
+        os.close(w)
+        assert await aos.waitpid(pid, 0) == (pid, 0)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        async with children_in_flight():
+            cases: list[tuple[dict[str, Any], Callable[[int], bool]]] = [
+                ({}, lambda pid: _blocked(pid) == _mask(signal.SIGUSR1)),
+                ({"setsigmask": ()}, lambda pid: _blocked(pid) == _mask()),
+                ({"setsigmask": {signal.SIGUSR2}},
+                 lambda pid: _blocked(pid) == _mask(signal.SIGUSR2)),
+                ({"setsid": True}, lambda pid: os.getsid(pid) == pid),
+                ({"setpgroup": 0}, lambda pid: os.getpgid(pid) == pid),
+                ({"resetids": True}, lambda pid: os.getpgid(pid) == os.getpgid(0)),
+            ]  # fmt: skip
+            for kwargs, check in cases:
+                pid, parent, w = await spawn_held(**kwargs)
+                try:
+                    assert parent != threading.get_native_id(), kwargs  # a spawner did it
+                    assert await off_loop(check, pid), kwargs
+                finally:
+                    os.close(w)
+                    assert await aos.waitpid(pid, 0) == (pid, 0)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+async def test_setsigdef_resets_an_ignored_signal() -> None:
+    code = "import signal; print(signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL)"
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # ignored stays ignored across exec
+    try:
+        async with children_in_flight():
+            for kwargs, expected in (
+                ({}, b"False\n"),
+                ({"setsigdef": [signal.SIGUSR1]}, b"True\n"),
+            ):
+                assert await _output_of(PY, python(code), ENV, **kwargs) == expected
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+async def _output_of(path: str, argv: Any, env: Any, **kwargs: Any) -> bytes:
+    """Spawn with stdout on a pipe; the bytes the child printed (its exit status must be 0)."""
+    r, w = os.pipe()
+    try:
+        actions = [*kwargs.pop("file_actions", []), (os.POSIX_SPAWN_DUP2, w, 1)]
+        pid = await aos.posix_spawn(path, argv, env, file_actions=actions, **kwargs)
+        os.close(w)
+        w = -1
+        chunks = []
+        while chunk := await aos.read(r, 65536):
+            chunks.append(chunk)
+        assert await aos.waitpid(pid, 0) == (pid, 0)
+        return b"".join(chunks)
+    finally:
+        os.close(r)
+        if w != -1:
+            os.close(w)
+
+
+async def test_environments_argv_and_paths_of_every_type(tmp_path: Path) -> None:
+    code = "import os, sys; print(os.environ.get('AOS_X'), sys.argv[1:])"
+    async with children_in_flight():
+        env = {**ENV, "AOS_X": "one"}
+        assert await _output_of(PY, [*python(code), "a"], env) == b"one ['a']\n"
+        env["AOS_X"] = "two"  # the same dict, changed: not the envp built before
+        assert await _output_of(PY, [*python(code), "b"], env) == b"two ['b']\n"
+        bytes_env = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+        argv = (os.fsencode(PY), b"-c", code.encode(), Path("c"))
+        assert await _output_of(Path(PY), argv, bytes_env) == b"two ['c']\n"
+        os.environ["AOS_X"] = "environ"
+        try:
+            assert await _output_of(PY, python(code), os.environ) == b"environ []\n"
+        finally:
+            del os.environ["AOS_X"]
+        surrogate = "x\udcff"  # an undecodable byte, as os.fsdecode gives it
+        assert await _output_of(PY, python(code), {**ENV, "AOS_X": surrogate}) == (
+            f"{surrogate} []\n".encode("utf-8", "surrogateescape")
+        )
+
+
+async def test_forms_it_does_not_convert_go_to_os_with_the_same_result() -> None:
+    code = "import os; print(os.environ.get('AOS_X'))"
+
+    class Env(dict[str, str]):
+        pass
+
+    async with children_in_flight():
+        for env, kwargs in (
+            (Env(ENV, AOS_X="sub"), {}),
+            ({**ENV, "AOS_X": "gen"}, {"file_actions": iter([(os.POSIX_SPAWN_CLOSE, 5)])}),
+            ({**ENV, "AOS_X": "sched"},
+             {"scheduler": (os.SCHED_OTHER, os.sched_param(0))}),
+        ):  # fmt: skip
+            assert _native_spawn.prepare_call(False, (PY, python(code), env), dict(kwargs)) is None
+            assert await _output_of(PY, python(code), env, **kwargs) == (
+                f"{env['AOS_X']}\n".encode()
+            )
+
+
+ERROR_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("posix_spawn", ("/nonexistent/aos", ["x"], ENV), {}),
+    ("posix_spawn", ("/etc/hostname", ["x"], ENV), {}),
+    ("posix_spawnp", ("no-such-program-aos", ["x"], ENV), {}),
+    ("posix_spawn", (b"/nonexistent/aos", ["x"], ENV), {}),
+    ("posix_spawn", ("/bin/true", [], ENV), {}),
+    ("posix_spawn", ("/bin/true", [""], ENV), {}),
+    ("posix_spawn", ("/bin/true", "true", ENV), {}),
+    ("posix_spawn", ("/bin/tr\0ue", ["true"], ENV), {}),
+    ("posix_spawn", ("/bin/true", ["tr\0ue"], ENV), {}),
+    ("posix_spawn", ("/bin/true", ["true"], {"A=B": "1"}), {}),
+    ("posix_spawn", ("/bin/true", ["true"], {"A": "1\0"}), {}),
+    ("posix_spawn", ("/bin/true", ["true"], {1: "1"}), {}),
+    ("posix_spawn", ("/bin/true", ["true"], [("A", "1")]), {}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"bogus": 1}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"file_actions": [(99,)]}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"file_actions": [(os.POSIX_SPAWN_CLOSE,)]}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"file_actions": [(os.POSIX_SPAWN_CLOSE, -1)]}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV),
+     {"file_actions": [(os.POSIX_SPAWN_OPEN, 0, "/nonexistent/aos", os.O_RDONLY, 0)]}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsigdef": [999]}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsigmask": [0]}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"setpgroup": "x"}),
+]  # fmt: skip
+
+
+async def test_errors_are_those_of_os() -> None:
+    async with children_in_flight():
+        for name, args, kwargs in ERROR_CASES:
+
+            def run(name: str = name, args: Any = args, kwargs: Any = kwargs) -> BaseException:
+                try:
+                    pid = getattr(os, name)(*args, **kwargs)
+                except BaseException as exc:
+                    return exc
+                os.waitpid(pid, 0)
+                raise AssertionError(f"{name}{args} did not raise")
+
+            expected = await off_loop(run)
+            with pytest.raises(type(expected)) as info:
+                await getattr(aos, name)(*args, **kwargs)
+            assert_same_error(info.value, expected)
+
+
+async def test_it_is_audited_once_as_os_audits(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[Any, ...]] = []
+    hook_on = True
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if hook_on and event == "os.posix_spawn":
+            seen.append(args)
+
+    sys.addaudithook(hook)  # hooks cannot be removed: this one is switched off at the end
+    try:
+        async with children_in_flight():
+            seen.clear()
+            argv = ["true"]
+            pid = await aos.posix_spawn("/bin/true", argv, ENV)
+            assert await aos.waitpid(pid, 0) == (pid, 0)
+            assert seen == [("/bin/true", argv, ENV)]
+    finally:
+        hook_on = False
+
+
+async def test_spawner_threads_stay_when_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A child's parent is the thread that spawned it: a spawner that left would set off the
+    # PR_SET_PDEATHSIG of its children.
+    monkeypatch.setattr(_workers, "IDLE_TIMEOUT", 0.01)
+    async with children_in_flight():
+        pid, parent, w = await spawn_held()
+        os.close(w)
+        assert await aos.waitpid(pid, 0) == (pid, 0)
+    await anyio.sleep(0.2)
+    assert parent in {t.native_id for t in threading.enumerate() if t.name == "aos-spawn"}
+
+
+async def test_many_spawns_in_flight_on_spawners() -> None:
+    pids: list[int] = []
+
+    async def spawn_and_wait() -> None:
+        pid = await aos.posix_spawn("/bin/true", ["true"], ENV)
+        pids.append(pid)
+        assert await aos.waitpid(pid, 0) == (pid, 0)
+
+    async with children_in_flight(), anyio.create_task_group() as tg:
+        for _ in range(64):
+            tg.start_soon(spawn_and_wait)
+    assert len(set(pids)) == 64
+    assert _workers.SPAWNERS.threads() <= _workers.SPAWNERS.limit  # type: ignore[operator]
