@@ -258,7 +258,8 @@ def main() -> None:
     lines += [
         "",
         "How long `os.posix_spawn` itself takes (it holds the GIL throughout, so it blocks the "
-        "loop thread even when run in a worker; aos therefore runs it inline):",
+        "loop thread even when run in a worker; aos runs a lone spawn inline, and one among "
+        "children in flight through libc without the GIL, on a spawner thread):",
         "",
         "| executable | p50 | p99 | max |",
         "|---|---:|---:|---:|",

@@ -184,18 +184,17 @@ class Prepared:
         if setsigmask is _OMITTED:
             self._mask = ctypes.create_string_buffer(_SIGSET_SIZE)
             _held["pthread_sigmask"](_SIG_BLOCK, None, self._mask)  # reads the caller's mask
-        else:
-            mask = _sigset(setsigmask)
-            if mask is None:
+        for signals, setter, flag in (
+            (setsigmask, "posix_spawnattr_setsigmask", _SETSIGMASK),
+            (setsigdef, "posix_spawnattr_setsigdefault", _SETSIGDEF),
+        ):
+            if signals is _OMITTED:
+                continue
+            sigset = _sigset(signals)
+            if sigset is None:
                 return False
-            _held["posix_spawnattr_setsigmask"](self._attributes(), mask)
-            flags |= _SETSIGMASK
-        if setsigdef is not _OMITTED:
-            default = _sigset(setsigdef)
-            if default is None:
-                return False
-            _held["posix_spawnattr_setsigdefault"](self._attributes(), default)
-            flags |= _SETSIGDEF
+            _held[setter](self._attributes(), sigset)
+            flags |= flag
         if setpgroup is not None:
             if not _ints((setpgroup,)):
                 return False

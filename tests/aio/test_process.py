@@ -282,6 +282,13 @@ async def test_posix_spawn_errors_are_those_of_os(tmp_path: Path) -> None:
         ),
         ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsigdef": [999]}),
     ]
+    await assert_spawn_errors_are_those_of_os(cases)
+
+
+async def assert_spawn_errors_are_those_of_os(
+    cases: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+) -> None:
+    """Each ``(name, args, kwargs)`` spawn fails in aos exactly as in os."""
     for name, args, kwargs in cases:
 
         def run(name: str = name, args: Any = args, kwargs: Any = kwargs) -> BaseException:

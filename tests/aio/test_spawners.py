@@ -24,7 +24,13 @@ import pytest
 import aos
 from aos._async import _native_spawn, _process, _workers
 from aos._async._child_wait import waits_in_progress
-from tests.aio.test_process import ENV, PY, assert_same_error, off_loop, python
+from tests.aio.test_process import (
+    ENV,
+    PY,
+    assert_spawn_errors_are_those_of_os,
+    off_loop,
+    python,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -320,26 +326,15 @@ ERROR_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
      {"file_actions": [(os.POSIX_SPAWN_OPEN, 0, "/nonexistent/aos", os.O_RDONLY, 0)]}),
     ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsigdef": [999]}),
     ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsigmask": [0]}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsigmask": None}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsigdef": None}),
     ("posix_spawn", ("/bin/true", ["true"], ENV), {"setpgroup": "x"}),
 ]  # fmt: skip
 
 
 async def test_errors_are_those_of_os() -> None:
     async with children_in_flight():
-        for name, args, kwargs in ERROR_CASES:
-
-            def run(name: str = name, args: Any = args, kwargs: Any = kwargs) -> BaseException:
-                try:
-                    pid = getattr(os, name)(*args, **kwargs)
-                except BaseException as exc:
-                    return exc
-                os.waitpid(pid, 0)
-                raise AssertionError(f"{name}{args} did not raise")
-
-            expected = await off_loop(run)
-            with pytest.raises(type(expected)) as info:
-                await getattr(aos, name)(*args, **kwargs)
-            assert_same_error(info.value, expected)
+        await assert_spawn_errors_are_those_of_os(ERROR_CASES)
 
 
 async def test_it_is_audited_once_as_os_audits(monkeypatch: pytest.MonkeyPatch) -> None:
