@@ -82,13 +82,15 @@ def _functions(library: ctypes.CDLL) -> dict[str, Any]:
     return found
 
 
-# The spawn itself releases the GIL (CDLL); the set-up calls keep it (PyDLL): they are short,
-# and a release on the loop thread would let a worker take the GIL from the loop mid-call.
-_released: Final = _functions(ctypes.CDLL(None))
+# The set-up calls keep the GIL (PyDLL): they are short, and a release on the loop thread would
+# let a worker take the GIL from the loop mid-call. The spawn itself releases it (CDLL).
 _held: Final = _functions(ctypes.PyDLL(None))
-
-
-_AVAILABLE: Final = bool(_released) and sys.platform.startswith("linux")
+_AVAILABLE: Final = bool(_held) and sys.platform.startswith("linux")
+_released: Final = (
+    {name: getattr(ctypes.CDLL(None), name) for name in ("posix_spawn", "posix_spawnp")}
+    if _AVAILABLE
+    else {}
+)
 
 
 def prepare_call(
@@ -270,7 +272,7 @@ def _encoded(value: object) -> bytes | None:
     """``value`` as the bytes ``os`` would pass to C: a path-like without NUL bytes; else None."""
     if type(value) is str:
         try:
-            encoded = value.encode(_FS_ENCODING, _FS_ERRORS)
+            encoded = _ENCODE_STR(value)
         except UnicodeError:
             return None
     elif type(value) is bytes:

@@ -99,7 +99,7 @@ def _spawns(fn: Callable[P, int], *, search_path: bool) -> Callable[P, Coroutine
     other children are spawned or awaited, libc's on a spawner thread without the GIL."""
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
-        if _spawns_in_progress or waits_in_progress():
+        if not SPAWNERS.is_idle() or waits_in_progress():
             await anyio.lowlevel.checkpoint_if_cancelled()
             prepared = prepare_call(search_path, args, kwargs)
             if prepared is not None:
@@ -119,22 +119,16 @@ def _spawns(fn: Callable[P, int], *, search_path: bool) -> Callable[P, Coroutine
 
 async def _run_prepared(prepared: Prepared) -> int:
     """Spawn on a spawner thread; a cancel waits for the spawn, then kills and reaps the child."""
-    global _spawns_in_progress
     unreceived: list[int] = []
-    _spawns_in_progress += 1
     try:
         pid: int = await _engine.run_to_completion(
             prepared.run, (), {}, unreceived.append, pool=SPAWNERS
         )
     finally:
-        _spawns_in_progress -= 1
-        for pid in unreceived:
+        for orphan in unreceived:
             with anyio.CancelScope(shield=True):
-                await _kill_and_reap(pid)
+                await _kill_and_reap(orphan)
     return pid
-
-
-_spawns_in_progress = 0  # on spawner threads, in this process
 
 
 posix_spawn = _spawns(blocking.posix_spawn, search_path=False)

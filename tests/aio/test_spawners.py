@@ -22,7 +22,7 @@ import anyio
 import pytest
 
 import aos
-from aos._async import _native_spawn, _process, _workers
+from aos._async import _native_spawn, _workers
 from aos._async._child_wait import waits_in_progress
 from tests.aio.test_process import (
     ENV,
@@ -163,7 +163,7 @@ async def _cancel_a_spawn_while_it_runs(fifo: Path, writer: list[int]) -> None:
 
             async def cancel_then_let_the_child_exec() -> None:
                 with anyio.fail_after(10):  # an inline spawn would never get here
-                    while not _process._spawns_in_progress:  # noqa: ASYNC110 - no event
+                    while _workers.SPAWNERS.is_idle():  # noqa: ASYNC110 - no event
                         await anyio.sleep(0.001)
                 scope.cancel()
                 # O_RDWR does not wait for a reader; the child's open then returns
