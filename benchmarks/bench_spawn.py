@@ -4,8 +4,8 @@ Each round runs, 300 children each, sequentially and with 16 in flight: sync ``p
 ``waitpid`` (the reference; 16 in flight means: keep 16 children alive, reap with ``os.wait``),
 ``subprocess.run`` (16 in flight: 16 threads), and on asyncio, uvloop and trio: aos
 (``posix_spawn`` + ``waitpid``), asyncio ``create_subprocess_exec``, ``anyio.run_process``,
-``trio.run_process``. A row reports the median over rounds of (time / sync time of the same
-round). Then the peak thread count while 1,000 children (``cat`` reading a pipe) are awaited.
+``trio.run_process``. A row reports the median over rounds of (time / time of a sync reference
+run made just before it, in the same mode). Then the peak thread count while 1,000 children (``cat`` reading a pipe) are awaited.
 It also times ``posix_spawn`` itself (how long an inline spawn holds the loop).
 
     python benchmarks/bench_spawn.py [--rounds 5] [--out benchmarks/results]
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import platform
 import statistics
@@ -186,6 +187,32 @@ def spawn_times(path: str, argv: list[str], count: int = 200) -> tuple[float, fl
     return times[len(times) // 2], times[int(len(times) * 0.99)], times[-1]
 
 
+SYNC = {"sequential": sync_sequential, "16 in flight": sync_in_flight}
+SUBPROCESS = {"sequential": subprocess_sequential, "16 in flight": subprocess_in_flight}
+RUNNERS = {"sequential": run_sequential, "16 in flight": run_in_flight}
+TARGETS = {"sequential": 1.10, "16 in flight": 1.05}  # aos, as a multiple of sync
+
+
+def paired(mode: str, sync_abs: dict[str, list[float]], contender: Callable[[], float]) -> float:
+    """The contender's time over that of the sync reference run just before it.
+
+    Pairing each measurement with its own reference keeps a change in the machine's load during
+    the round (other contenders take up to 13x as long) out of the ratio.
+    """
+    reference = timed(SYNC[mode])
+    sync_abs[mode].append(reference / N)
+    return contender() / reference
+
+
+def cell(name: str, ratios: list[float], target: float) -> str:
+    """A table cell: the median ratio; for aos also the range and the target's verdict."""
+    median = statistics.median(ratios)
+    if name != "aos":
+        return f"{median:.2f}"
+    verdict = "met" if median <= target else "MISSED"
+    return f"{median:.2f} [{min(ratios):.2f}-{max(ratios):.2f}] (<= {target:.2f}: {verdict})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -193,28 +220,20 @@ def main() -> None:
     args = parser.parse_args()
 
     ratios: dict[tuple[str, str, str], list[float]] = {}
-    sync_abs: dict[str, list[float]] = {"sequential": [], "16 in flight": []}
+    sync_abs: dict[str, list[float]] = {mode: [] for mode in SYNC}
     for round_ in range(args.rounds):
-        ref = {"sequential": timed(sync_sequential), "16 in flight": timed(sync_in_flight)}
-        for mode, t in ref.items():
-            sync_abs[mode].append(t / N)
-        for mode, fn in [
-            ("sequential", subprocess_sequential),
-            ("16 in flight", subprocess_in_flight),
-        ]:
+        for mode, fn in SUBPROCESS.items():
             ratios.setdefault(("subprocess.run", "(threads)", mode), []).append(
-                timed(fn) / ref[mode]
+                paired(mode, sync_abs, functools.partial(timed, fn))
             )
         for name, (one, backends) in CONTENDERS.items():
             for backend in BACKENDS:
                 if backend not in backends:
                     continue
-                for mode, runner in [
-                    ("sequential", run_sequential),
-                    ("16 in flight", run_in_flight),
-                ]:
-                    t = run_async(backend, runner, one)
-                    ratios.setdefault((name, backend, mode), []).append(t / ref[mode])
+                for mode, runner in RUNNERS.items():
+                    ratios.setdefault((name, backend, mode), []).append(
+                        paired(mode, sync_abs, functools.partial(run_async, backend, runner, one))
+                    )
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
 
     threads = {
@@ -233,7 +252,9 @@ def main() -> None:
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
         f"{os.cpu_count()} CPUs; {N} children per measurement, median of {args.rounds} rounds. "
         f"Load average over the last minute of the run: {os.getloadavg()[0]:.2f} (the benchmark "
-        "itself accounts for about 1); each ratio divides by the sync reference of the same round.",
+        "itself accounts for about 1); each ratio divides by a run of the sync reference made "
+        "just before that contender's run, in the same mode. The aos rows give the range over "
+        "rounds in brackets and the target.",
         "",
         "Sync reference per child (median): "
         + ", ".join(f"{m}: {statistics.median(v) * 1e6:.0f} µs" for m, v in sync_abs.items()),
@@ -242,9 +263,8 @@ def main() -> None:
         "|---|---|---:|---:|",
     ]
     for name, backend in dict.fromkeys((n, b) for n, b, _ in ratios):
-        seq = statistics.median(ratios[(name, backend, "sequential")])
-        par = statistics.median(ratios[(name, backend, "16 in flight")])
-        lines.append(f"| {name} | {backend} | {seq:.2f} | {par:.2f} |")
+        cells = [cell(name, ratios[(name, backend, mode)], TARGETS[mode]) for mode in SYNC]
+        lines.append(f"| {name} | {backend} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Threads added (peak minus the count before) while 1,000 children are awaited:",

@@ -15,7 +15,7 @@ Async here, because they can block:
   peeks with ``WNOWAIT`` (see :mod:`aos._async._child_wait`). A cancel never reaps a child.
   ``WNOHANG`` calls run inline.
 - ``spawnl`` ... ``spawnvpe``: as ``os`` (exec semantics, ``PATH`` search as ``os.execvpe``), but
-  started with ``posix_spawn`` instead of ``fork``. ``P_NOWAIT`` returns the pid; any other mode
+  started with the async ``posix_spawn`` above (same route) instead of ``fork``. ``P_NOWAIT`` returns the pid; any other mode
   awaits the exit code. If the exec cannot happen, ``os`` returns a child that exits with 127:
   so does aos. A cancelled ``P_WAIT`` kills (``SIGKILL``) and reaps its child, whose pid the
   caller never had.
@@ -256,8 +256,7 @@ async def _spawn(mode: int, file: StrOrBytesPath, args: Any, env: Any, *, search
         raise TypeError("argv must be a tuple or a list")
     if not args or not args[0]:
         raise ValueError("argv first element cannot be empty")
-    await anyio.lowlevel.checkpoint()
-    pid = _start_as_exec_would(file, args, env, search_path=search_path)
+    pid = await _start_as_exec_would(file, args, env, search_path=search_path)
     if mode == os.P_NOWAIT:
         return pid
     try:
@@ -271,22 +270,28 @@ async def _spawn(mode: int, file: StrOrBytesPath, args: Any, env: Any, *, search
         raise
 
 
-def _start_as_exec_would(file: StrOrBytesPath, args: Any, env: Any, *, search_path: bool) -> int:
-    """Start the child that ``exec*`` in a forked child would become, or one that exits 127."""
+async def _start_as_exec_would(
+    file: StrOrBytesPath, args: Any, env: Any, *, search_path: bool
+) -> int:
+    """Start the child that ``exec*`` in a forked child would become, or one that exits 127.
+
+    Each attempt is an async :func:`posix_spawn`, so it takes the same route (inline, or on a
+    spawner while other children are in flight) and a cancel leaves no child behind.
+    """
     environ = os.environ if env is None else env
     try:
         if not search_path or os.path.dirname(file):
-            return os.posix_spawn(file, args, environ)
+            return await posix_spawn(file, args, environ)
         # os._execvpe: try every directory of the PATH the child would see, in order.
         name = os.fsencode(file)
         for directory in os.get_exec_path(env):
             try:
-                return os.posix_spawn(os.path.join(os.fsencode(directory), name), args, environ)
+                return await posix_spawn(os.path.join(os.fsencode(directory), name), args, environ)
             except OSError:
                 continue
     except Exception:  # anything exec* would raise in the forked child: it would _exit(127)
         pass
-    return os.posix_spawn("/bin/sh", ["sh", "-c", f"exit {_EXEC_FAILED_EXIT}"], {})
+    return await posix_spawn("/bin/sh", ["sh", "-c", f"exit {_EXEC_FAILED_EXIT}"], {})
 
 
 async def _kill_and_reap(pid: int) -> None:

@@ -382,3 +382,20 @@ async def test_many_spawns_in_flight_on_spawners() -> None:
             tg.start_soon(spawn_and_wait)
     assert len(set(pids)) == 64
     assert _workers.SPAWNERS.threads() <= _workers.SPAWNERS.limit  # type: ignore[operator]
+
+
+async def test_the_spawn_family_takes_the_same_route() -> None:
+    """``spawn*`` start their child with the async ``posix_spawn``: among children in flight,
+    on a spawner; and their results stay those of ``os``."""
+    spawners = {t.native_id for t in threading.enumerate() if t.name == "aos-spawn"}
+    async with children_in_flight():
+        pid = await aos.spawnvp(os.P_NOWAIT, "sleep", ["sleep", "30"])
+        try:
+            parent = await off_loop(spawning_thread, pid)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            assert await aos.waitpid(pid, 0) == (pid, signal.SIGKILL)
+        spawners |= {t.native_id for t in threading.enumerate() if t.name == "aos-spawn"}
+        assert parent in spawners
+        assert await aos.spawnlp(os.P_WAIT, "sh", "sh", "-c", "exit 6") == 6
+        assert await aos.spawnvp(os.P_WAIT, "no-such-program-aos", ["x"]) == 127
