@@ -245,7 +245,7 @@ async def test_setsigdef_resets_an_ignored_signal() -> None:
         signal.signal(signal.SIGUSR1, previous)
 
 
-async def _output_of(path: str, argv: Any, env: Any, **kwargs: Any) -> bytes:
+async def _output_of(path: str | Path, argv: Any, env: Any, **kwargs: Any) -> bytes:
     """Spawn with stdout on a pipe; the bytes the child printed (its exit status must be 0)."""
     r, w = os.pipe()
     try:
