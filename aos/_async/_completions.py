@@ -135,7 +135,11 @@ class Channel:
         on_ring = request is not None and self._push(job, request)  # may raise: count after
         if not on_ring:
             self._submitted += 1
-            pool.submit(job)
+            try:
+                pool.submit(job)
+            except BaseException:  # no thread could start: the job will never finish
+                self._submitted -= 1
+                raise
         if waiter is not None:
             self._parked += 1  # until the delivery resumes it, or it gives up waiting
         return job

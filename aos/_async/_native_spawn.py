@@ -133,12 +133,16 @@ class Prepared:
     def run(self) -> int:
         """Spawn the child (on a worker: the GIL is released meanwhile); return its pid."""
         pid = ctypes.c_int()
+        own_mask = None
         try:
             if self._mask is not None:  # a child starts with its spawning thread's mask
-                _held["pthread_sigmask"](_SIG_SETMASK, self._mask, None)
+                own_mask = ctypes.create_string_buffer(_SIGSET_SIZE)
+                _held["pthread_sigmask"](_SIG_SETMASK, self._mask, own_mask)
             error = self._spawn(ctypes.byref(pid), self._path_bytes, self._file_actions,
                                 self._attr, self._argv, self._envp)  # fmt: skip
         finally:
+            if own_mask is not None:  # the next caller's mask may differ: keep none of this one
+                _held["pthread_sigmask"](_SIG_SETMASK, own_mask, None)
             self.release()
         if error:
             raise OSError(error, os.strerror(error), self._path)
@@ -312,8 +316,12 @@ def _encoded_all(values: Iterable[object]) -> list[bytes] | None:
 def _environment(env: object) -> Any:
     """The ``char *envp[]`` of a ``dict`` or ``os.environ``, as ``os`` builds it; else None.
 
-    The last one built is kept and reused while the environment equals it (a dict comparison,
-    a tenth of the cost of building it again). Shared by spawns at once: libc only reads it.
+    The last one built is kept and reused while the environment has the same items in the same
+    order (a list comparison, a tenth of the cost of building it again), compared only when
+    every key is of one type and every value of one type, as in the last: so a ``str`` is never
+    compared with ``bytes`` (a ``BytesWarning`` under ``python -b``), and a key given both ways
+    keeps the order that decides which one the child sees. Shared by spawns at once: libc only
+    reads it.
     """
     global _last_environment
     mapping: dict[Any, Any]
@@ -324,18 +332,25 @@ def _environment(env: object) -> Any:
         mapping = data if type(data) is dict else dict(os.environ)
     else:
         return None
-    snapshot, envp = _last_environment
-    if mapping == snapshot:
+    kinds = (frozenset(map(type, mapping)), frozenset(map(type, mapping.values())))
+    items = list(mapping.items())
+    last_kinds, last_items, envp = _last_environment
+    if kinds == last_kinds and len(kinds[0]) == len(kinds[1]) == 1 and items == last_items:
         return envp
     keys, values = _encoded_all(mapping), _encoded_all(mapping.values())
     if keys is None or values is None or not all(keys) or b"=" in b"".join(keys):
         return None
     envp = _char_p_array(list(map(b"=".join, zip(keys, values, strict=True))))
-    _last_environment = (dict(mapping), envp)
+    _last_environment = (kinds, items, envp)
     return envp
 
 
-_last_environment: tuple[dict[Any, Any], Any] = ({}, None)
+# The last environment built: the types of its keys and of its values, its items, its envp.
+_last_environment: tuple[tuple[frozenset[type], frozenset[type]], list[Any], Any] = (
+    (frozenset(), frozenset()),
+    [],
+    None,
+)
 
 
 def _char_p_array(items: list[bytes]) -> Any:
@@ -360,5 +375,6 @@ def _sigset(signals: object) -> Any:
     sigset = ctypes.create_string_buffer(_SIGSET_SIZE)
     _held["sigemptyset"](sigset)
     for number in numbers:
-        _held["sigaddset"](sigset, number)
+        if _held["sigaddset"](sigset, number):  # one libc reserves (32, 33): os warns of it
+            return None
     return sigset

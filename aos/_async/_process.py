@@ -10,6 +10,10 @@ Async here, because they can block:
   overlap (``benchmarks/results/spawn.md``). Arguments in forms that path does not convert go
   to :func:`os.posix_spawn` inline. A cancel before the spawn spawns nothing; one that lands
   while a spawner runs kills and reaps the child; once spawned, the pid reaches the caller.
+  Two things differ on a spawner, as in any threaded C program: the child's parent is the
+  spawner thread (``__WNOTHREAD`` waits of other threads do not see it), and ``posix_spawnp``
+  searches ``PATH`` while the GIL is released (glibc reads it from the shared environment, so
+  another thread changing ``os.environ`` at that moment races with it).
 - ``waitid``, ``waitpid``, ``wait``, ``wait3``, ``wait4``: one child waited on for its exit is
   watched through a pidfd on the loop (no thread); any other wait uses a ``WAIT`` worker that
   peeks with ``WNOWAIT`` (see :mod:`aos._async._child_wait`). A cancel never reaps a child.
@@ -50,7 +54,7 @@ from aos._async._child_wait import (
 )
 from aos._async._native_spawn import Prepared, prepare_call
 from aos._async._offload import WAIT, home_in_aos, offload
-from aos._async._workers import SPAWNERS
+from aos._async._workers import SPAWNERS, WAIT_LANE, Job
 
 if TYPE_CHECKING:
     import resource
@@ -125,6 +129,7 @@ async def _run_prepared(prepared: Prepared) -> int:
             prepared.run, (), {}, unreceived.append, pool=SPAWNERS
         )
     finally:
+        prepared.release()  # if it never ran (no thread could start); the spawn is over now
         for orphan in unreceived:
             with anyio.CancelScope(shield=True):
                 await _kill_and_reap(orphan)
@@ -184,13 +189,24 @@ async def wait3(options: int) -> tuple[int, int, resource.struct_rusage]:
 async def waitid(idtype: int, id: int, options: int, /) -> os.waitid_result | None:
     """Like :func:`os.waitid`, but async. A cancel returns at once and reaps nothing."""
     idtype, id, options = operator.index(idtype), operator.index(id), operator.index(options)
-    if options & os.WNOHANG:
+    if options & os.WNOHANG or _is_nonblocking_pidfd(idtype, id):
         return await _inline(os.waitid, idtype, id, options)
 
     def attempt() -> os.waitid_result | None:
         return os.waitid(idtype, id, options | os.WNOHANG)
 
     return await wait_for(attempt, (idtype, id), options)
+
+
+def _is_nonblocking_pidfd(idtype: int, id: int) -> bool:
+    """Whether ``waitid`` on this subject returns at once: a pidfd opened ``O_NONBLOCK`` (the
+    kernel then says ``EAGAIN`` for a running child), or an fd that ``os`` refuses at once."""
+    if idtype != getattr(os, "P_PIDFD", None):
+        return False
+    try:
+        return not os.get_blocking(id)
+    except (OSError, OverflowError):  # not an open fd: os.waitid raises its error at once
+        return True
 
 
 async def _inline(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -295,7 +311,11 @@ async def _start_as_exec_would(
 
 
 async def _kill_and_reap(pid: int) -> None:
-    """End a child that nobody else knows of: SIGKILL, then reap it (pidfd, no thread)."""
+    """End a child that nobody else knows of: SIGKILL, then reap it (pidfd, no thread).
+
+    Interrupted (an anyio shield does not stop a second native asyncio cancel, nor a
+    ``KeyboardInterrupt``), it leaves the reaping to a ``WAIT`` worker rather than a zombie.
+    """
     try:
         os.kill(pid, signal.SIGKILL)  # not reaped yet, so the pid cannot belong to anyone else
     except ProcessLookupError:
@@ -304,6 +324,21 @@ async def _kill_and_reap(pid: int) -> None:
         await waitpid(pid, 0)
     except ChildProcessError:
         pass
+    except BaseException:
+        WAIT_LANE.submit(Job(_reap, (pid,), {}, _ignore))
+        raise
+
+
+def _reap(pid: int) -> None:
+    """Reap a killed child (on a worker: it may take a moment to die)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped meanwhile
+        pass
+
+
+def _ignore(_: Job) -> None:
+    """A finished job's hand-back that drops it (nobody waits for it)."""
 
 
 home_in_aos(waitpid, wait, wait3, wait4, waitid)

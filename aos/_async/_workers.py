@@ -144,9 +144,11 @@ class Pool:
         if worker is not None:
             worker.wake.release()
         elif spawn:
-            self._start_thread()
+            self._start_thread(job)
 
-    def _start_thread(self) -> None:
+    def _start_thread(self, job: Job) -> None:
+        """Start a thread for ``job``; if none can start, take ``job`` back and raise, unless
+        a worker took it meanwhile (then it runs, and its caller gets its result)."""
         thread = threading.Thread(target=self._work, name=f"aos-{self.name}", daemon=True)
         try:
             thread.start()
@@ -154,6 +156,10 @@ class Pool:
             with self._lock:
                 self._threads -= 1
                 self._waking -= 1
+                try:
+                    self._jobs.remove(job)
+                except ValueError:
+                    return
             raise
 
     def _work(self) -> None:

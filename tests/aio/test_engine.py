@@ -340,6 +340,48 @@ def test_pool_grows_on_demand_and_idle_threads_exit(monkeypatch: pytest.MonkeyPa
     assert not [t for t in threading.enumerate() if t.name == "aos-test"]
 
 
+def test_a_job_whose_thread_cannot_start_is_taken_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submitter gets the error, and the job never runs later (its caller is gone)."""
+    monkeypatch.setattr(_workers, "IDLE_TIMEOUT", 0.05)
+    pool = Pool("nostart", 1)
+    ran: list[str] = []
+    done = threading.Semaphore(0)
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        pool.submit(_finishing_job(lambda: ran.append("refused"), done))
+    assert pool.threads() == 0
+    assert pool.is_idle()
+    monkeypatch.setattr(threading.Thread, "start", start)
+    pool.submit(_finishing_job(lambda: ran.append("next"), done))
+    assert done.acquire(timeout=WAIT_S)
+    assert not done.acquire(timeout=0.1)
+    assert ran == ["next"]
+    assert _until(lambda: pool.threads() == 0)
+
+
+async def test_a_call_whose_thread_cannot_start_leaves_the_channel_balanced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    channel = _completions.current()
+    pool = Pool("nostart-channel", 1)
+
+    def refuse(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            await channel.run_abandonable(pool, os.getpid, (), {}, None)
+    assert not channel._busy()  # nothing counted as in flight: the ring is not used for it
+    assert channel._parked == 0
+    assert "proc" in await aos.listdir("/")  # the channel still answers
+
+
 def test_pool_is_idle_only_when_no_job_is_queued_or_running(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 import aos
 from aos import blocking
+from aos._async import _process
 from aos._async._offload import QUERY, call
 
 pytestmark = pytest.mark.anyio
@@ -203,6 +204,35 @@ async def test_p_pidfd() -> None:
         os.close(pidfd)
     assert result is not None
     assert (result.si_pid, result.si_status) == (pid, 4)
+
+
+async def test_p_pidfd_opened_nonblocking_says_eagain_as_os() -> None:
+    pid = await aos.posix_spawn("/bin/sleep", ["sleep", "30"], ENV)
+    pidfd = os.pidfd_open(pid)
+    try:
+        os.set_blocking(pidfd, False)  # as pidfd_open(pid, PIDFD_NONBLOCK) makes it
+        expected = await sync_error(os.waitid, os.P_PIDFD, pidfd, os.WEXITED)
+        assert isinstance(expected, BlockingIOError)
+        with anyio.fail_after(10), pytest.raises(BlockingIOError) as got:  # not a wait for the exit
+            await aos.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+        assert_same_error(got.value, expected)
+    finally:
+        os.close(pidfd)
+        os.kill(pid, signal.SIGKILL)
+        assert (await aos.waitpid(pid, 0))[0] == pid
+
+
+async def test_an_interrupted_kill_and_reap_leaves_no_zombie() -> None:
+    """Cleanup that is itself interrupted (a second native cancel on asyncio, a
+    KeyboardInterrupt) hands the reaping to a worker."""
+    pid = await aos.posix_spawn("/bin/sleep", ["sleep", "30"], ENV)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await _process._kill_and_reap(pid)  # the cancel interrupts its wait for the child
+    assert scope.cancelled_caught
+    with anyio.fail_after(10):
+        while await aos.path.exists(f"/proc/{pid}"):  # noqa: ASYNC110 - listed until reaped
+            await anyio.sleep(0.01)
 
 
 async def test_p_pgid_and_p_all_and_negative_pids() -> None:

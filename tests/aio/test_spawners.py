@@ -9,10 +9,13 @@ results, errors and attributes.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -207,6 +210,8 @@ async def test_the_child_gets_the_callers_signal_mask_and_the_options() -> None:
         pid, _, w = await spawn_held()  # the old one: the child must not get theirs
         os.close(w)
         assert await aos.waitpid(pid, 0) == (pid, 0)
+    spawner_masks = await off_loop(_spawner_masks)
+    assert _mask(signal.SIGUSR1) not in spawner_masks.values()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
         async with children_in_flight():
@@ -229,6 +234,44 @@ async def test_the_child_gets_the_callers_signal_mask_and_the_options() -> None:
                     assert await aos.waitpid(pid, 0) == (pid, 0)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    # A spawner takes on each caller's mask for the spawn only, then goes back to its own.
+    assert await off_loop(_spawner_masks) == spawner_masks
+
+
+def _spawner_masks() -> dict[int, str]:
+    """The signal mask of each spawner thread, by native id."""
+    masks = {}
+    for thread in threading.enumerate():
+        if thread.name == "aos-spawn" and thread.native_id is not None:
+            with open(f"/proc/self/task/{thread.native_id}/status") as f:
+                line = next(line for line in f if line.startswith("SigBlk:"))
+            masks[thread.native_id] = line.split()[1]
+    return masks
+
+
+def _os_spawn_warnings(**kwargs: Any) -> list[str]:
+    """The warnings ``os.posix_spawn`` gives for these options (run off the loop)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pid = os.posix_spawn("/bin/true", ["true"], ENV, **kwargs)
+    assert os.waitpid(pid, 0) == (pid, 0)
+    return [str(w.message) for w in caught]
+
+
+async def test_a_signal_libc_reserves_is_warned_of_as_os_does() -> None:
+    reserved = sorted(set(range(1, signal.NSIG)) - set(signal.valid_signals()))
+    if not reserved:
+        pytest.skip("this libc reserves no signal number")
+    for option in ("setsigmask", "setsigdef"):
+        kwargs: dict[str, Any] = {option: [signal.SIGUSR1, reserved[0]]}
+        expected = await off_loop(functools.partial(_os_spawn_warnings, **kwargs))
+        assert expected, "os no longer warns of it"
+        async with children_in_flight():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                pid = await aos.posix_spawn("/bin/true", ["true"], ENV, **kwargs)
+            assert await aos.waitpid(pid, 0) == (pid, 0)
+        assert [str(w.message) for w in caught] == expected
 
 
 async def test_setsigdef_resets_an_ignored_signal() -> None:
@@ -283,6 +326,70 @@ async def test_environments_argv_and_paths_of_every_type(tmp_path: Path) -> None
         assert await _output_of(PY, python(code), {**ENV, "AOS_X": surrogate}) == (
             f"{surrogate} []\n".encode("utf-8", "surrogateescape")
         )
+
+
+def _os_output_of(path: str, argv: list[str], env: Any) -> bytes:
+    """What the child of ``os.posix_spawn`` printed (run off the loop)."""
+    r, w = os.pipe()
+    try:
+        pid = os.posix_spawn(path, argv, env, file_actions=[(os.POSIX_SPAWN_DUP2, w, 1)])
+        os.close(w)
+        w = -1
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+        assert os.waitpid(pid, 0) == (pid, 0)
+        return b"".join(chunks)
+    finally:
+        os.close(r)
+        if w != -1:
+            os.close(w)
+
+
+async def test_equal_environments_keep_their_own_order_and_key_types() -> None:
+    """Dicts that compare equal may still make different environments: the order of their items
+    and, for a key given as str and as bytes, which of the two the child sees first."""
+    environments: list[dict[Any, Any]] = [
+        {"A": "1", "B": "2"},
+        {"B": "2", "A": "1"},
+        {"A": "x", b"A": "y"},
+        {b"A": "y", "A": "x"},
+        {},
+        {},
+    ]
+    async with children_in_flight():
+        for env in environments:
+            expected = await off_loop(_os_output_of, "/usr/bin/env", ["env"], env)
+            assert await _output_of("/usr/bin/env", ["env"], env) == expected, env
+
+
+BYTES_WARNING_CHILD = """
+import os, anyio, aos
+from aos._async._child_wait import waits_in_progress
+async def main():
+    sleeper = os.posix_spawn("/bin/sleep", ["sleep", "30"], {})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(aos.waitpid, sleeper, 0)
+        while not waits_in_progress():
+            await anyio.sleep(0.001)
+        for env in ({b"A": b"1"}, {"A": "1"}, {b"A": "1"}, {"A": b"1"}, dict(os.environ)):
+            pid = await aos.posix_spawn("/bin/true", ["true"], env)
+            assert await aos.waitpid(pid, 0) == (pid, 0)
+        os.kill(sleeper, 9)
+for backend in ("asyncio", "trio"):
+    anyio.run(main, backend=backend)
+print("ok")
+"""
+
+
+def test_str_and_bytes_environments_in_turn_raise_no_bytes_warning() -> None:
+    """Under ``python -bb`` comparing str with bytes raises: the reuse of the last environment
+    built must never compare them."""
+    done = subprocess.run(
+        [sys.executable, "-bb", "-c", BYTES_WARNING_CHILD],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
 
 
 async def test_forms_it_does_not_convert_go_to_os_with_the_same_result() -> None:
