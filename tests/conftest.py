@@ -111,11 +111,13 @@ def _no_leaked_fds_or_threads(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def _wait_for_engine_idle(timeout: float) -> None:
-    """Wait until aos's filesystem workers have no queued or running job."""
-    from aos._async._workers import FILESYSTEM
+    """Wait until aos's workers (every pool) have no queued or running job: an abandoned call,
+    such as a cancelled wait for any child, finishes a moment after its caller left."""
+    from aos._async._workers import FILESYSTEM, SPAWNERS, WAIT_LANE
 
     deadline = time.monotonic() + timeout
-    while not FILESYSTEM.is_idle() and time.monotonic() < deadline:
+    pools = (FILESYSTEM, WAIT_LANE, SPAWNERS)
+    while not all(pool.is_idle() for pool in pools) and time.monotonic() < deadline:
         time.sleep(0.005)
 
 

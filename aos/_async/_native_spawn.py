@@ -317,11 +317,10 @@ def _environment(env: object) -> Any:
     """The ``char *envp[]`` of a ``dict`` or ``os.environ``, as ``os`` builds it; else None.
 
     The last one built is kept and reused while the environment has the same items in the same
-    order (a list comparison, a tenth of the cost of building it again), compared only when
-    every key is of one type and every value of one type, as in the last: so a ``str`` is never
-    compared with ``bytes`` (a ``BytesWarning`` under ``python -b``), and a key given both ways
-    keeps the order that decides which one the child sees. Shared by spawns at once: libc only
-    reads it.
+    order (two comparisons, a tenth of the cost of building it again): equal dicts in another
+    order, or with a key given both as str and as bytes (the order decides which one the child
+    sees), get their own. Under ``python -b`` nothing is reused, as those comparisons may
+    compare a str with bytes. Shared by spawns at once: libc only reads it.
     """
     global _last_environment
     mapping: dict[Any, Any]
@@ -332,25 +331,19 @@ def _environment(env: object) -> Any:
         mapping = data if type(data) is dict else dict(os.environ)
     else:
         return None
-    kinds = (frozenset(map(type, mapping)), frozenset(map(type, mapping.values())))
-    items = list(mapping.items())
-    last_kinds, last_items, envp = _last_environment
-    if kinds == last_kinds and len(kinds[0]) == len(kinds[1]) == 1 and items == last_items:
+    last, last_keys, envp = _last_environment
+    if not sys.flags.bytes_warning and mapping == last and list(mapping) == last_keys:
         return envp
     keys, values = _encoded_all(mapping), _encoded_all(mapping.values())
     if keys is None or values is None or not all(keys) or b"=" in b"".join(keys):
         return None
     envp = _char_p_array(list(map(b"=".join, zip(keys, values, strict=True))))
-    _last_environment = (kinds, items, envp)
+    _last_environment = (dict(mapping), list(mapping), envp)
     return envp
 
 
-# The last environment built: the types of its keys and of its values, its items, its envp.
-_last_environment: tuple[tuple[frozenset[type], frozenset[type]], list[Any], Any] = (
-    (frozenset(), frozenset()),
-    [],
-    None,
-)
+# The last environment built: a copy, its keys in order, its envp (at first, none).
+_last_environment: tuple[dict[Any, Any] | None, list[Any], Any] = (None, [], None)
 
 
 def _char_p_array(items: list[bytes]) -> Any:
