@@ -619,15 +619,20 @@ def _set_done(future: asyncio.Future[None]) -> None:
 async def after_completion(
     job: Job, cancelled: BaseException | None, release: Callable[[Any], object] | None
 ) -> Any:
-    """A MUTATE call has returned: raise its error, or a pending cancel (releasing the value)."""
-    if job.error is not None:
-        return outcome(job)
+    """A MUTATE call has returned: raise a pending cancel (releasing the value), or its error.
+
+    A native asyncio cancel (``cancelled``, caught while waiting) is raised even if the call
+    failed: asyncio delivers it only once. anyio's and trio's own cancels stay pending in their
+    scope, so a failed call raises its error and the cancel lands at the next checkpoint.
+    """
     try:
         if cancelled is not None:
             raise cancelled
+        if job.error is not None:
+            return outcome(job)
         await anyio.lowlevel.checkpoint_if_cancelled()
     except BaseException:
-        if release is not None:
+        if release is not None and job.error is None:
             release(job.value)
         raise
     finally:

@@ -1,7 +1,7 @@
 """``read``, ``write``, ``readv`` and ``writev``: readiness on the loop for pipes, sockets and ttys.
 
-- Pipes, FIFOs, sockets and ttys: the loop waits for readiness (no thread, a cancel lands at
-  once) and the call is made non-blocking, without touching the fd's ``O_NONBLOCK`` flag, which
+- Pipes, FIFOs, sockets, ttys and kernel objects (eventfd, timerfd, signalfd, inotify): the
+  loop waits for readiness (no thread, a cancel lands at once) and the call is made non-blocking, without touching the fd's ``O_NONBLOCK`` flag, which
   is shared with every other holder of the open file: an ``O_NONBLOCK`` fd simply gets the
   plain call; a blocking fd gets ``preadv``/``pwritev`` with ``RWF_NOWAIT`` (Linux >= 5.x for
   pipes and sockets) and otherwise the call only after readiness: a read returns what is
@@ -15,13 +15,16 @@
 What the caller sees is what ``os`` does: a read returns what is there (at most ``length``);
 ``EAGAIN`` is never raised, the call waits instead. A write to a blocking fd writes everything,
 as ``os.write`` would; to an ``O_NONBLOCK`` fd it may be short, as ``os.write`` would be.
+Every call is a checkpoint, before it reads or writes anything, also when the fd is ready.
 Cancellation: a read, or a write that has not written a byte, is cancelled at once; a write
 that has begun on a blocking fd completes first (``MUTATE``), so data never stops half-way
-through.
+through. An empty write goes to the engine: ``os.write`` sends an empty datagram, which a
+non-blocking ``pwritev`` would not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import select
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 
 from aos import blocking
-from aos._async import _readiness
+from aos._async import _engine, _readiness
 from aos._async._offload import MUTATE, call, home_in_aos
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ async def read(fd: int, length: int, /) -> bytes:
     """Like :func:`os.read`, but async; pipes, sockets and ttys wait for readiness on the loop."""
     if not _readiness.is_pollable(fd) or not _is_size(length):
         return await call(MUTATE, None, blocking.read, fd, length)
+    await _engine.checkpoint()  # before anything is read: what is read is never dropped
     if not os.get_blocking(fd):
         while True:
             try:
@@ -61,8 +65,9 @@ async def read(fd: int, length: int, /) -> bytes:
 
 async def readv(fd: int, buffers: SupportsLenAndGetItem[WriteableBuffer], /) -> int:
     """Like :func:`os.readv`, but async; pipes, sockets and ttys wait for readiness on the loop."""
-    if not _readiness.is_pollable(fd):
+    if not _readiness.is_pollable(fd) or isinstance(buffers, dict):  # os: "must be a sequence"
         return await call(MUTATE, None, blocking.readv, fd, buffers)
+    await _engine.checkpoint()  # before anything is read: what is read is never dropped
     if not os.get_blocking(fd):
         while True:
             try:
@@ -95,8 +100,10 @@ async def _readv_blocking_fd(fd: int, buffers: SupportsLenAndGetItem[WriteableBu
 async def write(fd: int, data: ReadableBuffer, /) -> int:
     """Like :func:`os.write`, but async; pipes, sockets and ttys wait for readiness on the loop."""
     views = _byte_views([data])
-    if not _writes_without_blocking(fd) or views is None:
+    if not _writes_without_blocking(fd) or views is None or not any(views):
+        # (an empty write: os's own, which reaches a socket, where pwritev would not)
         return await call(MUTATE, None, blocking.write, fd, data)
+    await _engine.checkpoint()  # before anything is written
     if not os.get_blocking(fd):
         while True:
             try:
@@ -109,8 +116,9 @@ async def write(fd: int, data: ReadableBuffer, /) -> int:
 async def writev(fd: int, buffers: SupportsLenAndGetItem[ReadableBuffer], /) -> int:
     """Like :func:`os.writev`, but async; pipes, sockets and ttys wait for readiness on the loop."""
     views = _byte_views(buffers)
-    if not _writes_without_blocking(fd) or views is None:
+    if not _writes_without_blocking(fd) or views is None or not any(views):
         return await call(MUTATE, None, blocking.writev, fd, buffers)
+    await _engine.checkpoint()  # before anything is written
     if not os.get_blocking(fd):
         while True:
             try:
@@ -123,38 +131,49 @@ async def writev(fd: int, buffers: SupportsLenAndGetItem[ReadableBuffer], /) -> 
 async def _writev_blocking_fd(fd: int, views: list[memoryview]) -> int:
     """Write everything, as a blocking write does, a part at a time as room appears.
 
-    Before the first byte a cancel lands at once; after it, the write completes first.
+    Before the first byte a cancel lands at once; after it, the write completes first, and a
+    native asyncio cancel (which an anyio shield does not hold back) is raised after it.
     """
     total = sum(len(v) for v in views)
     written = 0
     nowait = bool(_NOWAIT)
     ready = False
-    while True:
-        if nowait or ready:
-            rest = _skip(views, written)
-            try:
-                if nowait:
-                    written += os.pwritev(fd, rest, -1, _NOWAIT)
-                else:  # writable: room for PIPE_BUF bytes at least
-                    ready = False
-                    written += os.writev(fd, _take(rest, _PIPE_BUF))
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                if nowait and exc.errno == errno.EOPNOTSUPP:
-                    nowait = False  # a tty: write only after readiness
-                elif written:  # e.g. the reader went away after some bytes: os returns the count
-                    return written
-                else:
-                    raise
-        if written == total:
-            return written
-        if written:
-            with anyio.CancelScope(shield=True):
+    cancelled: asyncio.CancelledError | None = None
+    try:
+        while True:
+            if nowait or ready:
+                rest = _skip(views, written)
+                try:
+                    if nowait:
+                        written += os.pwritev(fd, rest, -1, _NOWAIT)
+                    else:  # writable: room for PIPE_BUF bytes at least
+                        ready = False
+                        written += os.writev(fd, _take(rest, _PIPE_BUF))
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    if nowait and exc.errno == errno.EOPNOTSUPP:
+                        nowait = False  # a tty: write only after readiness
+                    elif written:  # e.g. the reader went away after some bytes: os returns it
+                        break
+                    else:
+                        raise
+            if written == total:
+                break
+            if written:
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await _readiness.wait_writable(fd)
+                except asyncio.CancelledError as exc:  # a native cancel: finish all the same
+                    cancelled = exc
+            else:
                 await _readiness.wait_writable(fd)
-        else:
-            await _readiness.wait_writable(fd)
-        ready = True
+            ready = True
+        if cancelled is not None:
+            raise cancelled
+        return written
+    finally:
+        del cancelled
 
 
 def _writes_without_blocking(fd: int) -> bool:
@@ -198,6 +217,8 @@ def _is_size(length: object) -> bool:
 
 def _byte_views(buffers: SupportsLenAndGetItem[ReadableBuffer]) -> list[memoryview] | None:
     """Flat byte views of the buffers; ``None`` if os would refuse them (the engine's call raises)."""
+    if isinstance(buffers, dict):  # not a sequence to os, though it has len() and [i]
+        return None
     try:
         return [memoryview(buffers[i]).cast("B") for i in range(len(buffers))]
     except (TypeError, ValueError, IndexError):

@@ -56,7 +56,9 @@ def _loop_sets_nonblocking() -> bool:
 
 
 def is_pollable(fd: int) -> bool:
-    """Whether ``fd`` is a pipe, FIFO, socket or tty: something whose readiness the loop can watch.
+    """Whether ``fd`` is a pipe, FIFO, socket, tty or kernel object (eventfd, timerfd, signalfd,
+    inotify, pidfd: an anonymous inode, no file type): something whose readiness the loop can
+    watch, and whose read may wait for it.
 
     Regular files, directories, block devices and other character devices (``/dev/null``,
     ``/dev/urandom``) are not: epoll refuses some of them and calls them all always ready.
@@ -67,6 +69,6 @@ def is_pollable(fd: int) -> bool:
         mode = os.fstat(fd).st_mode
     except (OSError, TypeError, ValueError, OverflowError):
         return False
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or not stat.S_IFMT(mode):
         return True
     return stat.S_ISCHR(mode) and os.isatty(fd)

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+import sniffio
 import trio
 import trio.lowlevel
 
@@ -338,6 +339,38 @@ def test_pool_grows_on_demand_and_idle_threads_exit(monkeypatch: pytest.MonkeyPa
         assert done.acquire(timeout=WAIT_S)
     assert _until(lambda: pool.threads() == 0)  # all idle threads left
     assert not [t for t in threading.enumerate() if t.name == "aos-test"]
+
+
+async def test_a_cancel_is_not_lost_when_a_mutating_call_fails() -> None:
+    """asyncio delivers a native ``task.cancel()`` once: if the call it waited for fails, the
+    cancel is raised, not the call's error. anyio's and trio's cancels stay pending in their
+    scope: the error is raised, and the cancel lands at the next checkpoint."""
+    outcome: list[str] = []
+
+    def fail_slowly() -> None:
+        time.sleep(0.1)
+        raise FileExistsError(17, "File exists")
+
+    async def victim(task_status: Any) -> None:
+        native = asyncio.current_task() if sniffio.current_async_library() == "asyncio" else None
+        try:
+            with anyio.CancelScope() as scope:
+                task_status.started(native.cancel if native is not None else scope.cancel)
+                try:
+                    await _engine.run_to_completion(fail_slowly, (), {}, None)
+                except FileExistsError:
+                    outcome.append("error")
+                await anyio.sleep(5)
+                outcome.append("survived the cancel")
+        except anyio.get_cancelled_exc_class():
+            outcome.append("cancelled")
+
+    async with anyio.create_task_group() as tg:
+        cancel = await tg.start(victim)
+        await anyio.sleep(0.02)  # the call is running
+        cancel()
+    assert "survived the cancel" not in outcome
+    assert outcome in (["cancelled"], ["error"])
 
 
 def test_a_job_whose_thread_cannot_start_is_taken_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,9 +5,12 @@ Pipes are made both blocking and ``O_NONBLOCK``; the fd's flag must be the same 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pty
+import select
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+import sniffio
 
 import aos
 from aos._async._offload import QUERY, call
@@ -136,6 +140,105 @@ async def _fill(w: int) -> int:
         await anyio.lowlevel.checkpoint()
 
 
+async def test_every_call_is_a_checkpoint_even_when_the_fd_is_ready(
+    pipe: tuple[int, int],
+) -> None:
+    """A call on a ready fd is still a cancel point (and so a scheduling point), before it
+    reads or writes anything: a task looping on a ready fd can be cancelled and lets others run."""
+    r, w = pipe
+    calls = [
+        lambda: aos.write(w, b"ab"),
+        lambda: aos.writev(w, [b"c", b"d"]),
+        lambda: aos.read(r, 2),
+        lambda: aos.readv(r, [bytearray(2)]),
+    ]
+    assert await aos.write(w, b"data") == 4  # ready to read and to write
+    for call_ in calls:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await call_()
+        assert scope.cancelled_caught, call_
+    assert await aos.read(r, 10) == b"data"  # nothing read or written by the cancelled calls
+
+
+async def test_a_kernel_object_fd_waits_on_the_loop_and_is_cancelled_at_once() -> None:
+    """An eventfd (as timerfd, signalfd, inotify) blocks a read until it has data: the loop
+    waits for it, so a cancel lands at once instead of waiting for data on a worker."""
+    efd = os.eventfd(0)
+    try:
+        with anyio.fail_after(5), anyio.move_on_after(0.05) as scope:
+            await aos.read(efd, 8)
+        assert scope.cancelled_caught
+        os.eventfd_write(efd, 3)
+        assert await aos.read(efd, 8) == (3).to_bytes(8, sys.byteorder)
+    finally:
+        os.close(efd)
+
+
+async def test_an_empty_write_to_a_socket_is_made_as_os_makes_it() -> None:
+    """``write`` sends a zero-length datagram (``writev`` does not: the kernel returns before
+    the socket) and, to an unconnected stream socket, says EPIPE."""
+    for name in ("write", "writev"):
+        data: Any = b"" if name == "write" else [b"", b""]
+        arrived = []
+        for fn in (getattr(os, name), getattr(aos, name)):
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            with a, b:
+                if fn is getattr(os, name):
+                    result = await call(QUERY, None, fn, a.fileno(), data)  # off the loop
+                else:
+                    result = await fn(a.fileno(), data)
+                assert result == 0
+                b.setblocking(False)
+                try:
+                    arrived.append(b.recv(10))
+                except BlockingIOError:
+                    arrived.append(None)
+        assert arrived[0] == arrived[1], name
+    with socket.socket() as unconnected:
+        expected = await _os_error(os.write, unconnected.fileno(), b"")
+        with pytest.raises(BrokenPipeError) as info:
+            await aos.write(unconnected.fileno(), b"")
+        assert info.value.args == expected.args
+
+
+async def test_a_write_that_has_begun_completes_whatever_cancels_it() -> None:
+    """On asyncio a native ``task.cancel()`` gets through anyio's shield: the write goes on all
+    the same and raises the cancel after its last byte; an anyio cancel (every loop) lets it
+    finish and lands at the next checkpoint."""
+    r, w = os.pipe()  # blocking: os.write writes everything
+    data = bytes(range(256)) * (BIG // 256)
+    received = bytearray()
+    outcome: list[object] = []
+
+    async def writer(task_status: Any) -> None:
+        with anyio.CancelScope() as scope:
+            native = (
+                asyncio.current_task() if sniffio.current_async_library() == "asyncio" else None
+            )
+            task_status.started(native.cancel if native is not None else scope.cancel)
+            try:
+                outcome.append(await aos.write(w, data))
+            except anyio.get_cancelled_exc_class():  # (kept from the task group: the reads go on)
+                outcome.append("cancelled")
+
+    try:
+        async with anyio.create_task_group() as tg:
+            cancel = await tg.start(writer)
+            while select.select([], [w], [], 0)[1]:  # noqa: ASYNC110 - until the pipe is full
+                await anyio.sleep(0.001)
+            cancel()  # the write has begun: it waits for room, shielded
+            while chunk := await aos.read(r, 65536):
+                received.extend(chunk)
+                if len(received) == len(data):
+                    break
+    finally:
+        os.close(r)
+        os.close(w)
+    assert received == data
+    assert outcome in ([len(data)], ["cancelled"])
+
+
 async def test_two_readers_on_one_pipe(pipe: tuple[int, int]) -> None:
     r, w = pipe
     got: list[bytes] = []
@@ -255,6 +358,8 @@ async def test_errors_are_those_of_os(pipe: tuple[int, int]) -> None:
         ("writev", (w, ["text"])),
         ("readv", (r, [b"immutable"])),
         ("readv", (closed_r, [bytearray(1)])),
+        ("readv", (r, {0: bytearray(1)})),  # a dict is no sequence to os
+        ("writev", (w, {0: b"x"})),
     ]
     try:
         for name, args in cases:
