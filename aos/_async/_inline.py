@@ -155,6 +155,26 @@ enabled = _probe()
 _in_memory_mounts: dict[int, bool] = {}  # unique mount id -> attributes in memory
 
 
+def is_symlink(path: Any) -> bool | None:
+    """``os.path.islink(path)``, if the kernel can tell without I/O (every component in the
+    dentry cache; a file's type never changes, so a cached inode answers on any filesystem);
+    else ``None``."""
+    if not enabled:
+        return None
+    raw = encoded(path)
+    if raw is None:
+        return None
+    statx = _statx_cached(AT_FDCWD, raw, False)
+    if isinstance(statx, tuple):
+        return S_IFMT(statx[_MODE]) == S_IFLNK
+    if statx in _FINAL_ERRORS:  # islink says False where lstat fails
+        return False
+    return None
+
+
+_MODE: Final = 6  # stx_mode among the unpacked statx fields
+
+
 def stat(
     path: Any, *, dir_fd: Any = None, follow_symlinks: Any = True
 ) -> tuple[os.stat_result | None, OSError | None] | None:

@@ -27,13 +27,13 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Container, Coroutine
 from types import TracebackType
-from typing import Any, AnyStr, Final, Generic, TypeVar, overload
+from typing import Any, AnyStr, Final, Generic, TypeVar, cast, overload
 
 import anyio
 
-from aos._async import _completions
+from aos._async import _completions, _inline
 from aos._async._loop_slice import LOOP_SLICE, let_loop_run
-from aos._async._offload import MUTATE, call
+from aos._async._offload import MUTATE, QUERY, call
 from aos._async._workers import Job, offer_cpu
 from aos.blocking._walk import OnError, _Close, _fwalk_list, _list_for_walk, _push_subdirs, _Visit
 
@@ -142,19 +142,22 @@ _Listing = tuple[_Names, _Names, _Names, _Links | None]  # dirs, nondirs, walk_i
 _WalkResult = _Listing | OSError | None  # None: a link not to descend into
 
 
-class _CheckLink:
-    """walk work item: a directory the caller added to ``dirnames``, not to descend into if
-    it is a symlink (a plain path on the stack is a directory known not to be one)."""
+_CheckLink = tuple[Any]
+"""walk work item ``(path,)``: a subdirectory of a directory yielded top-down, not to descend
+into if it is a symlink by the time the walk reaches it (the caller may have replaced it, or
+added its name, as ``os.walk`` allows for). A plain path on the stack is the top, or a directory
+whose parent was not yielded yet (bottom-up, or read ahead). A tuple of a string, like
+everything else the walk keeps, so that the garbage collector stops tracking it."""
 
-    __slots__ = ("path",)
 
-    def __init__(self, path: Any) -> None:
-        self.path = path
+def _checks_link(item: object) -> bool:
+    """Whether a walk work item is a :data:`_CheckLink`."""
+    return type(item) is tuple and len(item) == 1
 
 
 def _path(item: Any) -> Any:
     """The path of a walk work item."""
-    return item.path if isinstance(item, _CheckLink) else item
+    return item[0] if _checks_link(item) else item
 
 
 def _ignore(job: Job) -> None:
@@ -252,8 +255,9 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             self._yielded = None
         while stack:
             item = stack.pop()
-            if isinstance(item, tuple):
+            if type(item) is tuple and len(item) == 3:  # bottom-up: a triple to yield
                 return item
+            item = cast("AnyStr | _CheckLink", item)
             path = _path(item)
             self._frontier_live.discard(path)
             if path not in self._cache:
@@ -263,6 +267,13 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 if not self._countdown:
                     self._countdown = _RECHECK
                     self._read_ahead()
+            if _checks_link(item):  # as os.walk: islink, now that the caller had its turn
+                is_link = _inline.is_symlink(path)  # on this thread if the kernel can answer
+                if is_link is None:
+                    is_link = await call(QUERY, None, os.path.islink, path)
+                if is_link:
+                    self._drop(path)  # read ahead before the caller made it a symlink
+                    continue
             result = self._take(path)
             if result is None:
                 continue
@@ -289,7 +300,10 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         """Top-down: push the subdirectories left in ``dirs`` after the caller's edits."""
         yielded, _, walk_into, links = listing
         if tuple(dirs) == yielded:  # untouched (the usual case)
-            stack.extend(reversed(walk_into))  # the worker joined the paths already
+            if self._args[3] or links is None:  # followlinks: descend into every name
+                stack.extend(reversed(walk_into))  # the worker joined the paths already
+            else:  # as os.walk: not into a name the caller made a symlink meanwhile
+                stack.extend([(into,) for into in reversed(walk_into)])
             return
         descendable = len(walk_into)
         if self._args[3] or links is None:  # followlinks: descend into every name
@@ -299,22 +313,23 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         kept: set[AnyStr] = set()
         for name in reversed(dirs):
             is_link = known.get(name)
-            if is_link is None:  # a name the caller added: check it when reading it
-                stack.append(_CheckLink(os.path.join(path, name)))
+            if is_link is None:  # a name the caller added
+                stack.append((os.path.join(path, name),))
             elif not is_link:
-                stack.append(os.path.join(path, name))
+                stack.append((os.path.join(path, name),))
                 kept.add(name)
         if len(kept) < descendable:  # pruned: drop the read-ahead of the pruned subtrees
-            self._frontier.clear()
-            self._frontier_live.clear()
             for name, is_link in known.items():
                 if not is_link and name not in kept:
-                    pruned = os.path.join(path, name)
-                    self._evict(pruned)
-                    below = os.path.join(pruned, path[:0])  # with a trailing slash
-                    self._stale.update(
-                        root for root in self._pending if root == pruned or root.startswith(below)
-                    )
+                    self._drop(os.path.join(path, name))
+
+    def _drop(self, top: AnyStr) -> None:
+        """Forget the read-ahead of a subtree the walk will not enter."""
+        self._frontier.clear()
+        self._frontier_live.clear()
+        self._evict(top)
+        below = os.path.join(top, top[:0])  # with a trailing slash
+        self._stale.update(root for root in self._pending if root == top or root.startswith(below))
 
     def _take(self, path: AnyStr) -> _WalkResult:
         """Remove and return the cached result for ``path`` (``None`` if there is none)."""
@@ -374,17 +389,17 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 live.discard(path)
                 return path
         for item in reversed(self._stack[-_SCAN:]):
-            if isinstance(item, tuple):
+            if type(item) is tuple and len(item) == 3:
                 continue
             path = _path(item)
             if path not in cache and path not in pending:
-                return item
+                return cast("AnyStr | _CheckLink", item)
         return None
 
     def _start(self, item: AnyStr | _CheckLink) -> None:
         _, topdown, _, followlinks = self._args
         path = _path(item)
-        args = (path, isinstance(item, _CheckLink), topdown, followlinks)
+        args = (path, _checks_link(item), topdown, followlinks)
         # The job holds the walk weakly: a walk its caller dropped is collected (and finished).
         notify = functools.partial(_tell_walk, weakref.ref(self), path)
         self._pending[path] = _completions.current().start(_explore, args, notify)

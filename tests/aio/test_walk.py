@@ -8,6 +8,7 @@ import inspect
 import os
 import random
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -224,6 +225,52 @@ async def test_topdown_pruning_in_place(rich: Path, big: Path, which: str, kind:
     fgot = await _async_fwalk(top, _prune_some)
     assert [t[:3] for t in fgot] == [t[:3] for t in fexpected]
     assert await fds_under(rich) == await fds_under(big) == 0
+
+
+def _tree_with_victims(top: Path) -> list[str]:
+    """``top/t`` with subdirectories ``v0``..``v5`` and a ``secret`` beside it; the one listed
+    first gets 300 subdirectories, more than one read-ahead job reads, so that the others are
+    read ahead while the walk is still inside it. Returns the others (the victims)."""
+    (top / "secret" / "inside_secret").mkdir(parents=True)
+    for i in range(6):
+        (top / "t" / f"v{i}" / "sub").mkdir(parents=True)
+    first, *victims = [entry.name for entry in os.scandir(top / "t")]
+    for i in range(300):
+        (top / "t" / first / f"d{i}").mkdir()
+    return victims
+
+
+def _swap_victims(top: Path, dirpath: str, victims: list[str]) -> None:
+    """What the caller's turn does: at ``t``, replace each victim with a symlink to secret."""
+    if dirpath == str(top / "t"):
+        for victim in victims:
+            shutil.rmtree(top / "t" / victim)
+            os.symlink("../secret", top / "t" / victim)
+
+
+def _os_walk_with_swaps(top: Path, victims: list[str]) -> list[str]:
+    walked = []
+    for dirpath, _, _ in os.walk(str(top / "t")):
+        _swap_victims(top, dirpath, victims)
+        walked.append(dirpath[len(str(top)) :])
+    return walked
+
+
+async def test_a_directory_made_a_symlink_during_the_callers_turn_is_not_entered(
+    tmp_path: Path,
+) -> None:
+    """As ``os.walk`` (topdown, not following links) checks ``islink`` after each yield, the
+    walk does not enter what read-ahead had read as a directory before the caller swapped it."""
+    victims = await off_loop(_tree_with_victims, tmp_path / "os")
+    expected = await off_loop(_os_walk_with_swaps, tmp_path / "os", victims)
+    top = tmp_path / "aos"
+    victims = await off_loop(_tree_with_victims, top)
+    got = []
+    async for dirpath, _, _ in walk(str(top / "t")):
+        await off_loop(_swap_victims, top, dirpath, victims)
+        got.append(dirpath[len(str(top)) :])
+    assert not [p for p in got if "secret" in p]
+    assert got == expected
 
 
 async def test_pruning_everything_stops_the_descent(big: Path) -> None:
