@@ -72,14 +72,18 @@ class WalkIterator(Generic[T]):
     last let the loop run, so a cancellation lands at the next read or within that time."""
 
     _finished = False
+    _running = False  # a step is under way (in a task that awaits it)
     _yielded_at = 0.0  # when the walk last let the event loop run
 
     def __aiter__(self) -> WalkIterator[T]:
         return self
 
     async def __anext__(self) -> T:
+        if self._running:  # another task's step: refused, as an async generator refuses it
+            raise RuntimeError("anext(): asynchronous generator is already running")
         if self._finished:
             raise StopAsyncIteration
+        self._running = True
         try:
             if time.perf_counter() - self._yielded_at > LOOP_SLICE:
                 await let_loop_run()  # serving read-ahead
@@ -88,6 +92,8 @@ class WalkIterator(Generic[T]):
         except BaseException:
             self._finish()
             raise
+        finally:
+            self._running = False
 
     async def _step(self) -> T:
         raise NotImplementedError
@@ -96,7 +102,10 @@ class WalkIterator(Generic[T]):
         self._finished = True
 
     async def aclose(self) -> None:
-        """Stop the walk and release what it holds (fwalk: its directory fds)."""
+        """Stop the walk and release what it holds (fwalk: its directory fds). Refused while
+        another task awaits a step, as an async generator refuses it."""
+        if self._running:
+            raise RuntimeError("aclose(): asynchronous generator is already running")
         self._finish()
 
     async def __aenter__(self) -> WalkIterator[T]:
@@ -119,13 +128,21 @@ async def _gather(jobs: list[Callable[[], Coroutine[Any, Any, R]]]) -> list[R]:
     if len(jobs) == 1:
         return [await jobs[0]()]
     results: list[Any] = [None] * len(jobs)
+    errors: list[Exception | None] = [None] * len(jobs)
 
     async def run(i: int) -> None:
-        results[i] = await jobs[i]()
+        try:
+            results[i] = await jobs[i]()
+        except Exception as exc:  # raised as it is, not in an ExceptionGroup
+            errors[i] = exc
 
     async with anyio.create_task_group() as tg:
         for i in range(len(jobs)):
             tg.start_soon(run, i)
+    first = next((error for error in errors if error is not None), None)
+    errors.clear()
+    if first is not None:
+        raise first
     return results
 
 
@@ -459,7 +476,19 @@ def walk(
 
 _FTriple = tuple[Any, list[Any], list[Any], int]
 _FListing = tuple[_FTriple, list[os.DirEntry[str]] | None]
-_FResult = _FListing | OSError | None  # None: skipped (not a directory, or swapped for a link)
+
+
+class _Raised:
+    """fwalk result: what reading a directory raised (not an error for ``onerror``), to raise
+    when the walk reaches that directory, where ``os.fwalk`` raises it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+_FResult = _FListing | OSError | _Raised | None  # None: skipped (not a directory, or a link)
 
 
 def _fexplore(
@@ -482,6 +511,10 @@ def _fexplore(
             errors: list[OSError] = []
             try:
                 listed = _fwalk_list(opened, work, topdown, errors.append, follow_symlinks)
+            except Exception as exc:  # raised where the walk reaches this directory
+                _close_all(opened)
+                out.append((work.path, _Raised(exc)))
+                continue
             except BaseException:
                 _close_all(opened)
                 raise
@@ -551,6 +584,8 @@ class _FWalk(WalkIterator[_FTriple]):
             result = self._cache.pop(work.path)
             if result is None:
                 continue
+            if isinstance(result, _Raised):
+                raise result.error
             if isinstance(result, OSError):
                 if onerror is not None:
                     onerror(result)

@@ -3,6 +3,7 @@ pruning, onerror, links, bytes, dir_fd, deep trees; bounded parallel read-ahead;
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -271,6 +273,84 @@ async def test_a_directory_made_a_symlink_during_the_callers_turn_is_not_entered
         got.append(dirpath[len(str(top)) :])
     assert not [p for p in got if "secret" in p]
     assert got == expected
+
+
+def _tree_with_a_file_to_descend(top: Path) -> Path:
+    for c in range(5):
+        for i in range(20):
+            (top / "t" / "x" / f"c{c}" / f"s{i}").mkdir(parents=True)
+    (top / "t" / "file").touch()
+    return top / "t"
+
+
+def _os_fwalk_into_a_file(top: Path) -> tuple[int, BaseException | None]:
+    count = 0
+    try:
+        for dirpath, dirnames, _, _ in os.fwalk(top):
+            count += 1
+            if dirpath == str(top):
+                dirnames.append("file")  # os.fwalk raises when it gets there
+    except OSError as exc:
+        return count, exc
+    return count, None
+
+
+async def test_fwalk_raises_what_reading_raises_where_os_fwalk_raises_it(tmp_path: Path) -> None:
+    """A name the caller adds to dirnames that is no directory: os.fwalk raises
+    NotADirectoryError when it reaches it; so does aos.fwalk, then and unwrapped, although
+    read-ahead read it long before."""
+    top = await off_loop(_tree_with_a_file_to_descend, tmp_path)
+    expected_count, expected = await off_loop(_os_fwalk_into_a_file, top)
+    assert isinstance(expected, NotADirectoryError)
+    count = 0
+
+    async def walk_into_the_file() -> None:
+        nonlocal count
+        async for dirpath, dirnames, _, _ in fwalk(str(top)):
+            count += 1
+            if dirpath == str(top):
+                dirnames.append("file")
+
+    with pytest.raises(NotADirectoryError) as info:
+        await walk_into_the_file()
+    assert count == expected_count
+    assert info.value.args == expected.args
+
+
+@pytest.mark.parametrize("kind", ["walk", "fwalk"])
+async def test_aclose_while_another_task_awaits_a_step_is_refused(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As an async generator refuses it: the step goes on, nothing hangs, no fd is left."""
+    for i in range(3):
+        await off_loop(functools.partial((tmp_path / "t" / f"d{i}" / "e").mkdir, parents=True))
+    name = "_list_for_walk" if kind == "walk" else "_fwalk_list"
+    read = getattr(_walk, name)
+
+    def slow_read(*args: Any) -> Any:
+        time.sleep(0.1)  # a slow disk (on a worker)
+        return read(*args)
+
+    monkeypatch.setattr(_walk, name, slow_read)
+    it = (walk if kind == "walk" else fwalk)(str(tmp_path / "t"))
+    refused: list[BaseException] = []
+
+    async def closer() -> None:
+        await anyio.sleep(0.03)  # the step waits for its read now
+        try:
+            await it.aclose()
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(closer)
+            first = await it.__anext__()
+        assert first[0] == str(tmp_path / "t")
+        assert len(refused) == 1
+        assert "already running" in str(refused[0])
+        await it.aclose()
+    await wait_for_no_fds_under(tmp_path)
 
 
 async def test_pruning_everything_stops_the_descent(big: Path) -> None:
