@@ -1,8 +1,9 @@
 """``read``, ``write``, ``readv`` and ``writev``: readiness on the loop for pipes, sockets and ttys.
 
 - Pipes, FIFOs, sockets, ttys and kernel objects (eventfd, timerfd, signalfd, inotify): the
-  loop waits for readiness (no thread, a cancel lands at once) and the call is made non-blocking, without touching the fd's ``O_NONBLOCK`` flag, which
-  is shared with every other holder of the open file: an ``O_NONBLOCK`` fd simply gets the
+  loop waits for readiness (no thread, a cancel lands at once) and the call is made
+  non-blocking, without touching the fd's ``O_NONBLOCK`` flag, which is shared with every
+  other holder of the open file: an ``O_NONBLOCK`` fd simply gets the
   plain call; a blocking fd gets ``preadv``/``pwritev`` with ``RWF_NOWAIT`` (Linux >= 5.x for
   pipes and sockets) and otherwise the call only after readiness: a read returns what is
   there, a write is cut to ``PIPE_BUF`` bytes, which a writable pipe takes without blocking.

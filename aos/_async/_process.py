@@ -19,8 +19,8 @@ Async here, because they can block:
   peeks with ``WNOWAIT`` (see :mod:`aos._async._child_wait`). A cancel never reaps a child.
   ``WNOHANG`` calls run inline.
 - ``spawnl`` ... ``spawnvpe``: as ``os`` (exec semantics, ``PATH`` search as ``os.execvpe``), but
-  started with the async ``posix_spawn`` above (same route) instead of ``fork``. ``P_NOWAIT`` returns the pid; any other mode
-  awaits the exit code. If the exec cannot happen, ``os`` returns a child that exits with 127:
+  started with the async ``posix_spawn`` above (same route) instead of ``fork``. ``P_NOWAIT``
+  returns the pid; any other mode awaits the exit code. If the exec cannot happen, ``os`` returns a child that exits with 127:
   so does aos. A cancelled ``P_WAIT`` kills (``SIGKILL``) and reaps its child, whose pid the
   caller never had.
 - ``system``: the very :func:`os.system` in a ``WAIT`` worker, so it behaves as ``system(3)``
@@ -54,7 +54,7 @@ from aos._async._child_wait import (
 )
 from aos._async._native_spawn import Prepared, prepare_call
 from aos._async._offload import WAIT, home_in_aos, offload
-from aos._async._workers import SPAWNERS, WAIT_LANE, Job
+from aos._async._workers import SPAWNERS, WAIT_LANE, Job, drop
 
 if TYPE_CHECKING:
     import resource
@@ -325,7 +325,7 @@ async def _kill_and_reap(pid: int) -> None:
     except ChildProcessError:
         pass
     except BaseException:
-        WAIT_LANE.submit(Job(_reap, (pid,), {}, _ignore))
+        WAIT_LANE.submit(Job(_reap, (pid,), {}, drop))
         raise
 
 
@@ -335,10 +335,6 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:  # reaped meanwhile
         pass
-
-
-def _ignore(_: Job) -> None:
-    """A finished job's hand-back that drops it (nobody waits for it)."""
 
 
 home_in_aos(waitpid, wait, wait3, wait4, waitid)

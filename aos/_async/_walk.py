@@ -27,14 +27,14 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Container, Coroutine
 from types import TracebackType
-from typing import Any, AnyStr, Final, Generic, TypeVar, cast, overload
+from typing import Any, AnyStr, Final, Generic, TypeGuard, TypeVar, cast, overload
 
 import anyio
 
 from aos._async import _completions, _inline
 from aos._async._loop_slice import LOOP_SLICE, let_loop_run
 from aos._async._offload import MUTATE, QUERY, call
-from aos._async._workers import Job, offer_cpu
+from aos._async._workers import Job, drop, offer_cpu
 from aos.blocking._walk import OnError, _Close, _fwalk_list, _list_for_walk, _push_subdirs, _Visit
 
 __all__ = ["WalkIterator", "fwalk", "walk"]
@@ -172,13 +172,14 @@ def _checks_link(item: object) -> bool:
     return type(item) is tuple and len(item) == 1
 
 
+def _is_triple(item: object) -> TypeGuard[tuple[Any, list[Any], list[Any]]]:
+    """Whether a walk work item is a bottom-up triple, waiting to be yielded."""
+    return type(item) is tuple and len(item) == 3
+
+
 def _path(item: Any) -> Any:
     """The path of a walk work item."""
     return item[0] if _checks_link(item) else item
-
-
-def _ignore(job: Job) -> None:
-    """The notification of an abandoned job."""
 
 
 def _tell_walk(walk: weakref.ref[_Walk[Any]], root: Any, job: Job) -> None:
@@ -272,7 +273,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             self._yielded = None
         while stack:
             item = stack.pop()
-            if type(item) is tuple and len(item) == 3:  # bottom-up: a triple to yield
+            if _is_triple(item):
                 return item
             item = cast("AnyStr | _CheckLink", item)
             path = _path(item)
@@ -406,7 +407,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 live.discard(path)
                 return path
         for item in reversed(self._stack[-_SCAN:]):
-            if type(item) is tuple and len(item) == 3:
+            if _is_triple(item):
                 continue
             path = _path(item)
             if path not in cache and path not in pending:
@@ -451,7 +452,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._frontier.clear()
         self._frontier_live.clear()
         for job in self._pending.values():
-            job.notify = _ignore  # abandoned: the worker finishes, the listing is dropped
+            job.notify = drop  # abandoned: the worker finishes, the listing is dropped
         self._pending = {}
 
 

@@ -101,6 +101,10 @@ def offer_cpu() -> None:
     os.sched_yield()
 
 
+def drop(job: Job) -> None:
+    """A job's hand-back for a job nobody waits for: the worker finishes it, the result goes."""
+
+
 class _Worker:
     """A worker thread's wake-up switch: a lock held while it sleeps, released to wake it."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 from collections.abc import Callable
@@ -10,12 +11,21 @@ from typing import Any, TypeVar
 
 import anyio
 import pytest
+import sniffio
 
 from aos._async import _inline, _uring
 from aos._async._completions import Channel
 from aos._async._offload import QUERY, answers_inline, call, runs_on_ring
 
 T = TypeVar("T")
+
+
+def native_cancel(scope: anyio.CancelScope) -> Callable[[], None]:
+    """How to cancel the calling task as its own loop does: ``task.cancel()`` on asyncio (which
+    an anyio shield does not hold back), the scope's cancel on trio (which has no other)."""
+    if sniffio.current_async_library() == "asyncio":
+        return asyncio.current_task().cancel  # type: ignore[union-attr]
+    return scope.cancel
 
 
 async def off_loop(fn: Callable[..., T], *args: Any) -> T:

@@ -14,7 +14,6 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-import sniffio
 import trio
 import trio.lowlevel
 
@@ -22,6 +21,7 @@ import aos
 import aos._async._tuning as tuning
 from aos._async import _completions, _engine, _inline, _workers
 from aos._async._workers import Job, Pool
+from tests.aio._helpers import native_cancel
 
 pytestmark = pytest.mark.anyio
 
@@ -352,10 +352,9 @@ async def test_a_cancel_is_not_lost_when_a_mutating_call_fails() -> None:
         raise FileExistsError(17, "File exists")
 
     async def victim(task_status: Any) -> None:
-        native = asyncio.current_task() if sniffio.current_async_library() == "asyncio" else None
         try:
             with anyio.CancelScope() as scope:
-                task_status.started(native.cancel if native is not None else scope.cancel)
+                task_status.started(native_cancel(scope))
                 try:
                     await _engine.run_to_completion(fail_slowly, (), {}, None)
                 except FileExistsError:

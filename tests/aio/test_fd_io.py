@@ -5,7 +5,6 @@ Pipes are made both blocking and ``O_NONBLOCK``; the fd's flag must be the same 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pty
 import select
@@ -18,10 +17,10 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-import sniffio
 
 import aos
 from aos._async._offload import QUERY, call
+from tests.aio._helpers import native_cancel
 
 pytestmark = pytest.mark.anyio
 
@@ -213,10 +212,7 @@ async def test_a_write_that_has_begun_completes_whatever_cancels_it() -> None:
 
     async def writer(task_status: Any) -> None:
         with anyio.CancelScope() as scope:
-            native = (
-                asyncio.current_task() if sniffio.current_async_library() == "asyncio" else None
-            )
-            task_status.started(native.cancel if native is not None else scope.cancel)
+            task_status.started(native_cancel(scope))
             try:
                 outcome.append(await aos.write(w, data))
             except anyio.get_cancelled_exc_class():  # (kept from the task group: the reads go on)
