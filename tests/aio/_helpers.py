@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 
 import anyio
 import pytest
-import sniffio
 
 from aos._async import _inline, _uring
 from aos._async._completions import Channel
@@ -20,12 +19,15 @@ from aos._async._offload import QUERY, answers_inline, call, runs_on_ring
 T = TypeVar("T")
 
 
-def native_cancel(scope: anyio.CancelScope) -> Callable[[], None]:
+def native_cancel(scope: anyio.CancelScope) -> Callable[[], object]:
     """How to cancel the calling task as its own loop does: ``task.cancel()`` on asyncio (which
     an anyio shield does not hold back), the scope's cancel on trio (which has no other)."""
-    if sniffio.current_async_library() == "asyncio":
-        return asyncio.current_task().cancel  # type: ignore[union-attr]
-    return scope.cancel
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop runs: trio
+        return scope.cancel
+    assert task is not None
+    return task.cancel
 
 
 async def off_loop(fn: Callable[..., T], *args: Any) -> T:
