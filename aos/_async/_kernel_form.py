@@ -13,6 +13,7 @@ import ctypes
 import os
 import pathlib
 import struct
+import sys
 from typing import Final
 
 AT_FDCWD: Final = -100
@@ -28,6 +29,8 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 # Longer paths go to a worker: io_uring copies both paths of a call before it looks either
 # up, so its ENAMETOOLONG would win over the ENOENT that the syscall finds first.
 _PATH_MAX: Final = 4096
+_FS_ENCODING: Final = sys.getfilesystemencoding()
+_FS_ERRORS: Final = sys.getfilesystemencodeerrors()
 
 # struct statx, up to stx_mnt_id: mask, blksize, attributes, nlink, uid, gid, mode, spare,
 # ino, size, blocks, attributes_mask, then atime, btime, ctime, mtime (sec, nsec, reserved),
@@ -58,7 +61,7 @@ def encoded(path: object) -> bytes | None:
     else:
         return None
     try:
-        raw = os.fsencode(text)
+        raw = text.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, without its checks
     except UnicodeError:
         return None
     return _plain(raw)

@@ -137,9 +137,8 @@ class ScandirIterator(Generic[AnyStr]):
         """Open the directory and read the first batch, in one hop."""
         if self._it is None and not self._done:
             opened = await call(MUTATE, _close_opened, self._open_and_read)
-            self._it, batch, self._error, self._done = opened
-            self._buffer.extend(batch)
-            self._yielded_at = time.perf_counter()
+            self._it = opened[0]
+            self._take(*opened[1:])
         return self
 
     def _open_and_read(
@@ -173,11 +172,7 @@ class ScandirIterator(Generic[AnyStr]):
                 await self._open()
             elif not self._buffer and not self._done and self._error is None:
                 self._batch = min(self._batch * 2, _MAX_BATCH)
-                batch, self._error, self._done = await call(
-                    QUERY, None, self._read_batch, self._batch
-                )
-                self._buffer.extend(batch)
-                self._yielded_at = time.perf_counter()
+                self._take(*await call(QUERY, None, self._read_batch, self._batch))
             elif time.perf_counter() - self._yielded_at > LOOP_SLICE:
                 await let_loop_run()  # serving from the buffer
                 self._yielded_at = time.perf_counter()
@@ -190,6 +185,14 @@ class ScandirIterator(Generic[AnyStr]):
             error, self._error = self._error, None
             raise error
         raise StopAsyncIteration
+
+    def _take(self, batch: list[DirEntry[AnyStr]], error: OSError | None, done: bool) -> None:
+        """Buffer what a worker read, unless the iterator was closed meanwhile (by ``aclose``
+        from another task): then nothing more comes out of it, as from a closed os iterator."""
+        if not self._close_requested:
+            self._buffer.extend(batch)
+            self._error, self._done = error, done
+        self._yielded_at = time.perf_counter()
 
     def _read_batch(self, size: int) -> tuple[list[DirEntry[AnyStr]], OSError | None, bool]:
         """In a worker: up to ``size`` entries, the error that ended the read, and whether it ended."""

@@ -261,6 +261,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._arrival: anyio.Event | None = None  # set when a job the walk waits for arrives
         self._failure: BaseException | None = None  # what a job raised (not an OSError read)
         self._yielded: tuple[AnyStr, list[AnyStr], _Listing] | None = None
+        self._channel: _completions.Channel | None = None  # of the loop of the last step
 
     async def _step(self) -> tuple[AnyStr, list[AnyStr], list[AnyStr]]:
         top, topdown, onerror, followlinks = self._args
@@ -268,24 +269,33 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             sys.audit("os.walk", top, topdown, onerror, followlinks)
             self._stack = [os.fspath(top)]
         stack = self._stack
+        channel = _completions.current()
+        if channel is not self._channel:  # a step under another event loop than the last one:
+            self._abandon_jobs()  # its jobs report to that loop (or nowhere, if it ended)
+            self._channel = channel
         if self._yielded is not None:
             self._push_children(stack, *self._yielded)
             self._yielded = None
+        cache = self._cache
         while stack:
-            item = stack.pop()
-            if _is_triple(item):
-                return item
-            item = cast("AnyStr | _CheckLink", item)
-            path = _path(item)
+            # The one hot loop of a walk: an item's kind is told once, without calls.
+            item: Any = stack.pop()
+            check_link = type(item) is tuple
+            if check_link:
+                if len(item) == 3:  # a bottom-up triple
+                    return item  # type: ignore[no-any-return]
+                path: AnyStr = item[0]
+            else:
+                path = item
             self._frontier_live.discard(path)
-            if path not in self._cache:
+            if path not in cache:
                 await self._read(item)
             else:
                 self._countdown -= 1
                 if not self._countdown:
                     self._countdown = _RECHECK
                     self._read_ahead()
-            if _checks_link(item):  # as os.walk: islink, now that the caller had its turn
+            if check_link:  # as os.walk: islink, now that the caller had its turn
                 is_link = _inline.is_symlink(path)  # on this thread if the kernel can answer
                 if is_link is None:
                     is_link = await call(QUERY, None, os.path.islink, path)
@@ -326,6 +336,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         descendable = len(walk_into)
         if self._args[3] or links is None:  # followlinks: descend into every name
             stack.extend(os.path.join(path, name) for name in reversed(dirs))
+            for name in set(yielded).difference(dirs):  # pruned: drop what was read ahead
+                self._drop(os.path.join(path, name))
             return
         known = dict(zip(yielded, links, strict=True))
         kept: set[AnyStr] = set()
@@ -375,7 +387,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             if path not in self._pending:  # its job was dropped as stale: read it anew
                 self._start(item)
             self._arrival = anyio.Event()
-            with _completions.current().awaited():  # an ending loop still delivers it
+            assert self._channel is not None
+            with self._channel.awaited():  # an ending loop still delivers it
                 await self._arrival.wait()
         self._yielded_at = time.perf_counter()
 
@@ -420,7 +433,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         args = (path, _checks_link(item), topdown, followlinks)
         # The job holds the walk weakly: a walk its caller dropped is collected (and finished).
         notify = functools.partial(_tell_walk, weakref.ref(self), path)
-        self._pending[path] = _completions.current().start(_explore, args, notify)
+        assert self._channel is not None  # set by the step that asks
+        self._pending[path] = self._channel.start(_explore, args, notify)
 
     def _arrived(self, root: AnyStr, job: Job) -> None:
         """On the loop's thread: a job has finished; cache its listings, keep reading ahead."""
@@ -451,9 +465,15 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._cache = {}
         self._frontier.clear()
         self._frontier_live.clear()
+        self._abandon_jobs()
+
+    def _abandon_jobs(self) -> None:
+        """Let the running jobs finish for nobody: their listings are dropped."""
         for job in self._pending.values():
-            job.notify = drop  # abandoned: the worker finishes, the listing is dropped
+            job.notify = drop
         self._pending = {}
+        self._stale.clear()
+        self._arrival = None
 
 
 def walk(

@@ -128,3 +128,35 @@ async def test_the_route_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) ->
     assert _inline._probe()  # this kernel has every piece (the module is skipped otherwise)
     monkeypatch.setenv(_inline.ENV_SWITCH, "0")
     assert not _inline._probe()
+
+
+async def test_is_symlink_answers_as_islink_for_every_kind_of_path(place: Path) -> None:
+    """The walk's symlink check: a directory takes two syscalls, anything else the full statx;
+    every answer given is ``os.path.islink``'s (a ``None`` sends the caller to a worker)."""
+    links = {"dir-link": "dir", "dangling": "nowhere", "loop": "loop"}
+
+    def make() -> None:
+        (place / "dir").mkdir()
+        for name, target in links.items():
+            (place / name).symlink_to(target)
+
+    def remove() -> None:
+        for name in links:
+            (place / name).unlink()
+        (place / "dir").rmdir()
+
+    names = ["dir", "dir-link", "dir-link/", "dir-link/.", "file", "link", "dangling", "loop",
+             "missing", "file/below", "dir/../link"]  # fmt: skip
+    paths: list[str | bytes] = [f"{place}/{name}" for name in names]
+    paths.append(os.fsencode(place / "dir-link"))
+    await off_loop(make)
+    try:
+        expected = await off_loop(lambda: [os.path.islink(p) for p in paths])  # warms the cache
+        answers = [_inline.is_symlink(p) for p in paths]
+        assert [a for a in answers if a is not None] == [
+            e for a, e in zip(answers, expected, strict=True) if a is not None
+        ]
+        assert answers[:2] == [False, True]  # the walk's cases
+        assert answers[-1] is True
+    finally:
+        await off_loop(remove)

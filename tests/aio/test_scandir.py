@@ -311,6 +311,43 @@ async def test_cancel_during_a_batch_closes_the_fd_when_the_batch_returns(
         await it.__anext__()
 
 
+async def test_aclose_from_another_task_during_a_batch_ends_the_iteration(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch a worker was reading when another task closed the iterator is not served:
+    the waiting step ends the iteration, as ``next`` on a closed ``os.scandir`` iterator does."""
+    entered = threading.Event()
+    go_on = threading.Event()
+
+    class SlowEntry(_scandir.DirEntry[Any]):
+        def __init__(self, entry: Any) -> None:
+            entered.set()
+            go_on.wait(10)
+            super().__init__(entry)
+
+    it = await scandir(big)
+    for _ in range(len(it._buffer)):
+        await it.__anext__()
+    monkeypatch.setattr(_scandir, "DirEntry", SlowEntry)
+
+    async def close_once_reading() -> None:
+        for _ in range(2000):
+            if entered.is_set():
+                break
+            await anyio.sleep(0.005)
+        await it.aclose()
+        go_on.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(close_once_reading)
+        with pytest.raises(StopAsyncIteration):
+            await it.__anext__()
+    assert entered.is_set()
+    with pytest.raises(StopAsyncIteration):
+        await it.__anext__()
+    await wait_for_no_fds_under(big)
+
+
 async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) -> None:
     """Half the rounds cancel after k entries (the body's checkpoint raises, the iterator is
     left to ``async with`` or to garbage collection); half time out at a random moment, which

@@ -27,6 +27,7 @@ from aos import blocking
 from aos._async import _walk
 from aos._async._iter import fwalk, walk
 from tests.aio._helpers import fds_under, off_loop, wait_for_no_fds_under
+from tests.conftest import BACKENDS
 
 pytestmark = pytest.mark.anyio
 
@@ -471,6 +472,47 @@ async def test_read_ahead_stays_bounded(big: Path) -> None:
         assert it._cached_names <= _walk._CACHE_ENTRIES + _walk._JOBS * _walk._JOB_ENTRIES
     async for _ in fit:
         assert len(fit._cache) <= _walk._CACHE_FDS + _walk._JOBS * _walk._FJOB_DIRS
+
+
+@pytest.mark.parametrize("followlinks", [False, True])
+async def test_pruned_subtrees_leave_the_read_ahead_cache(big: Path, followlinks: bool) -> None:
+    """Listings read ahead for the subdirectories the caller prunes are dropped at once (and
+    those still being read when they arrive), with or without ``followlinks``."""
+    it = walk(big, followlinks=followlinks)
+    assert isinstance(it, _walk._Walk)
+    _, dirnames, _ = await it.__anext__()
+    assert it._cache  # the job that read the top read on below it
+    pruned = [os.path.join(big, name) + os.sep for name in dirnames[1:]]
+    del dirnames[1:]
+    async for top, _, _ in it:
+        assert not top.startswith(tuple(pruned))
+        assert not [path for path in it._cache if (path + os.sep).startswith(tuple(pruned))]
+
+
+@pytest.mark.parametrize("then", BACKENDS)
+@pytest.mark.parametrize("first", BACKENDS)
+@pytest.mark.parametrize("which", ["walk", "fwalk"])
+def test_a_walk_goes_on_under_another_event_loop(
+    big: Path, which: str, first: tuple[str, dict[str, Any]], then: tuple[str, dict[str, Any]]
+) -> None:
+    """Begun under one event loop and finished under another (the first one has ended, its
+    read-ahead jobs still running or reported to it): the same sequence as os's."""
+    it = walk(big) if which == "walk" else fwalk(big)
+    got: list[Any] = []
+
+    async def take(count: int | None) -> None:
+        with anyio.fail_after(30):
+            while count is None or len(got) < count:
+                try:
+                    found = await it.__anext__()
+                except StopAsyncIteration:
+                    return
+                got.append(found[:3])
+
+    anyio.run(take, 5, backend=first[0], backend_options=first[1])
+    anyio.run(take, None, backend=then[0], backend_options=then[1])
+    expected = _sync_walk(big) if which == "walk" else [t[:3] for t in _sync_fwalk(big)]
+    assert got == expected
 
 
 async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) -> None:
