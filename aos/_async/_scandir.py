@@ -222,6 +222,7 @@ class ScandirIterator(Generic[AnyStr]):
     def _close(self) -> None:
         self._done = True
         self._buffer.clear()
+        self._error = None  # an error the last batch ended with is not raised after a close
         self._close_requested = True
         self._close_if_requested()
 

@@ -2,11 +2,12 @@
 
 The event-loop side runs exactly the algorithm of :mod:`aos.blocking._walk` (an explicit
 stack; top-down pruning reads ``dirnames`` only after the caller resumes). Only the reading of
-a directory is replaced by worker jobs, each reading a subtree depth-first (the order the walk
-will visit it) within a budget of entries and directories, rooted at the directory needed now,
-the unread rest of earlier jobs, and the nearest unread directories on the stack. ``walk`` keeps
-its jobs running while the caller consumes (one while they hit the page cache, ``_JOBS_IO``
-while they wait for a disk); ``fwalk`` starts up to ``_JOBS`` on a miss and waits for them.
+a directory is replaced by worker jobs, each reading subtrees depth-first (the order the walk
+will visit them) within a budget of entries and directories, rooted at the directory needed
+now, the unread rest of earlier jobs, and the nearest unread directories on the stack. ``walk``
+reads on demand while directories come from the page cache (one job, with the roots the walk
+visits next, growing to ``_WARM_SCALE`` times the budget) and keeps ``_JOBS_IO`` jobs reading
+ahead once one waited for a disk; ``fwalk`` starts up to ``_JOBS`` on a miss and waits for them.
 Their listings wait in a cache keyed by path, which is capped, so memory stays bounded;
 listings of subtrees the caller prunes are dropped (and their fds closed). The yielded sequence
 is that of :func:`os.walk` on an unchanging tree; a directory changed after it was read ahead
@@ -44,11 +45,14 @@ R = TypeVar("R")
 
 # Read-ahead jobs in flight at once. Warm, they compete for the GIL; cold, they overlap I/O.
 # Measured on 2 cores, 100k entries, 8 workers (x os.walk, warm / cold): 1 job 1.21 / 0.99-1.20,
-# 2 jobs 1.44 / 0.89-0.91, 4 jobs 2.09 / 0.83-0.91. fwalk uses _JOBS; walk keeps one job
-# running beside the caller while directories come from the page cache (pipelined, warm: 1 job
-# 1.44x / 1.32x os.walk on asyncio / trio, 2 jobs 1.58x / 1.57x, 3 jobs 1.67x / 1.59x), and
-# _JOBS_IO once a job waited for a disk: it read blocks from one, or took longer than _IO_BOUND
-# per directory over at least _IO_BOUND_DIRS directories (a network filesystem counts no block
+# 2 jobs 1.44 / 0.89-0.91, 4 jobs 2.09 / 0.83-0.91. fwalk uses _JOBS. walk reads on demand while
+# directories come from the page cache: a job running beside the caller only takes turns with
+# it for the GIL, and each of its syscalls hands the GIL to the loop for up to a loop iteration
+# (balanced 100k tree, fifth session: one job pipelined 2.1-2.2x os.walk; on demand, 256-dir
+# jobs of one root 1.8-2.0x, jobs of up to 64 roots growing to 1024 dirs 1.5-1.6x, which is
+# about the worker's time alone, 1.0x, plus the loop's, 0.5x). It keeps _JOBS_IO reading ahead
+# once a job waited for a disk: it read blocks from one, or took longer than _IO_BOUND per
+# directory over at least _IO_BOUND_DIRS directories (a network filesystem counts no block
 # reads). Time alone misleads: warm jobs that waited for the GIL took up to 2.5 ms per directory
 # (p90 0.1 ms), and the extra jobs they set off made the loop's longest stalls longer.
 _JOBS: Final = 2
@@ -57,6 +61,8 @@ _IO_BOUND: Final = 0.001
 _IO_BOUND_DIRS: Final = 4
 _JOB_ENTRIES: Final = 4096  # a job stops after about this many names...
 _JOB_DIRS: Final = 256  # ...or this many directories (walk)
+_JOB_ROOTS: Final = 64  # walk, warm: roots (the needed one and those after it) of one job
+_WARM_SCALE: Final = 4  # walk, warm: jobs grow to this many times the budget
 _FJOB_DIRS: Final = 64  # ...or this many directories (fwalk: each holds an fd)
 _CACHE_ENTRIES: Final = 65536  # no read-ahead beyond the needed directory past this many names
 _CACHE_FDS: Final = 512  # fwalk: no read-ahead past this many open fds in the cache
@@ -117,7 +123,7 @@ class WalkIterator(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._finish()
+        await self.aclose()  # refused, like aclose, while another task awaits a step
 
     def __del__(self) -> None:
         self._finish()
@@ -182,6 +188,11 @@ def _path(item: Any) -> Any:
     return item[0] if _checks_link(item) else item
 
 
+def _inside(path: Any, tops: set[Any]) -> bool:
+    """Whether ``path`` is one of ``tops`` or below one of them."""
+    return path in tops or path.startswith(tuple(os.path.join(top, top[:0]) for top in tops))
+
+
 def _tell_walk(walk: weakref.ref[_Walk[Any]], root: Any, job: Job) -> None:
     """A walk's read-ahead job has finished: hand it to the walk, if the walk still exists."""
     alive = walk()
@@ -212,21 +223,42 @@ def _blocks_read() -> int:
 
 
 def _explore(
-    root: Any, check_link: bool, topdown: bool, followlinks: object
+    roots: tuple[tuple[Any, bool], ...], topdown: bool, followlinks: object, scale: int = 1
 ) -> tuple[list[tuple[Any, _WalkResult]], list[Any], bool]:
-    """In a worker: read ``root`` and its subdirectories depth-first within the budget.
+    """In a worker: read each of ``roots`` (``(path, check_link)``, in visit order) and its
+    subdirectories depth-first, until the budget (``scale`` times the least) is spent.
 
-    Returns (path, result) in visit order, the unread subdirectories (first to visit first)
-    and whether the job waited for a disk.
+    Returns (path, result) in visit order, the unread subdirectories of the root it stopped in
+    (first to visit first; roots it did not reach are simply absent) and whether the job
+    waited for a disk.
     """
-    if check_link and os.path.islink(root):
-        return [(root, None)], [], False
     started = time.perf_counter()
     blocks = _blocks_read()
     out: list[tuple[Any, _WalkResult]] = []
-    todo = [root]
+    todo: list[Any] = []
     names = 0
-    while todo and names < _JOB_ENTRIES and len(out) < _JOB_DIRS:
+    budget = (_JOB_ENTRIES * scale, _JOB_DIRS * scale)
+    for root, check_link in roots:
+        if names >= budget[0] or len(out) >= budget[1]:
+            break
+        if check_link and os.path.islink(root):
+            out.append((root, None))
+            continue
+        todo = [root]
+        names = _explore_tree(todo, out, names, budget, topdown, followlinks)
+    todo.reverse()
+    slow = len(out) >= _IO_BOUND_DIRS and time.perf_counter() - started > _IO_BOUND * len(out)
+    return out, todo, slow or _blocks_read() > blocks
+
+
+def _explore_tree(
+    todo: list[Any], out: list[tuple[Any, _WalkResult]], names: int, budget: tuple[int, int],
+    topdown: bool, followlinks: object,
+) -> int:  # fmt: skip
+    """Read the directories of ``todo`` depth-first into ``out`` (popping them, pushing their
+    subdirectories) while the budget (names, directories) lasts; returns the names read."""
+    max_names, max_dirs = budget
+    while todo and names < max_names and len(out) < max_dirs:
         offer_cpu()
         path = todo.pop()
         errors: list[OSError] = []
@@ -240,9 +272,7 @@ def _explore(
             out.append((path, (tuple(dirs), tuple(nondirs), tuple(walk_into), links)))
             names += 1 + len(dirs) + len(nondirs)
             todo.extend(reversed(walk_into))
-    todo.reverse()
-    slow = len(out) >= _IO_BOUND_DIRS and time.perf_counter() - started > _IO_BOUND * len(out)
-    return out, todo, slow or _blocks_read() > blocks
+    return names
 
 
 class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
@@ -255,9 +285,11 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._frontier: deque[AnyStr] = deque()  # unread subdirectories finished jobs left
         self._frontier_live: set[AnyStr] = set()  # those of them the walk has not reached yet
         self._countdown = _RECHECK  # steps until read-ahead looks for work again
-        self._jobs = 1  # jobs to keep running: more once they are seen waiting for the disk
+        self._jobs = 0  # jobs reading ahead beside the caller: some once one waited for a disk
+        self._scale = 1  # of the budget of the next job
         self._pending: dict[AnyStr, Job] = {}  # root -> read-ahead job still running
-        self._stale: set[AnyStr] = set()  # roots of running jobs inside pruned subtrees
+        self._in_flight: set[Job] = set()  # those jobs
+        self._stale: dict[Job, set[AnyStr]] = {}  # running job -> subtrees pruned since it began
         self._arrival: anyio.Event | None = None  # set when a job the walk waits for arrives
         self._failure: BaseException | None = None  # what a job raised (not an OSError read)
         self._yielded: tuple[AnyStr, list[AnyStr], _Listing] | None = None
@@ -358,8 +390,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._frontier.clear()
         self._frontier_live.clear()
         self._evict(top)
-        below = os.path.join(top, top[:0])  # with a trailing slash
-        self._stale.update(root for root in self._pending if root == top or root.startswith(below))
+        for job in self._in_flight:  # what they read of it is dropped when they arrive
+            self._stale.setdefault(job, set()).add(top)
 
     def _take(self, path: AnyStr) -> _WalkResult:
         """Remove and return the cached result for ``path`` (``None`` if there is none)."""
@@ -379,13 +411,13 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         """Wait until ``item`` is read, starting its job (and read-ahead) if none runs."""
         path = _path(item)
         if path not in self._pending:
-            self._start(item)
+            self._start(self._roots(item))
         self._read_ahead()
         while path not in self._cache:
             if self._failure is not None:
                 raise self._failure
-            if path not in self._pending:  # its job was dropped as stale: read it anew
-                self._start(item)
+            if path not in self._pending:  # its job was dropped, or did not get that far
+                self._start(self._roots(item))
             self._arrival = anyio.Event()
             assert self._channel is not None
             with self._channel.awaited():  # an ending loop still delivers it
@@ -398,15 +430,30 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         Jobs run while the walk goes on; their listings wait in the cache. Called when a job
         arrives, on a miss, and every ``_RECHECK`` steps.
         """
-        while len(self._pending) < self._jobs and self._cached_names < _CACHE_ENTRIES:
-            root = self._next_root()
+        while len(self._in_flight) < self._jobs and self._cached_names < _CACHE_ENTRIES:
+            root = self._next_root(set())
             if root is None:
                 return
-            self._start(root)
+            self._start([root])
 
-    def _next_root(self) -> AnyStr | _CheckLink | None:
-        """The nearest directory nobody has read or is reading: first what finished jobs left
-        unread (in the order they finished), then the top of the stack."""
+    def _roots(self, needed: AnyStr | _CheckLink) -> list[AnyStr | _CheckLink]:
+        """The roots of a job that reads ``needed`` now: while directories come from the page
+        cache (no read-ahead runs), also what the walk visits after it, up to ``_JOB_ROOTS``,
+        so that the job fills its budget."""
+        roots = [needed]
+        if not self._jobs:
+            chosen = {_path(needed)}
+            while len(roots) < _JOB_ROOTS:
+                root = self._next_root(chosen)
+                if root is None:
+                    break
+                chosen.add(_path(root))
+                roots.append(root)
+        return roots
+
+    def _next_root(self, chosen: Container[object]) -> AnyStr | _CheckLink | None:
+        """The nearest directory nobody has read, is reading or has ``chosen``: first what
+        finished jobs left unread (in the order they finished), then the top of the stack."""
         assert self._stack is not None
         cache, pending, frontier, live = (
             self._cache,
@@ -416,38 +463,50 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         )
         while frontier:
             path = frontier.popleft()
-            if path in live and path not in cache and path not in pending:
+            if path in live and path not in cache and path not in pending and path not in chosen:
                 live.discard(path)
                 return path
         for item in reversed(self._stack[-_SCAN:]):
             if _is_triple(item):
                 continue
             path = _path(item)
-            if path not in cache and path not in pending:
+            if path not in cache and path not in pending and path not in chosen:
                 return cast("AnyStr | _CheckLink", item)
         return None
 
-    def _start(self, item: AnyStr | _CheckLink) -> None:
+    def _start(self, items: list[AnyStr | _CheckLink]) -> None:
         _, topdown, _, followlinks = self._args
-        path = _path(item)
-        args = (path, _checks_link(item), topdown, followlinks)
+        roots = tuple((_path(item), _checks_link(item)) for item in items)
+        paths = tuple(path for path, _ in roots)
         # The job holds the walk weakly: a walk its caller dropped is collected (and finished).
-        notify = functools.partial(_tell_walk, weakref.ref(self), path)
+        notify = functools.partial(_tell_walk, weakref.ref(self), paths)
         assert self._channel is not None  # set by the step that asks
-        self._pending[path] = self._channel.start(_explore, args, notify)
+        job = self._channel.start(_explore, (roots, topdown, followlinks, self._scale), notify)
+        self._in_flight.add(job)
+        for path in paths:
+            self._pending[path] = job
 
-    def _arrived(self, root: AnyStr, job: Job) -> None:
+    def _arrived(self, roots: tuple[AnyStr, ...], job: Job) -> None:
         """On the loop's thread: a job has finished; cache its listings, keep reading ahead."""
-        del self._pending[root]
+        if job not in self._in_flight:  # abandoned while its delivery was under way
+            return
+        self._in_flight.discard(job)
+        for root in roots:
+            del self._pending[root]
+        pruned = self._stale.pop(job, None)
         if self._finished:
             return
-        if root in self._stale:  # read for a subtree the caller pruned meanwhile: drop it
-            self._stale.discard(root)
-        elif job.error is not None:
+        if job.error is not None:
             self._failure = job.error
         else:
             out, rest, waited = job.value
-            self._jobs = _JOBS_IO if waited else 1
+            if waited:
+                self._jobs, self._scale = _JOBS_IO, 1
+            else:  # longer jobs amortize the round trip the walk waits for
+                self._jobs, self._scale = 0, min(self._scale * 2, _WARM_SCALE)
+            if pruned:  # subtrees the caller pruned while the job read them: drop those
+                out = [found for found in out if not _inside(found[0], pruned)]
+                rest = [path for path in rest if not _inside(path, pruned)]
             cache = self._cache
             for path, result in out:
                 if isinstance(result, tuple):
@@ -466,13 +525,15 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._frontier.clear()
         self._frontier_live.clear()
         self._abandon_jobs()
+        self._channel = None  # nor keep an ended loop alive
 
     def _abandon_jobs(self) -> None:
         """Let the running jobs finish for nobody: their listings are dropped."""
-        for job in self._pending.values():
+        for job in self._in_flight:
             job.notify = drop
         self._pending = {}
-        self._stale.clear()
+        self._in_flight = set()
+        self._stale = {}
         self._arrival = None
 
 

@@ -153,6 +153,8 @@ async def test_is_symlink_answers_as_islink_for_every_kind_of_path(place: Path) 
     try:
         expected = await off_loop(lambda: [os.path.islink(p) for p in paths])  # warms the cache
         answers = [_inline.is_symlink(p) for p in paths]
+        if answers[0] is None:
+            pytest.skip("the kernel does not answer for this filesystem from its caches")
         assert [a for a in answers if a is not None] == [
             e for a, e in zip(answers, expected, strict=True) if a is not None
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import inspect
 import os
@@ -343,6 +344,30 @@ async def test_aclose_from_another_task_during_a_batch_ends_the_iteration(
         with pytest.raises(StopAsyncIteration):
             await it.__anext__()
     assert entered.is_set()
+    with pytest.raises(StopAsyncIteration):
+        await it.__anext__()
+    await wait_for_no_fds_under(big)
+
+
+async def test_aclose_drops_an_error_the_last_batch_ended_with(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read error waits behind the entries read before it; closing the iterator drops both,
+    so the next step ends the iteration as on a closed ``os.scandir`` iterator."""
+    made = []
+
+    class FailingEntry(_scandir.DirEntry[Any]):
+        def __init__(self, entry: Any) -> None:
+            made.append(entry)
+            if len(made) == 3:
+                raise OSError(errno.EIO, "simulated read error")
+            super().__init__(entry)
+
+    monkeypatch.setattr(_scandir, "DirEntry", FailingEntry)
+    it = await scandir(big)
+    assert len(it._buffer) == 2
+    await it.__anext__()
+    await it.aclose()
     with pytest.raises(StopAsyncIteration):
         await it.__anext__()
     await wait_for_no_fds_under(big)

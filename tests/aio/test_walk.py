@@ -318,11 +318,13 @@ async def test_fwalk_raises_what_reading_raises_where_os_fwalk_raises_it(tmp_pat
     assert info.value.args == expected.args
 
 
+@pytest.mark.parametrize("how", ["aclose", "exit"])
 @pytest.mark.parametrize("kind", ["walk", "fwalk"])
 async def test_aclose_while_another_task_awaits_a_step_is_refused(
-    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, kind: str, how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As an async generator refuses it: the step goes on, nothing hangs, no fd is left."""
+    """As an async generator refuses it (also on leaving ``async with``): the step goes on,
+    nothing hangs, no fd is left."""
     for i in range(3):
         await off_loop(functools.partial((tmp_path / "t" / f"d{i}" / "e").mkdir, parents=True))
     name = "_list_for_walk" if kind == "walk" else "_fwalk_list"
@@ -339,7 +341,10 @@ async def test_aclose_while_another_task_awaits_a_step_is_refused(
     async def closer() -> None:
         await anyio.sleep(0.03)  # the step waits for its read now
         try:
-            await it.aclose()
+            if how == "aclose":
+                await it.aclose()
+            else:
+                await it.__aexit__(None, None, None)
         except RuntimeError as exc:
             refused.append(exc)
 
@@ -601,11 +606,18 @@ async def test_a_replacement_name_inside_a_pruned_subtree_is_read(
     await off_loop(_make_pruning_tree, top)
     real_explore = _walk._explore
     a_may_finish = threading.Event()
+    a_read = threading.Event()
 
-    def slow_a(root: Any, check_link: bool, topdown: bool, followlinks: object) -> Any:
-        if root == str(top / "a"):
+    def slow_a(roots: tuple[tuple[Any, bool], ...], *args: Any) -> Any:
+        if any(root == str(top / "a") for root, _ in roots):
+            a_read.set()
             a_may_finish.wait(10)  # on a worker: 'a' is still being read when the caller prunes
-        return real_explore(root, check_link, topdown, followlinks)
+        return real_explore(roots, *args)
+
+    # Jobs that read from a disk make the walk read ahead beside the caller (as on a cold
+    # cache); without that it reads only what it needs, and nothing would be read ahead.
+    reads = iter(range(1_000_000))
+    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
 
     def prune(path: Any, dirs: list[Any]) -> None:
         if path == str(top):
@@ -614,15 +626,27 @@ async def test_a_replacement_name_inside_a_pruned_subtree_is_read(
     expected = await off_loop(_pruned_walk, top, prune)
     monkeypatch.setattr(_walk, "_explore", slow_a)
     got = []
+    it = walk(str(top))
+    assert isinstance(it, _walk._Walk)
+    kept = os.path.join(top, "a", "d000")
     try:
         with anyio.fail_after(20):
-            async for path, dirs, _ in walk(str(top)):
+            async for path, dirs, _ in it:
                 got.append(path)
                 prune(path, dirs)
-                if path != str(top):
+                if path == kept:
                     a_may_finish.set()
+                    for _ in range(2000):  # until the job that read 'a' has reported
+                        if not it._in_flight:
+                            break
+                        await anyio.sleep(0.005)
+                    # nothing it read of the pruned 'a' was kept, only what the new job read
+                    assert [p for p in it._cache if p.startswith(str(top / "a"))] == [
+                        p for p in it._cache if p.startswith(kept)
+                    ]
     finally:
         a_may_finish.set()
+    assert a_read.is_set()  # 'a' was read ahead
     assert got == expected
     assert len(got) == 5  # top, a/d000 and its three subdirectories
 
@@ -658,8 +682,8 @@ async def test_an_abandoned_walk_stops_reading_ahead(
     read = []
     real_explore = _walk._explore
 
-    def counting(root: Any, check_link: bool, topdown: bool, followlinks: object) -> Any:
-        out = real_explore(root, check_link, topdown, followlinks)
+    def counting(*args: Any) -> Any:
+        out = real_explore(*args)
         read.append(len(out[0]))
         return out
 
@@ -726,7 +750,7 @@ async def test_a_job_that_read_blocks_from_a_disk_counts_as_waiting(
     await off_loop((tmp_path / "sub").mkdir)
     counts = iter(blocks)
     monkeypatch.setattr(_walk, "_blocks_read", lambda: next(counts))
-    out, rest, got = await off_loop(_walk._explore, str(tmp_path), False, True, False)
+    out, rest, got = await off_loop(_walk._explore, ((str(tmp_path), False),), True, False)
     assert [path for path, _ in out] == [str(tmp_path), str(tmp_path / "sub")]
     assert rest == []
     assert got is waited
