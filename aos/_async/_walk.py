@@ -19,6 +19,7 @@ calls it, so it must not block; what it raises ends the walk.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import resource
@@ -74,6 +75,8 @@ class WalkIterator(Generic[T]):
     """What :func:`aos.walk` and :func:`aos.fwalk` return: an async iterator with ``aclose`` that
     can also be used as ``async with`` (closing it on exit). Once an exception (a cancellation,
     an error from ``onerror``) has come out of it, it is finished, like an async generator.
+    ``aclose`` (and so leaving ``async with``) while another task awaits a step raises
+    :exc:`RuntimeError`, as ``contextlib.aclosing`` of an async generator does.
     A step served from read-ahead is a checkpoint only once 0.5 ms have passed since the walk
     last let the loop run, so a cancellation lands at the next read or within that time."""
 
@@ -188,9 +191,32 @@ def _path(item: Any) -> Any:
     return item[0] if _checks_link(item) else item
 
 
+_NO_FDS: Final = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def _out_of_fds(error: object) -> bool:
+    """Whether ``error`` (an exception, or an fwalk result that holds one) says that the
+    process or the system has no fd to spare: reading ahead must wait, not report it."""
+    if isinstance(error, _Raised):
+        error = error.error
+    return isinstance(error, OSError) and error.errno in _NO_FDS
+
+
+def _fd_room() -> int:
+    """fwalk: how many fds read ahead it may hold: ``_CACHE_FDS``, or a quarter of the
+    process's fd limit if that is less (the rest is the caller's)."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return _CACHE_FDS if limit == resource.RLIM_INFINITY else min(_CACHE_FDS, limit // 4)
+
+
 def _inside(path: Any, tops: set[Any]) -> bool:
-    """Whether ``path`` is one of ``tops`` or below one of them."""
-    return path in tops or path.startswith(tuple(os.path.join(top, top[:0]) for top in tops))
+    """Whether ``path`` is one of ``tops`` or below one of them (paths the walk joined)."""
+    while path not in tops:
+        parent = os.path.dirname(path)
+        if parent == path or not parent:
+            return False
+        path = parent
+    return True
 
 
 def _tell_walk(walk: weakref.ref[_Walk[Any]], root: Any, job: Job) -> None:
@@ -200,13 +226,15 @@ def _tell_walk(walk: weakref.ref[_Walk[Any]], root: Any, job: Job) -> None:
         alive._arrived(root, job)
 
 
-def _unread(candidates: list[_Visit], cache: Container[object], needed: object) -> list[_Visit]:
-    """fwalk: up to ``_JOBS - 1`` candidates to read ahead beside the ``needed`` directory: in
-    the order the walk will visit them, none read already, none twice."""
+def _unread(
+    candidates: list[_Visit], cache: Container[object], needed: object, count: int
+) -> list[_Visit]:
+    """fwalk: up to ``count`` candidates to read ahead beside the ``needed`` directory: in the
+    order the walk will visit them, none read already, none twice."""
     wanted = {needed}
     chosen: list[_Visit] = []
     for candidate in candidates:
-        if len(chosen) == _JOBS - 1:
+        if len(chosen) == count:
             break
         if candidate.path not in cache and candidate.path not in wanted:
             wanted.add(candidate.path)
@@ -223,10 +251,17 @@ def _blocks_read() -> int:
 
 
 def _explore(
-    roots: tuple[tuple[Any, bool], ...], topdown: bool, followlinks: object, scale: int = 1
+    roots: tuple[tuple[Any, bool], ...],
+    topdown: bool,
+    followlinks: object,
+    budget: tuple[int, int] = (_JOB_ENTRIES, _JOB_DIRS),
+    needed: bool = True,
 ) -> tuple[list[tuple[Any, _WalkResult]], list[Any], bool]:
     """In a worker: read each of ``roots`` (``(path, check_link)``, in visit order) and its
-    subdirectories depth-first, until the budget (``scale`` times the least) is spent.
+    subdirectories depth-first, until the budget (names, directories: at least one of each) is
+    spent, or the process is out of fds for a directory read ahead (that one is left unread:
+    only the first directory of a job the walk waits for, ``needed``, reports it as ``os.walk``
+    would).
 
     Returns (path, result) in visit order, the unread subdirectories of the root it stopped in
     (first to visit first; roots it did not reach are simply absent) and whether the job
@@ -237,7 +272,6 @@ def _explore(
     out: list[tuple[Any, _WalkResult]] = []
     todo: list[Any] = []
     names = 0
-    budget = (_JOB_ENTRIES * scale, _JOB_DIRS * scale)
     for root, check_link in roots:
         if names >= budget[0] or len(out) >= budget[1]:
             break
@@ -245,18 +279,18 @@ def _explore(
             out.append((root, None))
             continue
         todo = [root]
-        names = _explore_tree(todo, out, names, budget, topdown, followlinks)
+        names = _explore_tree(todo, out, names, budget, topdown, followlinks, needed)
     todo.reverse()
-    slow = len(out) >= _IO_BOUND_DIRS and time.perf_counter() - started > _IO_BOUND * len(out)
-    return out, todo, slow or _blocks_read() > blocks
+    return out, todo, _waited(started, blocks, len(out))
 
 
 def _explore_tree(
     todo: list[Any], out: list[tuple[Any, _WalkResult]], names: int, budget: tuple[int, int],
-    topdown: bool, followlinks: object,
+    topdown: bool, followlinks: object, needed: bool,
 ) -> int:  # fmt: skip
     """Read the directories of ``todo`` depth-first into ``out`` (popping them, pushing their
-    subdirectories) while the budget (names, directories) lasts; returns the names read."""
+    subdirectories) while the budget (names, directories) lasts; returns the names read (the
+    whole budget if the process ran out of fds for a directory read ahead)."""
     max_names, max_dirs = budget
     while todo and names < max_names and len(out) < max_dirs:
         offer_cpu()
@@ -265,6 +299,9 @@ def _explore_tree(
         known: dict[Any, bool] | None = {} if topdown and not followlinks else None
         listing = _list_for_walk(path, False, errors.append, followlinks, known)
         if listing is None:
+            if _out_of_fds(errors[0]) and (out or not needed):
+                todo.append(path)  # read ahead: left for when the walk needs it
+                return max_names
             out.append((path, errors[0]))
         else:
             dirs, nondirs, walk_into = listing
@@ -411,13 +448,13 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         """Wait until ``item`` is read, starting its job (and read-ahead) if none runs."""
         path = _path(item)
         if path not in self._pending:
-            self._start(self._roots(item))
+            self._start(self._roots(item), needed=True)
         self._read_ahead()
         while path not in self._cache:
             if self._failure is not None:
                 raise self._failure
             if path not in self._pending:  # its job was dropped, or did not get that far
-                self._start(self._roots(item))
+                self._start(self._roots(item), needed=True)
             self._arrival = anyio.Event()
             assert self._channel is not None
             with self._channel.awaited():  # an ending loop still delivers it
@@ -441,7 +478,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         cache (no read-ahead runs), also what the walk visits after it, up to ``_JOB_ROOTS``,
         so that the job fills its budget."""
         roots = [needed]
-        if not self._jobs:
+        if not self._jobs and self._cached_names < _CACHE_ENTRIES:
             chosen = {_path(needed)}
             while len(roots) < _JOB_ROOTS:
                 root = self._next_root(chosen)
@@ -474,14 +511,18 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 return cast("AnyStr | _CheckLink", item)
         return None
 
-    def _start(self, items: list[AnyStr | _CheckLink]) -> None:
+    def _start(self, items: list[AnyStr | _CheckLink], needed: bool = False) -> None:
         _, topdown, _, followlinks = self._args
         roots = tuple((_path(item), _checks_link(item)) for item in items)
         paths = tuple(path for path, _ in roots)
         # The job holds the walk weakly: a walk its caller dropped is collected (and finished).
         notify = functools.partial(_tell_walk, weakref.ref(self), paths)
         assert self._channel is not None  # set by the step that asks
-        job = self._channel.start(_explore, (roots, topdown, followlinks, self._scale), notify)
+        if self._cached_names < _CACHE_ENTRIES:
+            budget = (_JOB_ENTRIES * self._scale, _JOB_DIRS * self._scale)
+        else:  # the cap: the directory needed now and no more
+            budget = (1, 1)
+        job = self._channel.start(_explore, (roots, topdown, followlinks, budget, needed), notify)
         self._in_flight.add(job)
         for path in paths:
             self._pending[path] = job
@@ -574,44 +615,66 @@ _FResult = _FListing | OSError | _Raised | None  # None: skipped (not a director
 
 
 def _fexplore(
-    root: _Visit, topdown: bool, follow_symlinks: bool
-) -> tuple[list[tuple[Any, _FResult]], list[_Visit]]:
-    """In a worker: open and read ``root`` and its subdirectories depth-first within the budget.
+    roots: tuple[_Visit, ...],
+    topdown: bool,
+    follow_symlinks: bool,
+    needed: bool = True,
+    max_dirs: int = _FJOB_DIRS,
+) -> tuple[list[tuple[Any, _FResult]], list[_Visit], bool]:
+    """In a worker: open and read each of ``roots`` (in visit order) and its subdirectories
+    depth-first within the budget (``max_dirs`` fds), or until the process is out of fds for a
+    directory read ahead (left unread: only the first root of a job the walk waits for,
+    ``needed``, reports it).
 
-    Returns (path, result) in visit order (each listing's fd open, owned by the caller) and the
-    unread subdirectories, first to visit first. Raises what reading the walk's root raises.
+    Returns (path, result) in visit order (each listing's fd open, owned by the caller), the
+    unread subdirectories, first to visit first, and whether the job waited for a disk.
+    Raises what reading the walk's root raises.
     """
+    started = time.perf_counter()
+    blocks = _blocks_read()
     out: list[tuple[Any, _FResult]] = []
-    todo: list[_Visit | _Close | _FTriple] = [root]
+    todo: list[_Visit | _Close | _FTriple] = list(reversed(roots))
     names = 0
     try:
-        while todo and names < _JOB_ENTRIES and len(out) < _FJOB_DIRS:
+        while todo and names < _JOB_ENTRIES and len(out) < max_dirs:
             offer_cpu()
             work = todo.pop()
             assert isinstance(work, _Visit)
             opened: list[_Visit | _Close | _FTriple] = []
             errors: list[OSError] = []
+            failed: OSError | _Raised | None = None
             try:
                 listed = _fwalk_list(opened, work, topdown, errors.append, follow_symlinks)
             except Exception as exc:  # raised where the walk reaches this directory
-                _close_all(opened)
-                out.append((work.path, _Raised(exc)))
-                continue
+                listed, failed = None, _Raised(exc)
             except BaseException:
                 _close_all(opened)
                 raise
             if listed is None:
                 _close_all(opened)
-                out.append((work.path, errors[0] if errors else None))
+                if failed is None and errors:
+                    failed = errors[0]  # for onerror
+                if _out_of_fds(failed) and (out or not needed):
+                    todo.append(work)  # read ahead: left for when the walk needs it
+                    break
+                out.append((work.path, failed))
                 continue
             out.append((work.path, listed))
             found, entries = listed
             names += 1 + len(found[1]) + len(found[2])
             _push_subdirs(todo, found, entries)
     except BaseException:
-        _release((out, []))
+        _release((out, None, None))
         raise
-    return out, [work for work in reversed(todo) if isinstance(work, _Visit)]
+    rest = [work for work in reversed(todo) if isinstance(work, _Visit)]
+    return out, rest, _waited(started, blocks, len(out))
+
+
+def _waited(started: float, blocks: int, dirs: int) -> bool:
+    """Whether a job that began at ``started``, having read ``blocks`` blocks from disks by
+    then, and read ``dirs`` directories, waited for a disk."""
+    slow = dirs >= _IO_BOUND_DIRS and time.perf_counter() - started > _IO_BOUND * dirs
+    return slow or _blocks_read() > blocks
 
 
 def _close_all(works: list[_Visit | _Close | _FTriple]) -> None:
@@ -620,7 +683,7 @@ def _close_all(works: list[_Visit | _Close | _FTriple]) -> None:
             os.close(work.fd)
 
 
-def _release(explored: tuple[list[tuple[Any, _FResult]], list[_Visit]]) -> None:
+def _release(explored: tuple[list[tuple[Any, _FResult]], Any, Any]) -> None:
     """Close the fds of results nobody will receive."""
     for _, result in explored[0]:
         if isinstance(result, tuple):
@@ -641,6 +704,8 @@ class _FWalk(WalkIterator[_FTriple]):
         self._cache: dict[Any, _FResult] = {}
         self._frontier: list[_Visit] = []
         self._yielded: tuple[_FTriple, list[Any]] | None = None
+        self._jobs = 1  # jobs per miss: _JOBS once one waited for a disk
+        self._scale = 1  # of the next needed job's budget while warm
 
     async def _step(self) -> _FTriple:
         top, topdown, onerror, follow_symlinks, dir_fd = self._args
@@ -699,27 +764,46 @@ class _FWalk(WalkIterator[_FTriple]):
                 todo.extend(sub + name for name in dirs)
 
     async def _read(self, work: _Visit) -> None:
+        """Read ``work`` (and read ahead beside it). If the process ran out of fds for it while
+        the walk holds fds read ahead, those are given back and ``work`` is read alone."""
+        await self._read_with(work, read_ahead=True)
+        if _out_of_fds(self._cache[work.path]) and len(self._cache) > 1:
+            del self._cache[work.path]
+            cache, self._cache = self._cache, {}
+            self._frontier = []
+            _release((list(cache.items()), None, None))
+            await self._read_with(work, read_ahead=False)
+
+    async def _read_with(self, work: _Visit, read_ahead: bool) -> None:
         assert self._stack is not None
         topdown, follow_symlinks = self._args[1], self._args[3]
-        roots = [work]
-        if len(self._cache) < _CACHE_FDS:
+        more: list[_Visit] = []
+        room = _fd_room() - len(self._cache)
+        if read_ahead and room > 0:
             candidates = self._frontier + [
                 w for w in reversed(self._stack[-_SCAN:]) if isinstance(w, _Visit)
             ]
-            roots += _unread(candidates, self._cache, work.path)
+            warm = self._jobs == 1  # then one job reads what comes next, else parallel jobs
+            more = _unread(candidates, self._cache, work.path, _JOB_ROOTS if warm else _JOBS - 1)
+        # Warm, the one job grows (its round trip is what the walk waits for) within the room.
+        max_dirs = max(_FJOB_DIRS, min(_FJOB_DIRS * self._scale, room))
+        groups = [(work, *more)] if self._jobs == 1 else [(work,)] + [(root,) for root in more]
 
-        def job(root: _Visit) -> Callable[[], Coroutine[Any, Any, Any]]:
-            return lambda: call(MUTATE, _release, _fexplore, root, topdown, follow_symlinks)
+        def job(roots: tuple[_Visit, ...]) -> Callable[[], Coroutine[Any, Any, Any]]:
+            args = (roots, topdown, follow_symlinks, roots[0] is work, max_dirs)
+            return lambda: call(MUTATE, _release, _fexplore, *args)
 
         # A job's fds belong to the cache as soon as it returns, even if a sibling job fails.
-        jobs = [job(root) for root in roots]
+        jobs = [job(roots) for roots in groups]
         done: list[Any] = []
+        waited: list[bool] = []
 
         def keep(i: int) -> Callable[[], Coroutine[Any, Any, None]]:
             async def run() -> None:
-                out, frontier = await jobs[i]()
+                out, frontier, slow = await jobs[i]()
                 for path, result in out:
                     self._cache[path] = result
+                waited.append(slow)
                 if i == 0:
                     done.append(frontier)
 
@@ -728,6 +812,10 @@ class _FWalk(WalkIterator[_FTriple]):
         await _gather([keep(i) for i in range(len(jobs))])
         self._yielded_at = time.perf_counter()
         self._frontier = done[0] if done else []
+        if any(waited):  # jobs in parallel overlap their waits for the disk
+            self._jobs, self._scale = _JOBS, 1
+        else:  # warm: one job, growing, that does not compete with another for the GIL
+            self._jobs, self._scale = 1, min(self._scale * 2, _WARM_SCALE)
 
     def _finish(self) -> None:
         super()._finish()
@@ -736,7 +824,7 @@ class _FWalk(WalkIterator[_FTriple]):
         self._frontier = []
         self._yielded = None
         _close_all(stack)
-        _release((list(cache.items()), []))
+        _release((list(cache.items()), None, None))
 
 
 @overload

@@ -3,6 +3,7 @@ pruning, onerror, links, bytes, dir_fd, deep trees; bounded parallel read-ahead;
 
 from __future__ import annotations
 
+import errno
 import functools
 import gc
 import inspect
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -183,10 +183,10 @@ async def test_big_tree_matches_and_reads_ahead_in_parallel(
         jobs += 1
         return real_explore(*args)
 
-    def counting_start(self: Any, root: Any) -> None:
+    def counting_start(self: Any, *args: Any, **kwargs: Any) -> None:
         nonlocal peak
-        real_start(self, root)
-        peak = max(peak, len(self._pending))
+        real_start(self, *args, **kwargs)
+        peak = max(peak, len(self._in_flight))
 
     async def counting_gather(batch: list[Any]) -> list[Any]:
         nonlocal fpeak
@@ -329,9 +329,11 @@ async def test_aclose_while_another_task_awaits_a_step_is_refused(
         await off_loop(functools.partial((tmp_path / "t" / f"d{i}" / "e").mkdir, parents=True))
     name = "_list_for_walk" if kind == "walk" else "_fwalk_list"
     read = getattr(_walk, name)
+    reading, tried = threading.Event(), threading.Event()
 
     def slow_read(*args: Any) -> Any:
-        time.sleep(0.1)  # a slow disk (on a worker)
+        reading.set()
+        tried.wait(10)  # on a worker: the step waits for this read until the closer has tried
         return read(*args)
 
     monkeypatch.setattr(_walk, name, slow_read)
@@ -339,7 +341,10 @@ async def test_aclose_while_another_task_awaits_a_step_is_refused(
     refused: list[BaseException] = []
 
     async def closer() -> None:
-        await anyio.sleep(0.03)  # the step waits for its read now
+        for _ in range(2000):
+            if reading.is_set():
+                break
+            await anyio.sleep(0.005)
         try:
             if how == "aclose":
                 await it.aclose()
@@ -347,15 +352,20 @@ async def test_aclose_while_another_task_awaits_a_step_is_refused(
                 await it.__aexit__(None, None, None)
         except RuntimeError as exc:
             refused.append(exc)
+        finally:
+            tried.set()
 
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(closer)
-            first = await it.__anext__()
-        assert first[0] == str(tmp_path / "t")
-        assert len(refused) == 1
-        assert "already running" in str(refused[0])
-        await it.aclose()
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(closer)
+                first = await it.__anext__()
+            assert first[0] == str(tmp_path / "t")
+            assert len(refused) == 1
+            assert "already running" in str(refused[0])
+            await it.aclose()
+    finally:
+        tried.set()
     await wait_for_no_fds_under(tmp_path)
 
 
@@ -520,6 +530,62 @@ def test_a_walk_goes_on_under_another_event_loop(
     assert got == expected
 
 
+async def test_warm_jobs_read_the_roots_that_come_next_within_their_budget(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the page cache, a miss starts one job with the needed root and the ones after it;
+    a job stops at its budget, and a root it did not reach is read by the next one."""
+    roots_per_job: list[int] = []
+    real_explore = _walk._explore
+
+    def counting(roots: Any, *args: Any) -> Any:
+        roots_per_job.append(len(roots))
+        return real_explore(roots, *args)
+
+    monkeypatch.setattr(_walk, "_explore", counting)
+    monkeypatch.setattr(_walk, "_JOB_DIRS", 4)
+    monkeypatch.setattr(_walk, "_WARM_SCALE", 1)
+    expected = await off_loop(_sync_walk, big)
+    assert await _async_walk(big) == expected
+    assert max(roots_per_job) > 1
+    assert len(expected) / 4 <= len(roots_per_job) <= len(expected) / 2  # mostly full jobs
+
+
+def _make_binary(top: Path, depth: int) -> None:
+    top.mkdir()
+    if depth:
+        for name in ("a", "b"):
+            _make_binary(top / name, depth - 1)
+
+
+async def test_past_the_cache_cap_a_job_reads_only_the_needed_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Visiting in another order than the jobs read (reversed dirnames) leaves listings
+    waiting at every level of a deep tree; past the cap, the walk reads one directory at a
+    time (without that, the cache held 804 names here)."""
+    big = tmp_path / "binary"
+    await off_loop(_make_binary, big, 11)  # 4,095 directories
+    monkeypatch.setattr(_walk, "_CACHE_ENTRIES", 200)
+    monkeypatch.setattr(_walk, "_JOB_ENTRIES", 100)
+    budget = 100 * _walk._WARM_SCALE + 40  # names: a job stops after the directory that passes it
+    peak = 0
+
+    def backwards(_: Any, dirnames: list[Any]) -> None:
+        dirnames.reverse()
+
+    it = walk(str(big))
+    assert isinstance(it, _walk._Walk)
+    expected = await off_loop(_sync_walk, big, backwards)
+    got = []
+    async for path, dirnames, filenames in it:
+        got.append((path, list(dirnames), list(filenames)))
+        backwards(path, dirnames)
+        peak = max(peak, it._cached_names)
+    assert got == expected
+    assert peak <= 200 + budget
+
+
 async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) -> None:
     """Cancel walks and fwalks after a random number of triples or at a random moment."""
     top = await off_loop(_make_big, tmp_path, 6, 2)
@@ -572,6 +638,86 @@ UNREADABLE_CHILD = textwrap.dedent(
     print("ok", len(expected[2]))
     """
 )
+
+
+@pytest.mark.parametrize("needed", [True, False])
+async def test_a_job_out_of_fds_leaves_the_directory_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, needed: bool
+) -> None:
+    """walk: a directory read ahead that finds no fd to spare ends the job, unread, to be read
+    when the walk needs it; only the first directory of a job the walk waits for reports it."""
+    for name in ("a", "b", "c"):
+        await off_loop((tmp_path / name).mkdir)
+    real = _walk._list_for_walk
+    short = {str(tmp_path), str(tmp_path / "b")}
+
+    def out_of_fds(path: Any, *args: Any) -> Any:
+        if path in short:
+            args[1](OSError(errno.EMFILE, "Too many open files", path))  # onerror
+            return None
+        return real(path, *args)
+
+    monkeypatch.setattr(_walk, "_list_for_walk", out_of_fds)
+    roots, budget = ((str(tmp_path), False),), (_walk._JOB_ENTRIES, _walk._JOB_DIRS)
+    out, rest, _ = await off_loop(_walk._explore, roots, True, False, budget, needed)
+    if needed:  # the walk waits for this very directory: its error is the walk's
+        assert [path for path, _ in out] == [str(tmp_path)]
+        assert isinstance(out[0][1], OSError)
+        assert out[0][1].errno == errno.EMFILE
+        assert rest == []
+    else:
+        assert out == []
+        assert rest == [str(tmp_path)]
+    short.discard(str(tmp_path))  # now the top has an fd, b does not
+    out, rest, _ = await off_loop(_walk._explore, roots, True, False, budget, needed)
+    order = [str(tmp_path / name) for name in await off_loop(os.listdir, tmp_path)]
+    at = order.index(str(tmp_path / "b"))  # the walk visits them in the directory's order
+    assert [path for path, _ in out] == [str(tmp_path), *order[:at]]
+    assert rest == order[at:]
+
+
+FEW_FDS_CHILD = textwrap.dedent(
+    """
+    import os, resource, sys, anyio
+    from aos import blocking
+    from aos._async._iter import walk, fwalk
+    top, backend = sys.argv[1], sys.argv[2]
+    options = {}
+    if backend == "uvloop":
+        import uvloop
+        backend, options = "asyncio", {"loop_factory": uvloop.new_event_loop}
+    def sync():
+        errors = []
+        walked = [(p, d, f) for p, d, f in blocking.walk(top, onerror=errors.append)]
+        fwalked = [(p, d, f) for p, d, f, _ in blocking.fwalk(top, onerror=errors.append)]
+        return walked, fwalked, errors
+    async def main():
+        errors = []
+        walked = [(p, d, f) async for p, d, f in walk(top, onerror=errors.append)]
+        fwalked = [(p, d, f) async for p, d, f, _ in fwalk(top, onerror=errors.append)]
+        return walked, fwalked, errors
+    anyio.run(main, backend=backend, backend_options=options)  # the loop's own fds, threads
+    spare = 12  # os.fwalk holds one fd per level (4 here), and scandir dups one
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(map(int, os.listdir("/proc/self/fd"))) + spare,
+                       resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    expected = sync()
+    assert not expected[2], expected[2]
+    got = anyio.run(main, backend=backend, backend_options=options)
+    assert got == expected, (got[2], len(got[0]), len(expected[0]), len(got[1]), len(expected[1]))
+    print("ok", len(expected[0]))
+    """
+)
+
+
+@pytest.mark.parametrize("backend", [p.id for p in BACKENDS])
+def test_read_ahead_waits_when_the_process_is_short_of_fds(tmp_path: Path, backend: str) -> None:
+    """With a dozen fds to spare, enough for os.walk and os.fwalk, the async walks read ahead
+    what they can and yield the same, with no error (in a child: the limit is per process)."""
+    _make_big(tmp_path, 8, 1)
+    cmd = [sys.executable, "-c", FEW_FDS_CHILD, str(tmp_path), backend]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"ok {1 + 8 + 64}\n"
 
 
 def test_unreadable_directories_go_to_onerror(tmp_path: Path) -> None:
@@ -688,6 +834,8 @@ async def test_an_abandoned_walk_stops_reading_ahead(
         return out
 
     monkeypatch.setattr(_walk, "_explore", counting)
+    reads = iter(range(1_000_000))  # every job read from a disk: the walk reads ahead
+    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
     async for _ in walk(str(tmp_path)):
         break  # no aclose: the caller just drops the walk
     gc.collect()
@@ -696,6 +844,7 @@ async def test_an_abandoned_walk_stops_reading_ahead(
     settled = sum(read)
     for _ in range(20):
         await anyio.sleep(0.01)
+    assert len(read) > 1  # it was reading ahead when dropped
     assert sum(read) == settled  # nothing more is read once the walk is gone
     assert settled < (1 + 40 + 40 * 40) / 2  # far from the whole tree
 
