@@ -324,6 +324,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._countdown = _RECHECK  # steps until read-ahead looks for work again
         self._jobs = 0  # jobs reading ahead beside the caller: some once one waited for a disk
         self._scale = 1  # of the budget of the next job
+        self._alone = False  # reading a directory again, with no other job holding an fd
         self._pending: dict[AnyStr, Job] = {}  # root -> read-ahead job still running
         self._in_flight: set[Job] = set()  # those jobs
         self._stale: dict[Job, set[AnyStr]] = {}  # running job -> subtrees pruned since it began
@@ -445,21 +446,41 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 todo.extend(result[2])
 
     async def _read(self, item: AnyStr | _CheckLink) -> None:
-        """Wait until ``item`` is read, starting its job (and read-ahead) if none runs."""
+        """Wait until ``item`` is read, starting its job (and read-ahead) if none runs. If the
+        process had no fd for it, read it once more when no other job holds one."""
+        path = _path(item)
+        await self._read_now(item)
+        if _out_of_fds(self._cache[path]):
+            self._alone = True
+            try:
+                while self._in_flight:
+                    await self._next_arrival()
+                self._take(path)
+                await self._read_now(item)
+            finally:
+                self._alone = False
+        self._yielded_at = time.perf_counter()
+
+    async def _read_now(self, item: AnyStr | _CheckLink) -> None:
         path = _path(item)
         if path not in self._pending:
             self._start(self._roots(item), needed=True)
         self._read_ahead()
         while path not in self._cache:
-            if self._failure is not None:
-                raise self._failure
             if path not in self._pending:  # its job was dropped, or did not get that far
                 self._start(self._roots(item), needed=True)
-            self._arrival = anyio.Event()
-            assert self._channel is not None
-            with self._channel.awaited():  # an ending loop still delivers it
-                await self._arrival.wait()
-        self._yielded_at = time.perf_counter()
+            await self._next_arrival()
+
+    async def _next_arrival(self) -> None:
+        """Wait until a job arrives (raising what a job raised)."""
+        if self._failure is not None:
+            raise self._failure
+        self._arrival = anyio.Event()
+        assert self._channel is not None
+        with self._channel.awaited():  # an ending loop still delivers it
+            await self._arrival.wait()
+        if self._failure is not None:
+            raise self._failure
 
     def _read_ahead(self) -> None:
         """Keep ``self._jobs`` jobs reading what the walk will visit next, within the bounds.
@@ -467,6 +488,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         Jobs run while the walk goes on; their listings wait in the cache. Called when a job
         arrives, on a miss, and every ``_RECHECK`` steps.
         """
+        if self._alone:
+            return
         while len(self._in_flight) < self._jobs and self._cached_names < _CACHE_ENTRIES:
             root = self._next_root(set())
             if root is None:
@@ -478,7 +501,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         cache (no read-ahead runs), also what the walk visits after it, up to ``_JOB_ROOTS``,
         so that the job fills its budget."""
         roots = [needed]
-        if not self._jobs and self._cached_names < _CACHE_ENTRIES:
+        if not self._jobs and not self._alone and self._cached_names < _CACHE_ENTRIES:
             chosen = {_path(needed)}
             while len(roots) < _JOB_ROOTS:
                 root = self._next_root(chosen)
@@ -518,9 +541,9 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         # The job holds the walk weakly: a walk its caller dropped is collected (and finished).
         notify = functools.partial(_tell_walk, weakref.ref(self), paths)
         assert self._channel is not None  # set by the step that asks
-        if self._cached_names < _CACHE_ENTRIES:
+        if self._cached_names < _CACHE_ENTRIES and not self._alone:
             budget = (_JOB_ENTRIES * self._scale, _JOB_DIRS * self._scale)
-        else:  # the cap: the directory needed now and no more
+        else:  # the cap, or short of fds: the directory needed now and no more
             budget = (1, 1)
         job = self._channel.start(_explore, (roots, topdown, followlinks, budget, needed), notify)
         self._in_flight.add(job)
@@ -550,6 +573,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 rest = [path for path in rest if not _inside(path, pruned)]
             cache = self._cache
             for path, result in out:
+                if path in cache:  # read twice (a name the caller gave twice): keep the first
+                    continue
                 if isinstance(result, tuple):
                     self._cached_names += len(result[0]) + len(result[1])
                 cache[path] = result
@@ -766,28 +791,31 @@ class _FWalk(WalkIterator[_FTriple]):
     async def _read(self, work: _Visit) -> None:
         """Read ``work`` (and read ahead beside it). If the process ran out of fds for it while
         the walk holds fds read ahead, those are given back and ``work`` is read alone."""
-        await self._read_with(work, read_ahead=True)
-        if _out_of_fds(self._cache[work.path]) and len(self._cache) > 1:
+        jobs = await self._read_with(work, read_ahead=True)
+        if _out_of_fds(self._cache[work.path]) and (len(self._cache) > 1 or jobs > 1):
             del self._cache[work.path]
             cache, self._cache = self._cache, {}
             self._frontier = []
             _release((list(cache.items()), None, None))
             await self._read_with(work, read_ahead=False)
 
-    async def _read_with(self, work: _Visit, read_ahead: bool) -> None:
+    async def _read_with(self, work: _Visit, read_ahead: bool) -> int:
+        """Read ``work``, with read-ahead beside it if asked and there is room; returns the
+        number of jobs that ran."""
         assert self._stack is not None
         topdown, follow_symlinks = self._args[1], self._args[3]
         more: list[_Visit] = []
         room = _fd_room() - len(self._cache)
-        if read_ahead and room > 0:
+        if read_ahead and room > 1:
             candidates = self._frontier + [
                 w for w in reversed(self._stack[-_SCAN:]) if isinstance(w, _Visit)
             ]
             warm = self._jobs == 1  # then one job reads what comes next, else parallel jobs
             more = _unread(candidates, self._cache, work.path, _JOB_ROOTS if warm else _JOBS - 1)
-        # Warm, the one job grows (its round trip is what the walk waits for) within the room.
-        max_dirs = max(_FJOB_DIRS, min(_FJOB_DIRS * self._scale, room))
         groups = [(work, *more)] if self._jobs == 1 else [(work,)] + [(root,) for root in more]
+        # Warm, the one job grows (its round trip is what the walk waits for); the jobs share
+        # the room, and the needed directory is read even when there is none.
+        max_dirs = max(1, min(_FJOB_DIRS * self._scale, room // len(groups)))
 
         def job(roots: tuple[_Visit, ...]) -> Callable[[], Coroutine[Any, Any, Any]]:
             args = (roots, topdown, follow_symlinks, roots[0] is work, max_dirs)
@@ -802,7 +830,10 @@ class _FWalk(WalkIterator[_FTriple]):
             async def run() -> None:
                 out, frontier, slow = await jobs[i]()
                 for path, result in out:
-                    self._cache[path] = result
+                    if path in self._cache:  # read twice (a name the caller gave twice)
+                        _release(([(path, result)], None, None))
+                    else:
+                        self._cache[path] = result
                 waited.append(slow)
                 if i == 0:
                     done.append(frontier)
@@ -816,6 +847,7 @@ class _FWalk(WalkIterator[_FTriple]):
             self._jobs, self._scale = _JOBS, 1
         else:  # warm: one job, growing, that does not compete with another for the GIL
             self._jobs, self._scale = 1, min(self._scale * 2, _WARM_SCALE)
+        return len(jobs)
 
     def _finish(self) -> None:
         super()._finish()

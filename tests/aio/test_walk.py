@@ -545,6 +545,8 @@ async def test_warm_jobs_read_the_roots_that_come_next_within_their_budget(
     monkeypatch.setattr(_walk, "_explore", counting)
     monkeypatch.setattr(_walk, "_JOB_DIRS", 4)
     monkeypatch.setattr(_walk, "_WARM_SCALE", 1)
+    monkeypatch.setattr(_walk, "_blocks_read", lambda: 0)  # warm, however loaded the machine
+    monkeypatch.setattr(_walk, "_IO_BOUND", float("inf"))
     expected = await off_loop(_sync_walk, big)
     assert await _async_walk(big) == expected
     assert max(roots_per_job) > 1
@@ -674,6 +676,69 @@ async def test_a_job_out_of_fds_leaves_the_directory_unread(
     at = order.index(str(tmp_path / "b"))  # the walk visits them in the directory's order
     assert [path for path, _ in out] == [str(tmp_path), *order[:at]]
     assert rest == order[at:]
+
+
+async def test_a_needed_directory_out_of_fds_is_read_again_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """walk: the directory it waits for found no fd (other jobs may have held them): it is
+    read once more when no other job runs, and only a second failure would reach onerror."""
+    top = str(await off_loop(_make_big, tmp_path, 3, 1))
+    real = _walk._list_for_walk
+    failures = []
+
+    def once_out_of_fds(path: Any, *args: Any) -> Any:
+        if path == top and not failures:
+            failures.append(path)
+            args[1](OSError(errno.EMFILE, "Too many open files", path))  # onerror
+            return None
+        return real(path, *args)
+
+    monkeypatch.setattr(_walk, "_list_for_walk", once_out_of_fds)
+    errors: list[OSError] = []
+    expected = await off_loop(_sync_walk, top)
+    assert await _async_walk(top, onerror=errors.append) == expected
+    assert failures == [top]
+    assert errors == []
+
+
+@pytest.mark.parametrize("kind", ["walk", "fwalk"])
+async def test_a_name_given_twice_is_walked_twice_and_leaks_nothing(
+    tmp_path: Path, kind: str
+) -> None:
+    """As os.walk and os.fwalk do, a name the caller puts twice in dirnames is entered twice;
+    what read-ahead read twice is dropped, its fds closed."""
+    top = tmp_path / "top"
+    for i in range(100):
+        await off_loop(functools.partial((top / "a" / f"b{i:02}").mkdir, parents=True))
+
+    def twice(path: Any, dirnames: list[Any]) -> None:
+        if path == str(top):
+            dirnames[:] = ["a", "a"]
+
+    if kind == "walk":
+        expected = await off_loop(_sync_walk, str(top), twice)
+        got = await _async_walk(str(top), twice)
+    else:
+        expected = await off_loop(_sync_fwalk, str(top), twice)
+        got = await _async_fwalk(str(top), twice)
+    assert [t[:3] for t in got] == [t[:3] for t in expected]
+    assert len(got) == 1 + 2 * 101
+    await wait_for_no_fds_under(tmp_path)
+
+
+async def test_fwalk_read_ahead_keeps_within_its_fd_room(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However few fds the room allows, fwalk's read-ahead holds no more (the directory it
+    needs is read all the same)."""
+    monkeypatch.setattr(_walk, "_fd_room", lambda: 8)
+    it = fwalk(big)
+    assert isinstance(it, _walk._FWalk)
+    peak = 0
+    async for _ in it:
+        peak = max(peak, len(it._cache))
+    assert 1 < peak <= 8
 
 
 FEW_FDS_CHILD = textwrap.dedent(
