@@ -64,6 +64,7 @@ _JOB_ENTRIES: Final = 4096  # a job stops after about this many names...
 _JOB_DIRS: Final = 256  # ...or this many directories (walk)
 _JOB_ROOTS: Final = 64  # walk, warm: roots (the needed one and those after it) of one job
 _WARM_SCALE: Final = 4  # walk, warm: jobs grow to this many times the budget
+_DISK_CHECK: Final = 16  # walk, warm: directories between looks at the disk reads of a job
 _FJOB_DIRS: Final = 64  # ...or this many directories (fwalk: each holds an fd)
 _CACHE_ENTRIES: Final = 65536  # no read-ahead beyond the needed directory past this many names
 _CACHE_FDS: Final = 512  # fwalk: no read-ahead past this many open fds in the cache
@@ -256,12 +257,14 @@ def _explore(
     followlinks: object,
     budget: tuple[int, int] = (_JOB_ENTRIES, _JOB_DIRS),
     needed: bool = True,
+    warm: bool = False,
 ) -> tuple[list[tuple[Any, _WalkResult]], list[Any], bool]:
     """In a worker: read each of ``roots`` (``(path, check_link)``, in visit order) and its
     subdirectories depth-first, until the budget (names, directories: at least one of each) is
     spent, or the process is out of fds for a directory read ahead (that one is left unread:
     only the first directory of a job the walk waits for, ``needed``, reports it as ``os.walk``
-    would).
+    would). A ``warm`` job (one of the long ones the walk runs while directories come from the
+    page cache) also stops once it reads from a disk, so that the walk reads ahead in parallel.
 
     Returns (path, result) in visit order, the unread subdirectories of the root it stopped in
     (first to visit first; roots it did not reach are simply absent) and whether the job
@@ -279,20 +282,24 @@ def _explore(
             out.append((root, None))
             continue
         todo = [root]
-        names = _explore_tree(todo, out, names, budget, topdown, followlinks, needed)
+        disk = blocks if warm else None
+        names = _explore_tree(todo, out, names, budget, topdown, followlinks, needed, disk)
     todo.reverse()
     return out, todo, _waited(started, blocks, len(out))
 
 
 def _explore_tree(
     todo: list[Any], out: list[tuple[Any, _WalkResult]], names: int, budget: tuple[int, int],
-    topdown: bool, followlinks: object, needed: bool,
+    topdown: bool, followlinks: object, needed: bool, disk: int | None,
 ) -> int:  # fmt: skip
     """Read the directories of ``todo`` depth-first into ``out`` (popping them, pushing their
     subdirectories) while the budget (names, directories) lasts; returns the names read (the
-    whole budget if the process ran out of fds for a directory read ahead)."""
+    whole budget if the process ran out of fds for a directory read ahead, or if this thread
+    read blocks from a disk beyond ``disk``, looked at every ``_DISK_CHECK`` directories)."""
     max_names, max_dirs = budget
     while todo and names < max_names and len(out) < max_dirs:
+        if disk is not None and out and not len(out) % _DISK_CHECK and _blocks_read() > disk:
+            return max_names
         offer_cpu()
         path = todo.pop()
         errors: list[OSError] = []
@@ -331,7 +338,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._arrival: anyio.Event | None = None  # set when a job the walk waits for arrives
         self._failure: BaseException | None = None  # what a job raised (not an OSError read)
         self._yielded: tuple[AnyStr, list[AnyStr], _Listing] | None = None
-        self._channel: _completions.Channel | None = None  # of the loop of the last step
+        self._channel: _completions.Channel | None = None  # of the loop its jobs report to
 
     async def _step(self) -> tuple[AnyStr, list[AnyStr], list[AnyStr]]:
         top, topdown, onerror, followlinks = self._args
@@ -339,10 +346,6 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             sys.audit("os.walk", top, topdown, onerror, followlinks)
             self._stack = [os.fspath(top)]
         stack = self._stack
-        channel = _completions.current()
-        if channel is not self._channel:  # a step under another event loop than the last one:
-            self._abandon_jobs()  # its jobs report to that loop (or nowhere, if it ended)
-            self._channel = channel
         if self._yielded is not None:
             self._push_children(stack, *self._yielded)
             self._yielded = None
@@ -364,6 +367,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 self._countdown -= 1
                 if not self._countdown:
                     self._countdown = _RECHECK
+                    self._use_current_loop()
                     self._read_ahead()
             if check_link:  # as os.walk: islink, now that the caller had its turn
                 is_link = _inline.is_symlink(path)  # on this thread if the kernel can answer
@@ -461,7 +465,17 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 self._alone = False
         self._yielded_at = time.perf_counter()
 
+    def _use_current_loop(self) -> None:
+        """Before starting or awaiting jobs: if this step runs under another event loop than
+        the jobs started so far, forget those (they report to that loop, or nowhere if it
+        ended; what they read is read again)."""
+        channel = _completions.current()
+        if channel is not self._channel:
+            self._abandon_jobs()
+            self._channel = channel
+
     async def _read_now(self, item: AnyStr | _CheckLink) -> None:
+        self._use_current_loop()
         path = _path(item)
         if path not in self._pending:
             self._start(self._roots(item), needed=True)
@@ -545,7 +559,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             budget = (_JOB_ENTRIES * self._scale, _JOB_DIRS * self._scale)
         else:  # the cap, or short of fds: the directory needed now and no more
             budget = (1, 1)
-        job = self._channel.start(_explore, (roots, topdown, followlinks, budget, needed), notify)
+        args = (roots, topdown, followlinks, budget, needed, not self._jobs)
+        job = self._channel.start(_explore, args, notify)
         self._in_flight.add(job)
         for path in paths:
             self._pending[path] = job

@@ -970,6 +970,22 @@ async def test_a_job_that_read_blocks_from_a_disk_counts_as_waiting(
     assert got is waited
 
 
+@pytest.mark.parametrize("warm", [True, False])
+async def test_a_warm_job_that_reads_from_a_disk_stops_early(
+    big: Path, monkeypatch: pytest.MonkeyPatch, warm: bool
+) -> None:
+    """A long warm job that finds the disk (blocks read) returns after a few directories, so
+    that the walk switches to parallel read-ahead; the jobs of that mode read their budget."""
+    reads = iter(range(1_000_000))
+    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+    budget = (_walk._JOB_ENTRIES * 4, _walk._JOB_DIRS * 4)
+    out, _, waited = await off_loop(
+        _walk._explore, ((str(big), False),), True, False, budget, True, warm
+    )
+    assert waited
+    assert len(out) == (_walk._DISK_CHECK if warm else 1 + 30 + 900)  # else: the whole tree
+
+
 async def test_blocks_read_counts_this_threads_reads_from_a_disk(tmp_path: Path) -> None:
     """The real counter: reading a file whose pages were dropped from the page cache."""
     path = tmp_path / "data"
