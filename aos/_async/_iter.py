@@ -2,7 +2,7 @@
 
 The async shapes of the three :mod:`os` calls whose sync shape is an iterator; see
 :mod:`aos._async._scandir` (batches of entries per worker hop, predicates resolved in the
-worker) and :mod:`aos._async._walk` (bounded, order-preserving parallel read-ahead).
+worker) and :mod:`aos._async._walk` (batched, order-preserving, bounded read-ahead).
 """
 
 from aos._async._offload import home_in_aos

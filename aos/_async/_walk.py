@@ -628,9 +628,10 @@ def walk(
     aos.walk(top)``.
 
     Same sequence, top-down pruning by editing ``dirnames`` in place, link handling and errors;
-    directories are read ahead in parallel workers (bounded). ``onerror`` runs in the event-loop
-    thread, where ``os.walk`` would call it, and must not block. Reads are queries: a cancel
-    returns at once and ends the walk.
+    directories are read by workers, many per hop: from the page cache on demand (one job with
+    what the walk visits next), from a disk ahead of the walk in parallel (bounded).
+    ``onerror`` runs in the event-loop thread, where ``os.walk`` would call it, and must not
+    block. Reads are queries: a cancel returns at once and ends the walk.
     """
     return _Walk(top, topdown, onerror, followlinks)
 
@@ -904,10 +905,11 @@ def fwalk(
     dirfd)``.
 
     ``dirfd`` is valid until the walk moves past that directory's subtree, as in ``os.fwalk``.
-    Directories are opened and read ahead in parallel workers (bounded, ``O_NONBLOCK`` opens
-    with the ``lstat()/open()/fstat()`` check); every fd, read ahead or yielded, is closed on
-    exhaustion, ``aclose``, exit of ``async with``, an error, cancellation and garbage
-    collection. Reads run to completion (a cancel waits for the batch, then closes its fds).
+    Directories are opened and read ahead by workers (``O_NONBLOCK`` opens with the
+    ``lstat()/open()/fstat()`` check), holding at most a quarter of the process's fd limit
+    (read-ahead waits, rather than fail, when fds run short); every fd, read ahead or yielded,
+    is closed on exhaustion, ``aclose``, exit of ``async with``, an error, cancellation and
+    garbage collection. Reads run to completion (a cancel waits for the batch, then closes its fds).
     ``onerror`` runs in the event-loop thread and must not block.
     """
     return _FWalk(top, topdown, onerror, follow_symlinks, dir_fd)
