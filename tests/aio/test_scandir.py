@@ -275,9 +275,11 @@ async def test_fd_closed_on_exhaustion_aclose_exit_and_gc(big: Path) -> None:
     assert await fds_under(big) == 0
 
 
-async def test_cancel_during_a_batch_closes_the_fd_when_the_batch_returns(
+async def _with_a_hanging_batch(
     big: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Any, threading.Event, threading.Event]:
+    """An iterator whose first batch is served and whose next batch, once asked for, hangs in
+    the worker (``entered`` is set) until ``go_on`` is set."""
     entered = threading.Event()
     go_on = threading.Event()
 
@@ -290,7 +292,14 @@ async def test_cancel_during_a_batch_closes_the_fd_when_the_batch_returns(
     it = await scandir(big)  # opens and reads the first batch
     for _ in range(len(it._buffer)):
         await it.__anext__()
-    monkeypatch.setattr(_scandir, "DirEntry", SlowEntry)  # the next batch hangs in the worker
+    monkeypatch.setattr(_scandir, "DirEntry", SlowEntry)
+    return it, entered, go_on
+
+
+async def test_cancel_during_a_batch_closes_the_fd_when_the_batch_returns(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    it, entered, go_on = await _with_a_hanging_batch(big, monkeypatch)
 
     async def cancel_once_reading(scope: anyio.CancelScope) -> None:
         for _ in range(2000):
@@ -317,19 +326,7 @@ async def test_aclose_from_another_task_during_a_batch_ends_the_iteration(
 ) -> None:
     """The batch a worker was reading when another task closed the iterator is not served:
     the waiting step ends the iteration, as ``next`` on a closed ``os.scandir`` iterator does."""
-    entered = threading.Event()
-    go_on = threading.Event()
-
-    class SlowEntry(_scandir.DirEntry[Any]):
-        def __init__(self, entry: Any) -> None:
-            entered.set()
-            go_on.wait(10)
-            super().__init__(entry)
-
-    it = await scandir(big)
-    for _ in range(len(it._buffer)):
-        await it.__anext__()
-    monkeypatch.setattr(_scandir, "DirEntry", SlowEntry)
+    it, entered, go_on = await _with_a_hanging_batch(big, monkeypatch)
 
     async def close_once_reading() -> None:
         for _ in range(2000):
