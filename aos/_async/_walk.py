@@ -79,7 +79,10 @@ class WalkIterator(Generic[T]):
     ``aclose`` (and so leaving ``async with``) while another task awaits a step raises
     :exc:`RuntimeError`, as ``contextlib.aclosing`` of an async generator does.
     A step served from read-ahead is a checkpoint only once 0.5 ms have passed since the walk
-    last let the loop run, so a cancellation lands at the next read or within that time."""
+    last let the loop run, so a cancellation lands at the next read or within that time.
+    A walk may go on under another event loop once a step under the first has returned (jobs
+    left with that loop are forgotten, what they read is read again); like any async
+    iterator, it is not for loops in two threads at once."""
 
     _finished = False
     _running = False  # a step is under way (in a task that awaits it)
@@ -258,7 +261,7 @@ def _explore(
     budget: tuple[int, int] = (_JOB_ENTRIES, _JOB_DIRS),
     needed: bool = True,
     warm: bool = False,
-) -> tuple[list[tuple[Any, _WalkResult]], list[Any], bool]:
+) -> tuple[list[tuple[Any, _WalkResult]], list[Any], bool, bool]:
     """In a worker: read each of ``roots`` (``(path, check_link)``, in visit order) and its
     subdirectories depth-first, until the budget (names, directories: at least one of each) is
     spent, or the process is out of fds for a directory read ahead (that one is left unread:
@@ -267,14 +270,15 @@ def _explore(
     page cache) also stops once it reads from a disk, so that the walk reads ahead in parallel.
 
     Returns (path, result) in visit order, the unread subdirectories of the root it stopped in
-    (first to visit first; roots it did not reach are simply absent) and whether the job
-    waited for a disk.
+    (first to visit first; roots it did not reach are simply absent), whether the job waited
+    for a disk, and whether it stopped for want of an fd.
     """
     started = time.perf_counter()
     blocks = _blocks_read()
     out: list[tuple[Any, _WalkResult]] = []
     todo: list[Any] = []
     names = 0
+    short = False
     for root, check_link in roots:
         if names >= budget[0] or len(out) >= budget[1]:
             break
@@ -283,9 +287,18 @@ def _explore(
             continue
         todo = [root]
         disk = blocks if warm else None
-        names = _explore_tree(todo, out, names, budget, topdown, followlinks, needed, disk)
+        try:
+            names = _explore_tree(todo, out, names, budget, topdown, followlinks, needed, disk)
+        except _NoFd:
+            short = True
+            break
     todo.reverse()
-    return out, todo, _waited(started, blocks, len(out))
+    return out, todo, _waited(started, blocks, len(out)), short
+
+
+class _NoFd(Exception):
+    """Raised by :func:`_explore_tree`: a directory read ahead found no fd (it is left on the
+    job's todo list, unread)."""
 
 
 def _explore_tree(
@@ -294,8 +307,9 @@ def _explore_tree(
 ) -> int:  # fmt: skip
     """Read the directories of ``todo`` depth-first into ``out`` (popping them, pushing their
     subdirectories) while the budget (names, directories) lasts; returns the names read (the
-    whole budget if the process ran out of fds for a directory read ahead, or if this thread
-    read blocks from a disk beyond ``disk``, looked at every ``_DISK_CHECK`` directories)."""
+    whole budget if this thread read blocks from a disk beyond ``disk``, looked at every
+    ``_DISK_CHECK`` directories). Raises :exc:`_NoFd` if the process ran out of fds for a
+    directory read ahead."""
     max_names, max_dirs = budget
     while todo and names < max_names and len(out) < max_dirs:
         if disk is not None and out and not len(out) % _DISK_CHECK and _blocks_read() > disk:
@@ -308,7 +322,7 @@ def _explore_tree(
         if listing is None:
             if _out_of_fds(errors[0]) and (out or not needed):
                 todo.append(path)  # read ahead: left for when the walk needs it
-                return max_names
+                raise _NoFd
             out.append((path, errors[0]))
         else:
             dirs, nondirs, walk_into = listing
@@ -328,10 +342,12 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._cached_names = 0
         self._frontier: deque[AnyStr] = deque()  # unread subdirectories finished jobs left
         self._frontier_live: set[AnyStr] = set()  # those of them the walk has not reached yet
+        self._needed: AnyStr | None = None  # the directory the walk waits for
         self._countdown = _RECHECK  # steps until read-ahead looks for work again
         self._jobs = 0  # jobs reading ahead beside the caller: some once one waited for a disk
         self._scale = 1  # of the budget of the next job
         self._alone = False  # reading a directory again, with no other job holding an fd
+        self._short = False  # a job ran out of fds: from then on one job at a time
         self._pending: dict[AnyStr, Job] = {}  # root -> read-ahead job still running
         self._in_flight: set[Job] = set()  # those jobs
         self._stale: dict[Job, set[AnyStr]] = {}  # running job -> subtrees pruned since it began
@@ -480,10 +496,14 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         if path not in self._pending:
             self._start(self._roots(item), needed=True)
         self._read_ahead()
-        while path not in self._cache:
-            if path not in self._pending:  # its job was dropped, or did not get that far
-                self._start(self._roots(item), needed=True)
-            await self._next_arrival()
+        self._needed = path
+        try:
+            while path not in self._cache:
+                if path not in self._pending:  # its job was dropped, or did not get that far
+                    self._start(self._roots(item), needed=True)
+                await self._next_arrival()
+        finally:
+            self._needed = None
 
     async def _next_arrival(self) -> None:
         """Wait until a job arrives (raising what a job raised)."""
@@ -497,14 +517,17 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             raise self._failure
 
     def _read_ahead(self) -> None:
-        """Keep ``self._jobs`` jobs reading what the walk will visit next, within the bounds.
+        """Keep ``self._jobs`` jobs reading what the walk will visit next, within the bounds
+        (one, once a job found no fd: jobs in parallel would take turns failing for want of
+        one).
 
         Jobs run while the walk goes on; their listings wait in the cache. Called when a job
         arrives, on a miss, and every ``_RECHECK`` steps.
         """
         if self._alone:
             return
-        while len(self._in_flight) < self._jobs and self._cached_names < _CACHE_ENTRIES:
+        jobs = 1 if self._short else self._jobs
+        while len(self._in_flight) < jobs and self._cached_names < _CACHE_ENTRIES:
             root = self._next_root(set())
             if root is None:
                 return
@@ -578,7 +601,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         if job.error is not None:
             self._failure = job.error
         else:
-            out, rest, waited = job.value
+            out, rest, waited, short = job.value
+            self._short |= short
             if waited:
                 self._jobs, self._scale = _JOBS_IO, 1
             else:  # longer jobs amortize the round trip the walk waits for
@@ -595,6 +619,9 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 cache[path] = result
             self._frontier.extend(rest)
             self._frontier_live.update(rest)
+            # What the walk waits for now and a job left unread (no fd for it) is the walk's to
+            # read: read ahead, it would fail again and again while the walk waited for it.
+            self._frontier_live.discard(self._needed)
         if self._arrival is not None:
             self._arrival.set()
         self._read_ahead()
@@ -629,7 +656,9 @@ def walk(
 
     Same sequence, top-down pruning by editing ``dirnames`` in place, link handling and errors;
     directories are read by workers, many per hop: from the page cache on demand (one job with
-    what the walk visits next), from a disk ahead of the walk in parallel (bounded).
+    what the walk visits next), from a disk ahead of the walk in parallel (bounded). When the
+    process runs short of fds, read-ahead waits rather than fail: a directory it found no fd
+    for is read when the walk needs it, and from then on one job reads ahead at a time.
     ``onerror`` runs in the event-loop thread, where ``os.walk`` would call it, and must not
     block. Reads are queries: a cancel returns at once and ends the walk.
     """

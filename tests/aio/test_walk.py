@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ import pytest
 from aos import blocking
 from aos._async import _walk
 from aos._async._iter import fwalk, walk
+from aos.blocking import _walk as _blocking_walk
 from tests.aio._helpers import fds_under, off_loop, wait_for_no_fds_under
 from tests.conftest import BACKENDS
 
@@ -506,13 +508,27 @@ async def test_pruned_subtrees_leave_the_read_ahead_cache(big: Path, followlinks
 
 @pytest.mark.parametrize("then", BACKENDS)
 @pytest.mark.parametrize("first", BACKENDS)
-@pytest.mark.parametrize("which", ["walk", "fwalk"])
+@pytest.mark.parametrize("which", ["walk", "walk reading ahead", "fwalk"])
 def test_a_walk_goes_on_under_another_event_loop(
-    big: Path, which: str, first: tuple[str, dict[str, Any]], then: tuple[str, dict[str, Any]]
+    big: Path,
+    which: str,
+    first: tuple[str, dict[str, Any]],
+    then: tuple[str, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Begun under one event loop and finished under another (the first one has ended, its
     read-ahead jobs still running or reported to it): the same sequence as os's."""
-    it = walk(big) if which == "walk" else fwalk(big)
+    if which == "walk reading ahead":  # jobs read ahead beside the caller, slowly
+        reads = iter(range(1_000_000))  # every job read from a disk
+        monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+        real_list = _blocking_walk._list_for_walk
+
+        def slow(*args: Any) -> Any:
+            time.sleep(0.001)
+            return real_list(*args)
+
+        monkeypatch.setattr(_walk, "_list_for_walk", slow)
+    it = fwalk(big) if which == "fwalk" else walk(big)
     got: list[Any] = []
 
     async def take(count: int | None) -> None:
@@ -525,8 +541,11 @@ def test_a_walk_goes_on_under_another_event_loop(
                 got.append(found[:3])
 
     anyio.run(take, 5, backend=first[0], backend_options=first[1])
+    if which == "walk reading ahead":
+        assert isinstance(it, _walk._Walk)
+        assert it._in_flight  # jobs left behind with the first loop
     anyio.run(take, None, backend=then[0], backend_options=then[1])
-    expected = _sync_walk(big) if which == "walk" else [t[:3] for t in _sync_fwalk(big)]
+    expected = [t[:3] for t in _sync_fwalk(big)] if which == "fwalk" else _sync_walk(big)
     assert got == expected
 
 
@@ -650,7 +669,7 @@ async def test_a_job_out_of_fds_leaves_the_directory_unread(
     when the walk needs it; only the first directory of a job the walk waits for reports it."""
     for name in ("a", "b", "c"):
         await off_loop((tmp_path / name).mkdir)
-    real = _walk._list_for_walk
+    real = _blocking_walk._list_for_walk
     short = {str(tmp_path), str(tmp_path / "b")}
 
     def out_of_fds(path: Any, *args: Any) -> Any:
@@ -661,56 +680,151 @@ async def test_a_job_out_of_fds_leaves_the_directory_unread(
 
     monkeypatch.setattr(_walk, "_list_for_walk", out_of_fds)
     roots, budget = ((str(tmp_path), False),), (_walk._JOB_ENTRIES, _walk._JOB_DIRS)
-    out, rest, _ = await off_loop(_walk._explore, roots, True, False, budget, needed)
+    out, rest, _, ran_short = await off_loop(_walk._explore, roots, True, False, budget, needed)
     if needed:  # the walk waits for this very directory: its error is the walk's
         assert [path for path, _ in out] == [str(tmp_path)]
         assert isinstance(out[0][1], OSError)
         assert out[0][1].errno == errno.EMFILE
         assert rest == []
+        assert not ran_short
     else:
         assert out == []
         assert rest == [str(tmp_path)]
+        assert ran_short
     short.discard(str(tmp_path))  # now the top has an fd, b does not
-    out, rest, _ = await off_loop(_walk._explore, roots, True, False, budget, needed)
+    out, rest, _, ran_short = await off_loop(_walk._explore, roots, True, False, budget, needed)
     order = [str(tmp_path / name) for name in await off_loop(os.listdir, tmp_path)]
     at = order.index(str(tmp_path / "b"))  # the walk visits them in the directory's order
     assert [path for path, _ in out] == [str(tmp_path), *order[:at]]
     assert rest == order[at:]
+    assert ran_short
 
 
 async def test_a_needed_directory_out_of_fds_is_read_again_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """walk: the directory it waits for found no fd (other jobs may have held them): it is
-    read once more when no other job runs, and only a second failure would reach onerror."""
-    top = str(await off_loop(_make_big, tmp_path, 3, 1))
-    real = _walk._list_for_walk
-    failures = []
+    """walk: the directory it waits for found no fd while read-ahead jobs ran beside it (they
+    may have held them): it is read once more, alone, when no other job runs, and only a second
+    failure would reach onerror. Each directory is read (successfully) once."""
+    top = str(await off_loop(_make_big, tmp_path, 8, 1))
+    needy = os.path.join(top, "d05")
+    real_list, real_explore = _blocking_walk._list_for_walk, _walk._explore
+    lock = threading.Lock()
+    running = 0
+    needed_reads: list[tuple[tuple[int, int], int]] = []  # (budget, other jobs running)
+    read: list[Any] = []
 
-    def once_out_of_fds(path: Any, *args: Any) -> Any:
-        if path == top and not failures:
-            failures.append(path)
+    def explore(roots: Any, topdown: Any, links: Any, budget: Any, needed: Any, *args: Any) -> Any:
+        nonlocal running
+        with lock:
+            if needed and roots[0][0] == needy:
+                needed_reads.append((budget, running))
+            running += 1
+        try:
+            return real_explore(roots, topdown, links, budget, needed, *args)
+        finally:
+            with lock:
+                running -= 1
+
+    def slow_and_short(path: Any, *args: Any) -> Any:
+        time.sleep(0.002)  # the read-ahead jobs are still running when the walk needs needy
+        if path == needy and len(needed_reads) < 2:  # no fd, read ahead or needed, until then
             args[1](OSError(errno.EMFILE, "Too many open files", path))  # onerror
             return None
-        return real(path, *args)
+        read.append(path)
+        return real_list(path, *args)
 
-    monkeypatch.setattr(_walk, "_list_for_walk", once_out_of_fds)
+    monkeypatch.setattr(_walk, "_explore", explore)
+    monkeypatch.setattr(_walk, "_list_for_walk", slow_and_short)
+    reads = iter(range(1_000_000))  # every job read from a disk: jobs read ahead in parallel
+    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
     errors: list[OSError] = []
     expected = await off_loop(_sync_walk, top)
     assert await _async_walk(top, onerror=errors.append) == expected
-    assert failures == [top]
     assert errors == []
+    first, again = needed_reads
+    assert first[1] > 0  # others ran beside the first try...
+    assert again == ((1, 1), 0)  # ...and none beside the second, which read needy alone
+    assert sorted(read) == sorted(path for path, _, _ in expected)  # none twice
+
+
+async def test_a_directory_the_walk_waited_for_in_vain_is_not_read_ahead_after_it(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """walk: the job the walk waits for left the needed directory unread (no fd for it): the
+    walk reads it itself, and read-ahead does not read it again after the walk moved on."""
+    needy = os.path.join(big, "d03")
+    real_list, real_explore = _blocking_walk._list_for_walk, _walk._explore
+    job = threading.local()
+    tries: list[Any] = []
+    read: list[Any] = []
+
+    def explore(roots: Any, topdown: Any, links: Any, budget: Any, needed: Any, *args: Any) -> Any:
+        job.needed_root = roots[0][0] if needed else None
+        return real_explore(roots, topdown, links, budget, needed, *args)
+
+    def short_ahead(path: Any, *args: Any) -> Any:
+        if path == needy and job.needed_root != needy:  # read ahead: no fd for it
+            tries.append(path)
+            time.sleep(0.05)  # long enough for the walk to get there and wait for this job
+            args[1](OSError(errno.EMFILE, "Too many open files", path))  # onerror
+            return None
+        read.append(path)
+        return real_list(path, *args)
+
+    monkeypatch.setattr(_walk, "_explore", explore)
+    monkeypatch.setattr(_walk, "_list_for_walk", short_ahead)
+    reads = iter(range(1_000_000))  # every job read from a disk: jobs read ahead in parallel
+    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+    expected = await off_loop(_sync_walk, big)
+    assert await _async_walk(big) == expected
+    assert sorted(read) == sorted(path for path, _, _ in expected)  # each once
+    assert 1 <= len(tries) <= 2  # inside a job, then as a root of its own (the walk waits)
+
+
+async def test_after_a_job_found_no_fd_the_walk_reads_ahead_one_job_at_a_time(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parallel jobs short of fds would take turns failing: once one has found no fd, the walk
+    starts a job to read ahead only when no other job runs."""
+    real_list, real_start = _blocking_walk._list_for_walk, _walk._Walk._start
+    peaks = {False: 0, True: 0}  # jobs in flight as one reads ahead, before and after
+
+    def counting_start(self: Any, items: Any, needed: bool = False) -> None:
+        real_start(self, items, needed)
+        if not needed:
+            peaks[self._short] = max(peaks[self._short], len(self._in_flight))
+
+    short: list[Any] = []
+
+    def once_short(path: Any, *args: Any) -> Any:
+        if path.endswith(os.path.join("d20", "e05")) and not short:
+            short.append(path)
+            args[1](OSError(errno.EMFILE, "Too many open files", path))  # onerror
+            return None
+        return real_list(path, *args)
+
+    monkeypatch.setattr(_walk._Walk, "_start", counting_start)
+    monkeypatch.setattr(_walk, "_list_for_walk", once_short)
+    reads = iter(range(1_000_000))  # every job read from a disk: jobs read ahead in parallel
+    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+    expected = await off_loop(_sync_walk, big)
+    assert await _async_walk(big) == expected
+    assert short
+    assert peaks[False] == _walk._JOBS_IO  # in parallel before...
+    assert peaks[True] == 1  # ...alone after
 
 
 @pytest.mark.parametrize("kind", ["walk", "fwalk"])
 async def test_a_name_given_twice_is_walked_twice_and_leaks_nothing(
-    tmp_path: Path, kind: str
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As os.walk and os.fwalk do, a name the caller puts twice in dirnames is entered twice;
     what read-ahead read twice is dropped, its fds closed."""
     top = tmp_path / "top"
-    for i in range(100):
+    for i in range(40):  # few enough for the walk to look for read-ahead past them to "a"
         await off_loop(functools.partial((top / "a" / f"b{i:02}").mkdir, parents=True))
+        await off_loop((top / "a" / f"b{i:02}" / "f").touch)
 
     def twice(path: Any, dirnames: list[Any]) -> None:
         if path == str(top):
@@ -718,12 +832,24 @@ async def test_a_name_given_twice_is_walked_twice_and_leaks_nothing(
 
     if kind == "walk":
         expected = await off_loop(_sync_walk, str(top), twice)
-        got = await _async_walk(str(top), twice)
+        # Jobs read ahead beside a slow caller: the second "a" is read while what was read of
+        # the first waits in the cache.
+        reads = iter(range(1_000_000))  # every job read from a disk: jobs read ahead in parallel
+        monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+        monkeypatch.setattr(_walk, "_DISK_CHECK", 1_000_000)  # the first job reads it all
+        it = walk(str(top))
+        assert isinstance(it, _walk._Walk)
+        got = []
+        async for path, dirnames, filenames in it:
+            got.append((path, list(dirnames), filenames))
+            twice(path, dirnames)
+            await anyio.sleep(0.001)
+        assert it._cached_names == 0  # what was read twice was counted once, and taken
     else:
         expected = await off_loop(_sync_fwalk, str(top), twice)
         got = await _async_fwalk(str(top), twice)
     assert [t[:3] for t in got] == [t[:3] for t in expected]
-    assert len(got) == 1 + 2 * 101
+    assert len(got) == 1 + 2 * 41
     await wait_for_no_fds_under(tmp_path)
 
 
@@ -964,7 +1090,7 @@ async def test_a_job_that_read_blocks_from_a_disk_counts_as_waiting(
     await off_loop((tmp_path / "sub").mkdir)
     counts = iter(blocks)
     monkeypatch.setattr(_walk, "_blocks_read", lambda: next(counts))
-    out, rest, got = await off_loop(_walk._explore, ((str(tmp_path), False),), True, False)
+    out, rest, got, _ = await off_loop(_walk._explore, ((str(tmp_path), False),), True, False)
     assert [path for path, _ in out] == [str(tmp_path), str(tmp_path / "sub")]
     assert rest == []
     assert got is waited
@@ -979,7 +1105,7 @@ async def test_a_warm_job_that_reads_from_a_disk_stops_early(
     reads = iter(range(1_000_000))
     monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
     budget = (_walk._JOB_ENTRIES * 4, _walk._JOB_DIRS * 4)
-    out, _, waited = await off_loop(
+    out, _, waited, _ = await off_loop(
         _walk._explore, ((str(big), False),), True, False, budget, True, warm
     )
     assert waited
