@@ -55,6 +55,30 @@ def _make_rich(top: Path) -> Path:
     return top
 
 
+def _as_if_every_job_read_a_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every job count as having read blocks from a disk: the walk then reads ahead with
+    jobs in parallel, beside the caller, as on a cold cache."""
+    reads = iter(range(1_000_000))
+    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+
+
+def _short_of_fds_for(monkeypatch: pytest.MonkeyPatch, short: Callable[[Any], bool]) -> list[Any]:
+    """Make walk jobs find no fd for a directory whenever ``short(path)`` says so (asked at each
+    read); returns the list of the directories read, filled as jobs read them."""
+    real = _blocking_walk._list_for_walk
+    read: list[Any] = []
+
+    def listing(path: Any, topdown: Any, onerror: Any, *args: Any) -> Any:
+        if short(path):
+            onerror(OSError(errno.EMFILE, "Too many open files", path))
+            return None
+        read.append(path)
+        return real(path, topdown, onerror, *args)
+
+    monkeypatch.setattr(_walk, "_list_for_walk", listing)
+    return read
+
+
 def _make_big(top: Path, fanout: int = 30, files: int = 4) -> Path:
     """About 1,000 directories in three levels, more than one read-ahead job's budget."""
     for i in range(fanout):
@@ -519,8 +543,7 @@ def test_a_walk_goes_on_under_another_event_loop(
     """Begun under one event loop and finished under another (the first one has ended, its
     read-ahead jobs still running or reported to it): the same sequence as os's."""
     if which == "walk reading ahead":  # jobs read ahead beside the caller, slowly
-        reads = iter(range(1_000_000))  # every job read from a disk
-        monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+        _as_if_every_job_read_a_disk(monkeypatch)
         real_list = _blocking_walk._list_for_walk
 
         def slow(*args: Any) -> Any:
@@ -669,16 +692,8 @@ async def test_a_job_out_of_fds_leaves_the_directory_unread(
     when the walk needs it; only the first directory of a job the walk waits for reports it."""
     for name in ("a", "b", "c"):
         await off_loop((tmp_path / name).mkdir)
-    real = _blocking_walk._list_for_walk
     short = {str(tmp_path), str(tmp_path / "b")}
-
-    def out_of_fds(path: Any, *args: Any) -> Any:
-        if path in short:
-            args[1](OSError(errno.EMFILE, "Too many open files", path))  # onerror
-            return None
-        return real(path, *args)
-
-    monkeypatch.setattr(_walk, "_list_for_walk", out_of_fds)
+    _short_of_fds_for(monkeypatch, short.__contains__)
     roots, budget = ((str(tmp_path), False),), (_walk._JOB_ENTRIES, _walk._JOB_DIRS)
     out, rest, _, ran_short = await off_loop(_walk._explore, roots, True, False, budget, needed)
     if needed:  # the walk waits for this very directory: its error is the walk's
@@ -708,11 +723,10 @@ async def test_a_needed_directory_out_of_fds_is_read_again_alone(
     failure would reach onerror. Each directory is read (successfully) once."""
     top = str(await off_loop(_make_big, tmp_path, 8, 1))
     needy = os.path.join(top, "d05")
-    real_list, real_explore = _blocking_walk._list_for_walk, _walk._explore
+    real_explore = _walk._explore
     lock = threading.Lock()
     running = 0
     needed_reads: list[tuple[tuple[int, int], int]] = []  # (budget, other jobs running)
-    read: list[Any] = []
 
     def explore(roots: Any, topdown: Any, links: Any, budget: Any, needed: Any, *args: Any) -> Any:
         nonlocal running
@@ -726,18 +740,13 @@ async def test_a_needed_directory_out_of_fds_is_read_again_alone(
             with lock:
                 running -= 1
 
-    def slow_and_short(path: Any, *args: Any) -> Any:
+    def slow_and_short(path: Any) -> bool:
         time.sleep(0.002)  # the read-ahead jobs are still running when the walk needs needy
-        if path == needy and len(needed_reads) < 2:  # no fd, read ahead or needed, until then
-            args[1](OSError(errno.EMFILE, "Too many open files", path))  # onerror
-            return None
-        read.append(path)
-        return real_list(path, *args)
+        return path == needy and len(needed_reads) < 2  # read ahead or needed, until then
 
     monkeypatch.setattr(_walk, "_explore", explore)
-    monkeypatch.setattr(_walk, "_list_for_walk", slow_and_short)
-    reads = iter(range(1_000_000))  # every job read from a disk: jobs read ahead in parallel
-    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+    read = _short_of_fds_for(monkeypatch, slow_and_short)
+    _as_if_every_job_read_a_disk(monkeypatch)
     errors: list[OSError] = []
     expected = await off_loop(_sync_walk, top)
     assert await _async_walk(top, onerror=errors.append) == expected
@@ -754,28 +763,24 @@ async def test_a_directory_the_walk_waited_for_in_vain_is_not_read_ahead_after_i
     """walk: the job the walk waits for left the needed directory unread (no fd for it): the
     walk reads it itself, and read-ahead does not read it again after the walk moved on."""
     needy = os.path.join(big, "d03")
-    real_list, real_explore = _blocking_walk._list_for_walk, _walk._explore
+    real_explore = _walk._explore
     job = threading.local()
     tries: list[Any] = []
-    read: list[Any] = []
 
     def explore(roots: Any, topdown: Any, links: Any, budget: Any, needed: Any, *args: Any) -> Any:
         job.needed_root = roots[0][0] if needed else None
         return real_explore(roots, topdown, links, budget, needed, *args)
 
-    def short_ahead(path: Any, *args: Any) -> Any:
+    def short_ahead(path: Any) -> bool:
         if path == needy and job.needed_root != needy:  # read ahead: no fd for it
             tries.append(path)
             time.sleep(0.05)  # long enough for the walk to get there and wait for this job
-            args[1](OSError(errno.EMFILE, "Too many open files", path))  # onerror
-            return None
-        read.append(path)
-        return real_list(path, *args)
+            return True
+        return False
 
     monkeypatch.setattr(_walk, "_explore", explore)
-    monkeypatch.setattr(_walk, "_list_for_walk", short_ahead)
-    reads = iter(range(1_000_000))  # every job read from a disk: jobs read ahead in parallel
-    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+    read = _short_of_fds_for(monkeypatch, short_ahead)
+    _as_if_every_job_read_a_disk(monkeypatch)
     expected = await off_loop(_sync_walk, big)
     assert await _async_walk(big) == expected
     assert sorted(read) == sorted(path for path, _, _ in expected)  # each once
@@ -787,7 +792,7 @@ async def test_after_a_job_found_no_fd_the_walk_reads_ahead_one_job_at_a_time(
 ) -> None:
     """Parallel jobs short of fds would take turns failing: once one has found no fd, the walk
     starts a job to read ahead only when no other job runs."""
-    real_list, real_start = _blocking_walk._list_for_walk, _walk._Walk._start
+    real_start = _walk._Walk._start
     peaks = {False: 0, True: 0}  # jobs in flight as one reads ahead, before and after
 
     def counting_start(self: Any, items: Any, needed: bool = False) -> None:
@@ -797,17 +802,15 @@ async def test_after_a_job_found_no_fd_the_walk_reads_ahead_one_job_at_a_time(
 
     short: list[Any] = []
 
-    def once_short(path: Any, *args: Any) -> Any:
+    def once_short(path: Any) -> bool:
         if path.endswith(os.path.join("d20", "e05")) and not short:
             short.append(path)
-            args[1](OSError(errno.EMFILE, "Too many open files", path))  # onerror
-            return None
-        return real_list(path, *args)
+            return True
+        return False
 
     monkeypatch.setattr(_walk._Walk, "_start", counting_start)
-    monkeypatch.setattr(_walk, "_list_for_walk", once_short)
-    reads = iter(range(1_000_000))  # every job read from a disk: jobs read ahead in parallel
-    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+    _short_of_fds_for(monkeypatch, once_short)
+    _as_if_every_job_read_a_disk(monkeypatch)
     expected = await off_loop(_sync_walk, big)
     assert await _async_walk(big) == expected
     assert short
@@ -834,8 +837,7 @@ async def test_a_name_given_twice_is_walked_twice_and_leaks_nothing(
         expected = await off_loop(_sync_walk, str(top), twice)
         # Jobs read ahead beside a slow caller: the second "a" is read while what was read of
         # the first waits in the cache.
-        reads = iter(range(1_000_000))  # every job read from a disk: jobs read ahead in parallel
-        monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+        _as_if_every_job_read_a_disk(monkeypatch)
         monkeypatch.setattr(_walk, "_DISK_CHECK", 1_000_000)  # the first job reads it all
         it = walk(str(top))
         assert isinstance(it, _walk._Walk)
@@ -953,8 +955,7 @@ async def test_a_replacement_name_inside_a_pruned_subtree_is_read(
 
     # Jobs that read from a disk make the walk read ahead beside the caller (as on a cold
     # cache); without that it reads only what it needs, and nothing would be read ahead.
-    reads = iter(range(1_000_000))
-    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+    _as_if_every_job_read_a_disk(monkeypatch)
 
     def prune(path: Any, dirs: list[Any]) -> None:
         if path == str(top):
@@ -1025,8 +1026,7 @@ async def test_an_abandoned_walk_stops_reading_ahead(
         return out
 
     monkeypatch.setattr(_walk, "_explore", counting)
-    reads = iter(range(1_000_000))  # every job read from a disk: the walk reads ahead
-    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+    _as_if_every_job_read_a_disk(monkeypatch)
     async for _ in walk(str(tmp_path)):
         break  # no aclose: the caller just drops the walk
     gc.collect()
@@ -1102,8 +1102,7 @@ async def test_a_warm_job_that_reads_from_a_disk_stops_early(
 ) -> None:
     """A long warm job that finds the disk (blocks read) returns after a few directories, so
     that the walk switches to parallel read-ahead; the jobs of that mode read their budget."""
-    reads = iter(range(1_000_000))
-    monkeypatch.setattr(_walk, "_blocks_read", lambda: next(reads))
+    _as_if_every_job_read_a_disk(monkeypatch)
     budget = (_walk._JOB_ENTRIES * 4, _walk._JOB_DIRS * 4)
     out, _, waited, _ = await off_loop(
         _walk._explore, ((str(big), False),), True, False, budget, True, warm
