@@ -80,9 +80,9 @@ class WalkIterator(Generic[T]):
     :exc:`RuntimeError`, as ``contextlib.aclosing`` of an async generator does.
     A step served from read-ahead is a checkpoint only once 0.5 ms have passed since the walk
     last let the loop run, so a cancellation lands at the next read or within that time.
-    A walk may go on under another event loop once a step under the first has returned (jobs
-    left with that loop are forgotten, what they read is read again); like any async
-    iterator, it is not for loops in two threads at once."""
+    A walk may go on under another event loop once the first has ended (jobs left with that
+    loop are forgotten, what they read is read again); it is not for loops running in two
+    threads at once."""
 
     _finished = False
     _running = False  # a step is under way (in a task that awaits it)
@@ -342,12 +342,12 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._cached_names = 0
         self._frontier: deque[AnyStr] = deque()  # unread subdirectories finished jobs left
         self._frontier_live: set[AnyStr] = set()  # those of them the walk has not reached yet
-        self._needed: AnyStr | None = None  # the directory the walk waits for
+        self._no_fd: set[AnyStr] = set()  # found no fd when read ahead: the walk reads them
         self._countdown = _RECHECK  # steps until read-ahead looks for work again
         self._jobs = 0  # jobs reading ahead beside the caller: some once one waited for a disk
         self._scale = 1  # of the budget of the next job
         self._alone = False  # reading a directory again, with no other job holding an fd
-        self._short = False  # a job ran out of fds: from then on one job at a time
+        self._short = False  # a job found no fd: from then on, read ahead only when none runs
         self._pending: dict[AnyStr, Job] = {}  # root -> read-ahead job still running
         self._in_flight: set[Job] = set()  # those jobs
         self._stale: dict[Job, set[AnyStr]] = {}  # running job -> subtrees pruned since it began
@@ -453,6 +453,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
 
     def _take(self, path: AnyStr) -> _WalkResult:
         """Remove and return the cached result for ``path`` (``None`` if there is none)."""
+        self._no_fd.discard(path)  # read by the walk now, if it found no fd read ahead
         result = self._cache.pop(path, None)
         if isinstance(result, tuple):
             self._cached_names -= len(result[0]) + len(result[1])
@@ -496,14 +497,10 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         if path not in self._pending:
             self._start(self._roots(item), needed=True)
         self._read_ahead()
-        self._needed = path
-        try:
-            while path not in self._cache:
-                if path not in self._pending:  # its job was dropped, or did not get that far
-                    self._start(self._roots(item), needed=True)
-                await self._next_arrival()
-        finally:
-            self._needed = None
+        while path not in self._cache:
+            if path not in self._pending:  # its job was dropped, or did not get that far
+                self._start(self._roots(item), needed=True)
+            await self._next_arrival()
 
     async def _next_arrival(self) -> None:
         """Wait until a job arrives (raising what a job raised)."""
@@ -517,16 +514,16 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             raise self._failure
 
     def _read_ahead(self) -> None:
-        """Keep ``self._jobs`` jobs reading what the walk will visit next, within the bounds
-        (one, once a job found no fd: jobs in parallel would take turns failing for want of
-        one).
+        """Keep ``self._jobs`` jobs in flight (the one the walk waits for included) reading
+        what the walk will visit next, within the bounds; once a job found no fd, start one
+        only when none is in flight (jobs in parallel would take turns failing for want of one).
 
         Jobs run while the walk goes on; their listings wait in the cache. Called when a job
         arrives, on a miss, and every ``_RECHECK`` steps.
         """
         if self._alone:
             return
-        jobs = 1 if self._short else self._jobs
+        jobs = min(self._jobs, 1) if self._short else self._jobs
         while len(self._in_flight) < jobs and self._cached_names < _CACHE_ENTRIES:
             root = self._next_root(set())
             if root is None:
@@ -549,12 +546,14 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         return roots
 
     def _next_root(self, chosen: Container[object]) -> AnyStr | _CheckLink | None:
-        """The nearest directory nobody has read, is reading or has ``chosen``: first what
-        finished jobs left unread (in the order they finished), then the top of the stack."""
+        """The nearest directory nobody has read, is reading or has ``chosen``, and that did not
+        find an fd when read ahead: first what finished jobs left unread (in the order they
+        finished), then the top of the stack."""
         assert self._stack is not None
-        cache, pending, frontier, live = (
+        cache, pending, no_fd, frontier, live = (
             self._cache,
             self._pending,
+            self._no_fd,
             self._frontier,
             self._frontier_live,
         )
@@ -562,12 +561,18 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             path = frontier.popleft()
             if path in live and path not in cache and path not in pending and path not in chosen:
                 live.discard(path)
-                return path
+                if path not in no_fd:
+                    return path
         for item in reversed(self._stack[-_SCAN:]):
             if _is_triple(item):
                 continue
             path = _path(item)
-            if path not in cache and path not in pending and path not in chosen:
+            if (
+                path not in cache
+                and path not in pending
+                and path not in chosen
+                and path not in no_fd
+            ):
                 return cast("AnyStr | _CheckLink", item)
         return None
 
@@ -617,11 +622,10 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 if isinstance(result, tuple):
                     self._cached_names += len(result[0]) + len(result[1])
                 cache[path] = result
+            if short:  # rest[0] found no fd: read ahead, it would fail again and again (while
+                self._no_fd.add(rest[0])  # the caller holds fds); the walk reads it itself
             self._frontier.extend(rest)
             self._frontier_live.update(rest)
-            # What the walk waits for now and a job left unread (no fd for it) is the walk's to
-            # read: read ahead, it would fail again and again while the walk waited for it.
-            self._frontier_live.discard(self._needed)
         if self._arrival is not None:
             self._arrival.set()
         self._read_ahead()
@@ -632,6 +636,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._cache = {}
         self._frontier.clear()
         self._frontier_live.clear()
+        self._no_fd.clear()
         self._abandon_jobs()
         self._channel = None  # nor keep an ended loop alive
 
@@ -658,7 +663,8 @@ def walk(
     directories are read by workers, many per hop: from the page cache on demand (one job with
     what the walk visits next), from a disk ahead of the walk in parallel (bounded). When the
     process runs short of fds, read-ahead waits rather than fail: a directory it found no fd
-    for is read when the walk needs it, and from then on one job reads ahead at a time.
+    for is read when the walk needs it, and from then on a job reads ahead only when no other
+    job runs.
     ``onerror`` runs in the event-loop thread, where ``os.walk`` would call it, and must not
     block. Reads are queries: a cancel returns at once and ends the walk.
     """

@@ -723,46 +723,52 @@ async def test_a_needed_directory_out_of_fds_is_read_again_alone(
     failure would reach onerror. Each directory is read (successfully) once."""
     top = str(await off_loop(_make_big, tmp_path, 8, 1))
     needy = os.path.join(top, "d05")
-    real_explore = _walk._explore
-    lock = threading.Lock()
-    running = 0
-    needed_reads: list[tuple[tuple[int, int], int]] = []  # (budget, other jobs running)
+    later = (os.path.join(top, "d06"), os.path.join(top, "d07"))
+    real_explore, real_start = _walk._explore, _walk._Walk._start
+    budgets: list[tuple[int, int]] = []  # of the jobs the walk started for needy
+    starts: list[tuple[int, bool]] = []  # (jobs in flight, alone) as it started them
 
     def explore(roots: Any, topdown: Any, links: Any, budget: Any, needed: Any, *args: Any) -> Any:
-        nonlocal running
-        with lock:
-            if needed and roots[0][0] == needy:
-                needed_reads.append((budget, running))
-            running += 1
-        try:
-            return real_explore(roots, topdown, links, budget, needed, *args)
-        finally:
-            with lock:
-                running -= 1
+        if needed and roots[0][0] == needy:
+            budgets.append(budget)
+        return real_explore(roots, topdown, links, budget, needed, *args)
+
+    def recording_start(self: Any, items: Any, needed: bool = False) -> None:
+        if needed and _walk._path(items[0]) == needy:
+            starts.append((len(self._in_flight), self._alone))
+        real_start(self, items, needed)
 
     def slow_and_short(path: Any) -> bool:
-        time.sleep(0.002)  # the read-ahead jobs are still running when the walk needs needy
-        return path == needy and len(needed_reads) < 2  # read ahead or needed, until then
+        time.sleep(0.02 if path.startswith(later) else 0.001)  # still read when needy is needed
+        return path == needy and len(budgets) < 2  # read ahead or needed, until the retry
 
     monkeypatch.setattr(_walk, "_explore", explore)
+    monkeypatch.setattr(_walk._Walk, "_start", recording_start)
     read = _short_of_fds_for(monkeypatch, slow_and_short)
     _as_if_every_job_read_a_disk(monkeypatch)
     errors: list[OSError] = []
     expected = await off_loop(_sync_walk, top)
     assert await _async_walk(top, onerror=errors.append) == expected
     assert errors == []
-    first, again = needed_reads
-    assert first[1] > 0  # others ran beside the first try...
-    assert again == ((1, 1), 0)  # ...and none beside the second, which read needy alone
+    (first_jobs, first_alone), again = starts
+    assert first_jobs > 0  # others ran beside the first try...
+    assert not first_alone
+    assert again == (0, True)  # ...and none beside the second...
+    assert budgets[1] == (1, 1)  # ...which read needy alone
     assert sorted(read) == sorted(path for path, _, _ in expected)  # none twice
 
 
-async def test_a_directory_the_walk_waited_for_in_vain_is_not_read_ahead_after_it(
-    big: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("case", "name"),
+    [("the walk waits for it", "d03"), ("a root", "d10"), ("left by a job", "d01/e20")],
+)
+async def test_a_directory_that_found_no_fd_is_read_ahead_once(
+    big: Path, monkeypatch: pytest.MonkeyPatch, case: str, name: str
 ) -> None:
-    """walk: the job the walk waits for left the needed directory unread (no fd for it): the
-    walk reads it itself, and read-ahead does not read it again after the walk moved on."""
-    needy = os.path.join(big, "d03")
+    """walk: a directory read ahead that found no fd (as the root of a job, or inside one) is
+    not read ahead again, whether the walk waits for that job or the caller takes its time:
+    retried, it would fail again and again while fds are short. The walk reads it itself."""
+    needy = os.path.join(big, name)
     real_explore = _walk._explore
     job = threading.local()
     tries: list[Any] = []
@@ -772,32 +778,48 @@ async def test_a_directory_the_walk_waited_for_in_vain_is_not_read_ahead_after_i
         return real_explore(roots, topdown, links, budget, needed, *args)
 
     def short_ahead(path: Any) -> bool:
-        if path == needy and job.needed_root != needy:  # read ahead: no fd for it
-            tries.append(path)
+        if path != needy or job.needed_root == needy:
+            return False
+        tries.append(path)  # read ahead: no fd for it
+        assert len(tries) < 10, "read ahead again and again"  # fails the walk at once
+        if case == "the walk waits for it":
             time.sleep(0.05)  # long enough for the walk to get there and wait for this job
-            return True
-        return False
+        return True
 
     monkeypatch.setattr(_walk, "_explore", explore)
     read = _short_of_fds_for(monkeypatch, short_ahead)
     _as_if_every_job_read_a_disk(monkeypatch)
     expected = await off_loop(_sync_walk, big)
-    assert await _async_walk(big) == expected
+    got = []
+    it = walk(str(big))
+    assert isinstance(it, _walk._Walk)
+    async for found in it:
+        got.append(found)
+        if found[0] == needy:
+            assert not it._no_fd  # forgotten once the walk reached it
+        if len(got) == 2 and case != "the walk waits for it":
+            await anyio.sleep(0.2)  # the caller takes its time: jobs read ahead meanwhile
+    assert got == expected
     assert sorted(read) == sorted(path for path, _, _ in expected)  # each once
-    assert 1 <= len(tries) <= 2  # inside a job, then as a root of its own (the walk waits)
+    assert len(tries) == 1
 
 
+@pytest.mark.parametrize("disk", [True, False])
 async def test_after_a_job_found_no_fd_the_walk_reads_ahead_one_job_at_a_time(
-    big: Path, monkeypatch: pytest.MonkeyPatch
+    big: Path, monkeypatch: pytest.MonkeyPatch, disk: bool
 ) -> None:
     """Parallel jobs short of fds would take turns failing: once one has found no fd, the walk
-    starts a job to read ahead only when no other job runs."""
+    starts a job to read ahead only when no other job runs (and still none while directories
+    come from the page cache)."""
     real_start = _walk._Walk._start
     peaks = {False: 0, True: 0}  # jobs in flight as one reads ahead, before and after
+    starts = 0  # of jobs to read ahead
 
     def counting_start(self: Any, items: Any, needed: bool = False) -> None:
+        nonlocal starts
         real_start(self, items, needed)
         if not needed:
+            starts += 1
             peaks[self._short] = max(peaks[self._short], len(self._in_flight))
 
     short: list[Any] = []
@@ -810,12 +832,21 @@ async def test_after_a_job_found_no_fd_the_walk_reads_ahead_one_job_at_a_time(
 
     monkeypatch.setattr(_walk._Walk, "_start", counting_start)
     _short_of_fds_for(monkeypatch, once_short)
-    _as_if_every_job_read_a_disk(monkeypatch)
+    if disk:
+        _as_if_every_job_read_a_disk(monkeypatch)
+    else:  # warm, however loaded the machine
+        monkeypatch.setattr(_walk, "_blocks_read", lambda: 0)
+        monkeypatch.setattr(_walk, "_IO_BOUND", float("inf"))
     expected = await off_loop(_sync_walk, big)
-    assert await _async_walk(big) == expected
-    assert short
-    assert peaks[False] == _walk._JOBS_IO  # in parallel before...
-    assert peaks[True] == 1  # ...alone after
+    it = walk(str(big))
+    assert isinstance(it, _walk._Walk)
+    assert [found async for found in it] == expected
+    assert it._short  # a job found no fd (the walk read e05 itself)
+    if disk:
+        assert peaks[False] == _walk._JOBS_IO  # in parallel before...
+        assert peaks[True] == 1  # ...alone after
+    else:
+        assert starts == 0  # the walk read on demand only
 
 
 @pytest.mark.parametrize("kind", ["walk", "fwalk"])
