@@ -344,7 +344,7 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._frontier_live: set[AnyStr] = set()  # those of them the walk has not reached yet
         self._no_fd: set[AnyStr] = set()  # found no fd when read ahead: the walk reads them
         self._countdown = _RECHECK  # steps until read-ahead looks for work again
-        self._jobs = 0  # jobs reading ahead beside the caller: some once one waited for a disk
+        self._jobs = 0  # jobs to keep in flight: 0 (on demand), _JOBS_IO once one waited for a disk
         self._scale = 1  # of the budget of the next job
         self._alone = False  # reading a directory again, with no other job holding an fd
         self._short = False  # a job found no fd: from then on, read ahead only when none runs
@@ -515,8 +515,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
 
     def _read_ahead(self) -> None:
         """Keep ``self._jobs`` jobs in flight (the one the walk waits for included) reading
-        what the walk will visit next, within the bounds; once a job found no fd, start one
-        only when none is in flight (jobs in parallel would take turns failing for want of one).
+        what the walk will visit next, within the bounds; once a job found no fd, at most one
+        (jobs in parallel would take turns failing for want of one).
 
         Jobs run while the walk goes on; their listings wait in the cache. Called when a job
         arrives, on a miss, and every ``_RECHECK`` steps.
@@ -612,6 +612,10 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 self._jobs, self._scale = _JOBS_IO, 1
             else:  # longer jobs amortize the round trip the walk waits for
                 self._jobs, self._scale = 0, min(self._scale * 2, _WARM_SCALE)
+            # rest[0] found no fd: read ahead, it would fail again and again (while the caller
+            # holds fds); the walk reads it itself, unless the caller pruned it meanwhile
+            if short and not (pruned and _inside(rest[0], pruned)):
+                self._no_fd.add(rest[0])
             if pruned:  # subtrees the caller pruned while the job read them: drop those
                 out = [found for found in out if not _inside(found[0], pruned)]
                 rest = [path for path in rest if not _inside(path, pruned)]
@@ -622,8 +626,6 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 if isinstance(result, tuple):
                     self._cached_names += len(result[0]) + len(result[1])
                 cache[path] = result
-            if short:  # rest[0] found no fd: read ahead, it would fail again and again (while
-                self._no_fd.add(rest[0])  # the caller holds fds); the walk reads it itself
             self._frontier.extend(rest)
             self._frontier_live.update(rest)
         if self._arrival is not None:

@@ -804,6 +804,33 @@ async def test_a_directory_that_found_no_fd_is_read_ahead_once(
     assert len(tries) == 1
 
 
+async def test_a_subtree_pruned_while_its_job_finds_no_fd_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """walk: the caller prunes X while X's read-ahead job runs, and that job finds no fd for X;
+    its arrival drops X (it raised IndexError in the event loop's callback, which ended a trio
+    run), and the walk goes on."""
+    for name in ("P/X/a", "P/Y/b"):
+        await off_loop(functools.partial((tmp_path / name).mkdir, parents=True))
+    x, y = str(tmp_path / "P" / "X"), str(tmp_path / "P" / "Y")
+
+    def slow(path: Any) -> bool:
+        if path in (x, y):  # X finds no fd while the walk waits for Y
+            time.sleep(0.1 if path == x else 0.4)
+        return bool(path == x)
+
+    def prune(path: Any, dirnames: list[Any]) -> None:
+        if path == str(tmp_path / "P"):
+            dirnames.remove("X")  # while X's job runs
+
+    _short_of_fds_for(monkeypatch, slow)
+    _as_if_every_job_read_a_disk(monkeypatch)
+    monkeypatch.setattr(_walk, "_JOB_DIRS", 2)  # the first job reads the top and P only
+    expected = await off_loop(_sync_walk, str(tmp_path), prune)
+    with anyio.fail_after(10):
+        assert await _async_walk(str(tmp_path), prune) == expected
+
+
 @pytest.mark.parametrize("disk", [True, False])
 async def test_after_a_job_found_no_fd_the_walk_reads_ahead_one_job_at_a_time(
     big: Path, monkeypatch: pytest.MonkeyPatch, disk: bool
