@@ -715,6 +715,28 @@ async def test_a_job_out_of_fds_leaves_the_directory_unread(
     assert ran_short
 
 
+async def test_a_needed_directory_out_of_fds_with_no_job_beside_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """walk, from the page cache: the top found no fd with no other job running; it is read
+    once more, and only a second failure would reach onerror."""
+    top = str(await off_loop(_make_big, tmp_path, 3, 1))
+    failures: list[Any] = []
+
+    def once(path: Any) -> bool:
+        if path == top and not failures:
+            failures.append(path)
+            return True
+        return False
+
+    _short_of_fds_for(monkeypatch, once)
+    errors: list[OSError] = []
+    expected = await off_loop(_sync_walk, top)
+    assert await _async_walk(top, onerror=errors.append) == expected
+    assert failures == [top]
+    assert errors == []
+
+
 async def test_a_needed_directory_out_of_fds_is_read_again_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
