@@ -261,7 +261,7 @@ def _explore(
     budget: tuple[int, int] = (_JOB_ENTRIES, _JOB_DIRS),
     needed: bool = True,
     warm: bool = False,
-) -> tuple[list[tuple[Any, _WalkResult]], list[Any], bool, bool]:
+) -> tuple[list[tuple[Any, _WalkResult]], list[Any], bool, Any]:
     """In a worker: read each of ``roots`` (``(path, check_link)``, in visit order) and its
     subdirectories depth-first, until the budget (names, directories: at least one of each) is
     spent, or the process is out of fds for a directory read ahead (that one is left unread:
@@ -271,14 +271,14 @@ def _explore(
 
     Returns (path, result) in visit order, the unread subdirectories of the root it stopped in
     (first to visit first; roots it did not reach are simply absent), whether the job waited
-    for a disk, and whether it stopped for want of an fd.
+    for a disk, and the directory it stopped at for want of an fd (``None`` if none).
     """
     started = time.perf_counter()
     blocks = _blocks_read()
     out: list[tuple[Any, _WalkResult]] = []
     todo: list[Any] = []
     names = 0
-    short = False
+    short = None
     for root, check_link in roots:
         if names >= budget[0] or len(out) >= budget[1]:
             break
@@ -289,16 +289,20 @@ def _explore(
         disk = blocks if warm else None
         try:
             names = _explore_tree(todo, out, names, budget, topdown, followlinks, needed, disk)
-        except _NoFd:
-            short = True
+        except _NoFd as stop:
+            short = stop.path
             break
     todo.reverse()
     return out, todo, _waited(started, blocks, len(out)), short
 
 
 class _NoFd(Exception):
-    """Raised by :func:`_explore_tree`: a directory read ahead found no fd (it is left on the
-    job's todo list, unread)."""
+    """Raised by :func:`_explore_tree`: the directory ``path``, read ahead, found no fd (it is
+    left on the job's todo list, unread)."""
+
+    def __init__(self, path: Any) -> None:
+        super().__init__(path)
+        self.path = path
 
 
 def _explore_tree(
@@ -322,7 +326,7 @@ def _explore_tree(
         if listing is None:
             if _out_of_fds(errors[0]) and (out or not needed):
                 todo.append(path)  # read ahead: left for when the walk needs it
-                raise _NoFd
+                raise _NoFd(path)
             out.append((path, errors[0]))
         else:
             dirs, nondirs, walk_into = listing
@@ -453,7 +457,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
 
     def _take(self, path: AnyStr) -> _WalkResult:
         """Remove and return the cached result for ``path`` (``None`` if there is none)."""
-        self._no_fd.discard(path)  # read by the walk now, if it found no fd read ahead
+        if self._no_fd:  # read by the walk now, if it found no fd read ahead
+            self._no_fd.discard(path)
         result = self._cache.pop(path, None)
         if isinstance(result, tuple):
             self._cached_names -= len(result[0]) + len(result[1])
@@ -607,15 +612,14 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
             self._failure = job.error
         else:
             out, rest, waited, short = job.value
-            self._short |= short
             if waited:
                 self._jobs, self._scale = _JOBS_IO, 1
             else:  # longer jobs amortize the round trip the walk waits for
                 self._jobs, self._scale = 0, min(self._scale * 2, _WARM_SCALE)
-            # rest[0] found no fd: read ahead, it would fail again and again (while the caller
-            # holds fds); the walk reads it itself, unless the caller pruned it meanwhile
-            if short and not (pruned and _inside(rest[0], pruned)):
-                self._no_fd.add(rest[0])
+            if short is not None:  # read ahead, it would fail again and again (while the caller
+                self._short = True  # holds fds): the walk reads it itself, unless pruned meanwhile
+                if not (pruned and _inside(short, pruned)):
+                    self._no_fd.add(short)
             if pruned:  # subtrees the caller pruned while the job read them: drop those
                 out = [found for found in out if not _inside(found[0], pruned)]
                 rest = [path for path in rest if not _inside(path, pruned)]

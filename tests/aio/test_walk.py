@@ -695,24 +695,24 @@ async def test_a_job_out_of_fds_leaves_the_directory_unread(
     short = {str(tmp_path), str(tmp_path / "b")}
     _short_of_fds_for(monkeypatch, short.__contains__)
     roots, budget = ((str(tmp_path), False),), (_walk._JOB_ENTRIES, _walk._JOB_DIRS)
-    out, rest, _, ran_short = await off_loop(_walk._explore, roots, True, False, budget, needed)
+    out, rest, _, stopped_at = await off_loop(_walk._explore, roots, True, False, budget, needed)
     if needed:  # the walk waits for this very directory: its error is the walk's
         assert [path for path, _ in out] == [str(tmp_path)]
         assert isinstance(out[0][1], OSError)
         assert out[0][1].errno == errno.EMFILE
         assert rest == []
-        assert not ran_short
+        assert stopped_at is None
     else:
         assert out == []
         assert rest == [str(tmp_path)]
-        assert ran_short
+        assert stopped_at == str(tmp_path)
     short.discard(str(tmp_path))  # now the top has an fd, b does not
-    out, rest, _, ran_short = await off_loop(_walk._explore, roots, True, False, budget, needed)
+    out, rest, _, stopped_at = await off_loop(_walk._explore, roots, True, False, budget, needed)
     order = [str(tmp_path / name) for name in await off_loop(os.listdir, tmp_path)]
     at = order.index(str(tmp_path / "b"))  # the walk visits them in the directory's order
     assert [path for path, _ in out] == [str(tmp_path), *order[:at]]
     assert rest == order[at:]
-    assert ran_short
+    assert stopped_at == str(tmp_path / "b")
 
 
 async def test_a_needed_directory_out_of_fds_with_no_job_beside_is_read_again(
