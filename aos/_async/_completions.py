@@ -36,9 +36,10 @@ from aos._async import _uring
 from aos._async._ring_requests import Request
 from aos._async._workers import FILESYSTEM, Job, Pool
 
-REAP_BATCH = 16
-"""Ring completions resumed per loop wake-up: at 64 calls in flight, batches of all 64 stalled
-an asyncio loop for 1.4 ms."""
+DELIVER_BATCH = 16
+"""Finished calls resumed per loop wake-up, from the workers and again from the ring; more wait
+for the next wake-up, so that the loop's other work (timers, I/O) gets a turn between batches:
+at 64 calls in flight, batches of all 64 ring completions stalled an asyncio loop for 1.4 ms."""
 
 INLINE_PER_BATCH = 8
 """Calls answered on the loop's thread per loop iteration: with 64 tasks each answered inline
@@ -59,8 +60,6 @@ Notify = Callable[[Job], None]
 
 _channels: dict[int, Channel] = {}  # id(loop or trio token) -> its open channel
 _local = threading.local()  # .channel: the channel this thread used last
-_orphans: list[tuple[_uring.Ring, dict[int, Request]]] = []  # rings of closed loops, see below
-_orphans_lock = threading.Lock()  # loops in several threads close and open rings
 _ending_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # see AsyncioChannel
 
 
@@ -147,9 +146,9 @@ class Channel:
     def _busy(self) -> bool:
         """Whether other calls of this loop are in flight: only then does the ring pay off.
 
-        A lone call is answered sooner by a worker thread (measured: 37 us against 54 us per
-        sequential ``aos.stat`` on asyncio); calls that overlap share one ``io_uring_enter``
-        and need no thread at all.
+        A lone call is answered sooner by a worker thread (measured when ``stat`` still had a
+        ring form: 37 us against 54 us per sequential call on asyncio); calls that overlap share
+        one ``io_uring_enter`` and need no thread at all.
         """
         return bool(self._in_ring) or self._submitted != self._completed
 
@@ -187,7 +186,6 @@ class Channel:
     def _open_ring(self) -> _uring.Ring | bool:
         if not _uring.available():
             return False
-        _release_orphans()
         try:
             ring = _uring.Ring(self._fd)
         except OSError:  # e.g. the memory limit for rings: worker threads do the work
@@ -264,31 +262,31 @@ class Channel:
         raise NotImplementedError
 
     def drain(self) -> None:
-        """Take back every finished job and resume its waiter (one loop wake-up)."""
+        """Take back up to :data:`DELIVER_BATCH` finished jobs of the workers and as many of
+        the ring, and resume their waiters (one loop wake-up; it signals the next if more are
+        left)."""
         try:
             os.eventfd_read(self._fd)
         except BlockingIOError:  # a spurious wake-up: the count was read by an earlier drain
             pass
         self._signalled = False  # before popping: a job appended after this signals anew
         done = self._done
-        while done:
+        for _ in range(min(len(done), DELIVER_BATCH)):
             self._deliver(done.popleft())
+        more = bool(done)
         if self._in_ring:
-            self._reap()
+            more = self._reap() or more
+        if more:
+            os.eventfd_write(self._fd, 1)
 
-    def _reap(self) -> None:
-        """Resume the callers of up to :data:`REAP_BATCH` finished ring operations.
-
-        More wait for the next wake-up, which this signals, so that the loop's other work
-        (timers, I/O) gets a turn between batches.
-        """
+    def _reap(self) -> bool:
+        """Resume the callers of up to :data:`DELIVER_BATCH` finished ring operations; whether
+        more are left."""
         ring = self._ring
         assert isinstance(ring, _uring.Ring)
         in_ring = self._in_ring
-        reaped, more = ring.reap(REAP_BATCH)
+        reaped, more = ring.reap(DELIVER_BATCH)
         self._ring_reaped += len(reaped)
-        if more:
-            os.eventfd_write(self._fd, 1)
         for user_data, result in reaped:
             job = in_ring.pop(user_data)
             request: Request = job.request
@@ -297,6 +295,7 @@ class Channel:
             job.kwargs = {}
             job.value, job.error = request.outcome(result)
             self._deliver(job)
+        return more
 
     def _deliver(self, job: Job) -> None:
         job.delivered = True
@@ -361,7 +360,6 @@ class Channel:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
-        ring: RingRequest | None,
     ) -> Any:
         """Run on ``pool``; a cancel returns at once and the result is dropped."""
         raise NotImplementedError
@@ -399,37 +397,20 @@ class Channel:
         finally:
             self._lock.release()
 
-    def _close_ring(self, *, orphan: bool = True) -> None:
-        """Close the ring, or, while the kernel still runs calls of it, make it an orphan.
-
-        The kernel writes the results of those calls into their buffers, so the buffers must
-        live until it has: an orphan ring stays open with them until its every call has
-        finished (:func:`_release_orphans`). Only abandoned queries can be left: the loop waits
-        for mutations before it closes. ``orphan=False`` (a forked child): the calls run in the
-        parent, so nothing here waits for them.
-        """
+    def _close_ring(self) -> None:
+        """Close the ring. Operations still in it need none of its memory: the kernel copied
+        their paths when they were submitted, and writes nothing back but their status (the
+        loop waits for mutations before it closes, so only an abnormal end leaves any)."""
         ring, self._ring = self._ring, False
-        if not isinstance(ring, _uring.Ring):
-            return
-        unsent = set(self._unsent)  # queued but never handed to the kernel: it never reads them
-        running = {
-            user_data: job.request
-            for user_data, job in self._in_ring.items()
-            if user_data not in unsent
-        }
         self._in_ring.clear()
         self._unsent.clear()
-        if running and orphan:
-            with _orphans_lock:
-                _orphans.append((ring, running))
-            _release_orphans()
-        else:
+        if isinstance(ring, _uring.Ring):
             ring.close()
 
     def forget_after_fork(self) -> None:
         """In a forked child: the workers are gone; close the fd and never deliver again."""
         self.open = False
-        self._close_ring(orphan=False)
+        self._close_ring()
         self._lock = threading.Lock()
         self._closed = True
         self._done.clear()
@@ -437,32 +418,6 @@ class Channel:
             os.close(self._fd)
         except OSError:  # pragma: no cover - closed already
             pass
-
-
-def _release_orphans() -> None:
-    """Close the orphan rings whose calls have all finished (when a loop opens or closes one)."""
-    with _orphans_lock:
-        left = []
-        for ring, running in _orphans:
-            more = True
-            while more and running:
-                done, more = ring.reap(ring.cq_entries)
-                for user_data, _ in done:
-                    running.pop(user_data, None)
-            if running:
-                left.append((ring, running))
-            else:
-                ring.close()
-        _orphans[:] = left
-
-
-def _forget_orphans_after_fork() -> None:
-    """In a forked child: the orphans' calls write into the parent's memory, not ours."""
-    global _orphans_lock
-    _orphans_lock = threading.Lock()
-    for ring, _ in _orphans:
-        ring.close()
-    _orphans.clear()
 
 
 def outcome(job: Job) -> Any:
@@ -578,10 +533,9 @@ class AsyncioChannel(Channel):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
-        ring: RingRequest | None,
     ) -> Any:
         fut = self._loop.create_future()
-        job = self.submit(pool, fn, args, kwargs, fut, ring=ring)
+        job = self.submit(pool, fn, args, kwargs, fut)
         try:
             await fut  # a cancel cancels fut; the drain then drops the job
         except BaseException:
@@ -678,7 +632,6 @@ def _after_fork_in_child() -> None:
     for channel in list(_channels.values()):
         channel.forget_after_fork()
     _channels.clear()
-    _forget_orphans_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -22,15 +22,14 @@ async def run_abandonable(
     kwargs: Mapping[str, Any],
     *,
     wait_lane: bool,
-    ring: RingRequest | None = None,
 ) -> T:
-    """Run on a worker (or io_uring, if ``ring`` makes a request); a cancel returns at once.
+    """Run on a worker; a cancel returns at once.
 
     ``wait_lane`` runs the call in the unbounded lane that filesystem calls never queue behind.
     """
     channel = _completions.current()
     result: T = await channel.run_abandonable(
-        WAIT_LANE if wait_lane else FILESYSTEM, fn, args, kwargs, ring
+        WAIT_LANE if wait_lane else FILESYSTEM, fn, args, kwargs
     )
     return result
 
@@ -55,7 +54,6 @@ async def run_query(
     fn: Callable[..., T],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
-    ring: RingRequest | None,
     inline: Callable[..., tuple[T | None, BaseException | None] | None],
 ) -> T:
     """A query answered on the loop's thread if ``inline`` can (then a checkpoint), else run
@@ -70,7 +68,7 @@ async def run_query(
             await channel.checkpoint()
             value: T = _completions.settle(*answer)
             return value
-    result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs, ring)
+    result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
     return result
 
 

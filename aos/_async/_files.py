@@ -13,11 +13,11 @@ the file system is offloaded:
   ``eventfd``, ``timerfd_create``.
 - ``WAIT``: ``eventfd_read`` (blocks until another party writes the counter).
 
-Where the kernel's io_uring can run a call, it does, with no worker thread: ``stat``,
-``lstat``, ``mkdir``, ``unlink``, ``remove``, ``rmdir``, ``symlink``, ``rename`` and
-``replace`` (see :mod:`aos._async._ring_requests`). The policy is the same either way.
-``stat`` and ``lstat`` of a cached path on a local filesystem are answered on the loop's own
-thread, in syscalls that cannot do I/O (see :mod:`aos._async._inline`).
+Where the kernel's io_uring can run a mutation, calls that overlap go there, with no worker
+thread: ``mkdir``, ``unlink``, ``remove``, ``rmdir``, ``symlink``, ``rename`` and ``replace``
+(see :mod:`aos._async._ring_requests`). The policy is the same either way. ``stat`` and
+``lstat`` of a cached path on a local filesystem are answered on the loop's own thread, in
+syscalls that cannot do I/O (see :mod:`aos._async._inline`); others go to a worker.
 
 ``scandir``, ``walk`` and ``fwalk`` live in :mod:`aos._async._iter`.
 
@@ -70,8 +70,8 @@ __all__ = [
 ]
 
 access = offload(blocking.access, QUERY)
-stat = offload(blocking.stat, QUERY, ring=ring.stat, inline=inline.stat)
-lstat = offload(blocking.lstat, QUERY, ring=ring.lstat, inline=inline.lstat)
+stat = offload(blocking.stat, QUERY, inline=inline.stat)
+lstat = offload(blocking.lstat, QUERY, inline=inline.lstat)
 readlink = offload(blocking.readlink, QUERY)
 pathconf = offload(blocking.pathconf, QUERY)
 statvfs = offload(blocking.statvfs, QUERY)

@@ -70,7 +70,7 @@ def offload(
     """Make the async face of the blocking function ``fn``: same signature, run on a worker.
 
     ``release`` (``MUTATE`` only) frees a result that a cancelled caller will never receive.
-    ``ring`` (not ``WAIT``) builds the call's io_uring form from its arguments (see
+    ``ring`` (``MUTATE`` only) builds the call's io_uring form from its arguments (see
     :mod:`aos._async._ring_requests`); where it does, the kernel runs the call, not a worker.
     ``inline`` (``QUERY`` only) answers the call on the loop's thread when the kernel promises
     not to block (see :mod:`aos._async._inline`): it returns ``(value, error)``, or ``None``
@@ -80,8 +80,8 @@ def offload(
         raise ValueError(
             "release goes with MUTATE: only a call that runs to completion can hand it back"
         )
-    if ring is not None and policy is Policy.WAIT:
-        raise ValueError("ring goes with QUERY or MUTATE: a WAIT call may never complete")
+    if ring is not None and policy is not Policy.MUTATE:
+        raise ValueError("ring goes with MUTATE: a worker answers a query sooner")
     if inline is not None and policy is not Policy.QUERY:
         raise ValueError("inline goes with QUERY: only a query may be answered before a cancel")
 
@@ -93,13 +93,13 @@ def offload(
     elif inline is not None:
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await _engine.run_query(fn, args, kwargs, ring, inline)
+            return await _engine.run_query(fn, args, kwargs, inline)
 
     else:
         wait_lane = policy is Policy.WAIT
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await _engine.run_abandonable(fn, args, kwargs, wait_lane=wait_lane, ring=ring)
+            return await _engine.run_abandonable(fn, args, kwargs, wait_lane=wait_lane)
 
     functools.update_wrapper(wrapper, fn)  # __name__, __qualname__, __doc__, __wrapped__
     wrapper.__module__ = "aos"

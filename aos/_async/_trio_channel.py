@@ -149,10 +149,9 @@ class TrioChannel(Channel):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
-        ring: RingRequest | None,
     ) -> Any:
         task = trio.lowlevel.current_task()
-        job = self.submit(pool, fn, args, kwargs, task, ring=ring)
+        job = self.submit(pool, fn, args, kwargs, task)
 
         def abandon(_: object) -> trio.lowlevel.Abort:
             job.waiter = None

@@ -1,13 +1,14 @@
 """A minimal io_uring submission and completion ring, driven from Python through ``ctypes``.
 
-The kernel runs the path operations aos sends here (``statx``, ``unlinkat``, ``symlinkat`` ...)
-on its own io-wq threads. They hold no GIL, so a burst of calls costs the event loop one
+The kernel runs the path operations aos sends here (``mkdirat``, ``unlinkat``, ``symlinkat``,
+``renameat``) on its own io-wq threads. They hold no GIL, so a burst of calls costs the event loop one
 ``io_uring_enter`` per batch and one wake-up per batch of completions, and no Python worker
 competes with the loop for the interpreter. Completions are signalled on an eventfd the caller
 registers (the loop's completion channel), so the loop needs no new fd to watch.
 
-Only what aos needs is here: one ring per event loop, operations whose buffers the caller keeps
-alive until their completion arrives, and submission from the loop's thread only. The rings are
+Only what aos needs is here: one ring per event loop, operations whose paths the kernel copies
+when they are submitted (so it writes nothing back but their status), and submission from the
+loop's thread only. The rings are
 read and written with plain stores, which is correct under x86-64's ordering (stores are not
 reordered with stores, nor loads with loads); :func:`available` is false elsewhere, and where
 the kernel refuses io_uring (seccomp, ``kernel.io_uring_disabled``), so callers fall back to
@@ -26,12 +27,11 @@ from typing import Final
 ENV_SWITCH: Final = "AOS_IO_URING"
 
 # Operation codes (include/uapi/linux/io_uring.h).
-OP_STATX: Final = 21
 OP_RENAMEAT: Final = 35
 OP_UNLINKAT: Final = 36
 OP_MKDIRAT: Final = 37
 OP_SYMLINKAT: Final = 38
-NEEDED_OPS: Final = (OP_STATX, OP_RENAMEAT, OP_UNLINKAT, OP_MKDIRAT, OP_SYMLINKAT)
+NEEDED_OPS: Final = (OP_RENAMEAT, OP_UNLINKAT, OP_MKDIRAT, OP_SYMLINKAT)
 
 _SYS_SETUP, _SYS_ENTER, _SYS_REGISTER = 425, 426, 427
 _FEAT_SINGLE_MMAP: Final = 1 << 0

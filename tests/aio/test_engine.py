@@ -408,7 +408,7 @@ async def test_a_call_whose_thread_cannot_start_leaves_the_channel_balanced(
     with monkeypatch.context() as patch:
         patch.setattr(threading.Thread, "start", refuse)
         with pytest.raises(RuntimeError, match="can't start new thread"):
-            await channel.run_abandonable(pool, os.getpid, (), {}, None)
+            await channel.run_abandonable(pool, os.getpid, (), {})
     assert not channel._busy()  # nothing counted as in flight: the ring is not used for it
     assert channel._parked == 0
     assert "proc" in await aos.listdir("/")  # the channel still answers

@@ -40,16 +40,18 @@ def files(tmp_path: Path) -> list[Path]:
     return paths
 
 
-async def test_overlapping_calls_take_the_ring_and_match_os(
+async def test_overlapping_stats_stay_off_the_ring_and_match_os(
     files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A worker answers a query sooner than the ring (see aos._async._ring_requests)."""
     # The link is never followed: reading it would set its atime, so os and aos would differ.
     every = [(path, follow) for path in files for follow in (True, False)]
     every.append((tmp_path / "link", False))
     expected = await off_loop(
         lambda: {f"{p}:{f}": stat_fields(os.stat(p, follow_symlinks=f)) for p, f in every}
     )
-    pushed = take_route("worker", monkeypatch)  # no inline answers: overlapping calls take the ring
+    # No inline answers, and every loop looks busy: a call with a ring form would take the ring.
+    pushed = take_route("ring", monkeypatch)
     got: dict[str, dict[str, object]] = {}
 
     async def look(path: Path, follow: bool) -> None:
@@ -59,7 +61,7 @@ async def test_overlapping_calls_take_the_ring_and_match_os(
     async with anyio.create_task_group() as tg:
         for path, follow in every:
             tg.start_soon(look, path, follow)
-    assert pushed() > 0
+    assert pushed() == 0
     assert got == expected
 
 
@@ -97,7 +99,7 @@ async def test_errors_from_the_ring_are_the_errors_of_os(
         ("mkdir", (tmp_path,)),
         ("symlink", ("target", tmp_path)),
         ("rmdir", (os.fsencode(tmp_path / "missing"),)),
-        ("stat", (str(tmp_path / "missing"),)),
+        ("unlink", (str(tmp_path / "missing"),)),
     ]
     for name, args in calls:
         kind, expected = await os_error(getattr(os, name), *args)
@@ -118,7 +120,9 @@ async def test_a_refused_submission_runs_on_a_worker(
 
     monkeypatch.setattr(_uring, "_enter", refuse)
     await aos.mkdir(tmp_path / "made")
-    assert (await aos.stat(tmp_path / "made")).st_nlink == 2
+    await aos.symlink("made", tmp_path / "link")
+    assert await off_loop(os.readlink, tmp_path / "link") == "made"
+    assert (await aos.stat(tmp_path / "link")).st_nlink == 2
     assert pushed() == 2  # both were queued on the ring, withdrawn, and run by a worker
 
 
@@ -162,7 +166,7 @@ async def test_a_cancelled_mutation_on_the_ring_returns_only_once_it_has_complet
         await anyio.sleep(0.1)
         released = True
         release()
-        await aos.stat(tmp_path)  # a completion wakes the loop, which reaps both
+        await aos.stat(tmp_path)  # a worker's completion wakes the loop, which reaps the ring
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(release_later)
@@ -171,26 +175,11 @@ async def test_a_cancelled_mutation_on_the_ring_returns_only_once_it_has_complet
         assert released  # the cancel waited for the mkdir's completion
     assert scope.cancelled_caught
     assert await off_loop(os.path.isdir, tmp_path / "made")
-    assert pushed() == 2
-
-
-async def test_a_cancelled_query_on_the_ring_returns_at_once(
-    files: list[Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pushed = take_route("ring", monkeypatch)
-    release = hold_completions(monkeypatch)
-    for path in files:
-        with anyio.move_on_after(0.001) as scope:
-            await aos.stat(path)
-        assert scope.cancelled_caught  # no completion was delivered: only the cancel ends it
-    release()
-    # The abandoned operations are reaped with the next completion; the ring keeps serving.
-    assert (await aos.stat(files[3])).st_size == 3
-    assert pushed() == len(files) + 1
+    assert pushed() == 1
 
 
 async def test_completions_the_kernel_holds_back_are_fetched_by_the_ring_watch(
-    files: list[Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Seen on Linux 6.18: finished operations whose completions appear only once the ring's
     thread enters io_uring again. The loop, with nothing else to do, must not wait forever."""
@@ -210,51 +199,40 @@ async def test_completions_the_kernel_holds_back_are_fetched_by_the_ring_watch(
 
     monkeypatch.setattr(_uring.Ring, "reap", held_reap)
     monkeypatch.setattr(_uring.Ring, "kick", counting_kick)
-    sizes: dict[int, int] = {}
-
-    async def stat(i: int) -> None:
-        sizes[i] = (await aos.stat(files[i])).st_size
-
+    names = [f"d{i}" for i in range(16)]
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
-            for i in range(len(files)):
-                tg.start_soon(stat, i)
-    assert sizes == {i: i for i in range(len(files))}
+            for name in names:
+                tg.start_soon(aos.mkdir, tmp_path / name)
+    assert sorted(await off_loop(os.listdir, tmp_path)) == sorted(names)
     assert kicks >= 1
-    assert pushed() == len(files)
+    assert pushed() == len(names)
 
 
-async def test_a_ring_closed_with_queries_in_flight_stays_open_until_they_finish(
-    files: list[Path], monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, dict[str, Any]]
+async def test_a_loop_that_ends_closes_its_ring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, dict[str, Any]]
 ) -> None:
-    from aos._async import _completions
-
     take_route("ring", monkeypatch)
-    release = hold_completions(monkeypatch)
+    opened: list[_uring.Ring] = []
+    init = _uring.Ring.__init__
+
+    def recording_init(self: _uring.Ring, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(_uring.Ring, "__init__", recording_init)
     name, options = anyio_backend
 
-    async def abandon_queries() -> None:
-        for path in files:
-            with anyio.move_on_after(0.001):
-                await aos.stat(path)
+    async def mkdirs() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(aos.mkdir, tmp_path / f"d{i}")
 
-    async def stat_on_the_ring() -> int:
-        return (await aos.stat(files[5])).st_size
-
-    # A loop of its own (in a worker thread) ends while its ring still owes those answers.
-    await off_loop(
-        functools.partial(anyio.run, abandon_queries, backend=name, backend_options=options)
-    )
-    assert len(_completions._orphans) == 1
-    ring, running = _completions._orphans[0]
-    assert len(running) == len(files)
-    assert ring.fd >= 0
-    release()
-    # The next ring a loop opens releases the orphan: every call in it has finished now.
-    run = functools.partial(anyio.run, stat_on_the_ring, backend=name, backend_options=options)
-    assert await off_loop(run) == 5
-    assert _completions._orphans == []
-    assert ring.fd == -1
+    # A loop of its own (in a worker thread), which ends before the test's loop does.
+    await off_loop(functools.partial(anyio.run, mkdirs, backend=name, backend_options=options))
+    assert len(opened) == 1
+    assert opened[0].fd == -1
+    assert len(await off_loop(os.listdir, tmp_path)) == 8
 
 
 async def test_arguments_os_refuses_get_os_errors_and_leave_nothing_pending(
@@ -266,7 +244,7 @@ async def test_arguments_os_refuses_get_os_errors_and_leave_nothing_pending(
     for name, args, kwargs in [
         ("mkdir", (tmp_path / "x",), {"bogus": 1}),
         ("rename", (tmp_path / "x",), {}),
-        ("stat", (tmp_path, 1), {}),
+        ("unlink", (tmp_path, 1), {}),
     ]:
         with pytest.raises(TypeError) as ours:
             await getattr(aos, name)(*args, **kwargs)
@@ -328,42 +306,41 @@ async def test_ring_calls_raise_the_audit_events_of_os(
     assert pushed() == 6
 
 
-def test_a_forked_child_forgets_the_orphan_rings_of_its_parent(files: list[Path]) -> None:
+def test_a_forked_child_opens_a_ring_of_its_own(tmp_path: Path) -> None:
     script = f"""
 import os, signal, sys, anyio, trio
 import aos
-from aos._async import _completions, _inline, _uring
+from aos._async import _completions, _uring
 from aos._async._completions import Channel
 
-_inline.enabled = False
-Channel._busy = lambda self: True  # every call takes the ring
-reap = _uring.Ring.reap
-_uring.Ring.reap = lambda self, most: ([], False)  # completions held: the queries stay owed
+Channel._busy = lambda self: True  # every call with a ring form takes the ring
+pushed = []
+push = _uring.Ring.push
+_uring.Ring.push = lambda self, *args: (pushed.append(self), push(self, *args))[1]
 
-async def abandon() -> None:
-    for path in {[str(path) for path in files]!r}:
-        with anyio.move_on_after(0.001):
-            await aos.stat(path)
+async def in_parent() -> None:
+    await aos.mkdir({str(tmp_path / "parent")!r})
+    channel = _completions.current()
+    ring = channel._ring
+    assert ring.fd >= 0
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(30)  # a child that hangs must not outlive a failed test (the parent's
+        code = 1          # timeout kills only the parent)
+        try:
+            assert ring.fd == -1 and not channel.open  # the parent's ring is not the child's
+            trio.run(aos.mkdir, {str(tmp_path / "child")!r})
+            assert len(pushed) == 2 and pushed[1] is not ring  # on a ring of its own
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = await aos.waitpid(pid, 0)
+    assert ring.fd >= 0 and channel.open and channel._ring is ring  # the parent's goes on
+    await aos.rmdir({str(tmp_path / "parent")!r})
+    sys.exit(os.waitstatus_to_exitcode(status))
 
-anyio.run(abandon)
-(ring, _), = _completions._orphans
-pid = os.fork()
-if pid == 0:
-    signal.alarm(30)  # a child that hangs must not outlive a failed test (the parent's timeout
-    code = 1          # kills only the parent)
-    try:
-        assert _completions._orphans == [] and ring.fd == -1
-        _uring.Ring.reap = reap
-        assert trio.run(aos.stat, {str(files[3])!r}).st_size == 3
-        code = 0
-    finally:
-        os._exit(code)
-_, status = os.waitpid(pid, 0)
-assert len(_completions._orphans) == 1 and ring.fd >= 0  # the parent's kernel calls are its own
-_uring.Ring.reap = reap
-assert anyio.run(aos.stat, {str(files[4])!r}).st_size == 4
-assert _completions._orphans == [] and ring.fd == -1
-sys.exit(os.waitstatus_to_exitcode(status))
+anyio.run(in_parent)
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
+    assert os.listdir(tmp_path) == ["child"]
