@@ -414,6 +414,56 @@ async def test_a_call_whose_thread_cannot_start_leaves_the_channel_balanced(
     assert "proc" in await aos.listdir("/")  # the channel still answers
 
 
+async def test_a_wake_up_resumes_at_most_a_batch_of_finished_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finished calls beyond DELIVER_BATCH wait for the next wake-up, which the drain signals."""
+    delivered_per_drain: list[int] = []
+    drain, deliver = _completions.Channel.drain, _completions.Channel._deliver
+
+    def counting_drain(self: _completions.Channel) -> None:
+        delivered_per_drain.append(0)
+        drain(self)
+
+    def counting_deliver(self: _completions.Channel, job: Job) -> None:
+        delivered_per_drain[-1] += 1
+        deliver(self, job)
+
+    monkeypatch.setattr(_completions.Channel, "drain", counting_drain)
+    monkeypatch.setattr(_completions.Channel, "_deliver", counting_deliver)
+    channel = _completions.current()  # (the asyncio channel binds its drain when made)
+    calls = 3 * _completions.DELIVER_BATCH + 1
+    arrived: list[Job] = []
+    all_arrived = anyio.Event()
+
+    def notify(job: Job) -> None:
+        arrived.append(job)
+        if len(arrived) == calls:
+            all_arrived.set()
+
+    finished = threading.Semaphore(0)
+    finish = channel.finish
+
+    def counting_finish(job: Job) -> None:
+        finish(job)
+        finished.release()
+
+    with monkeypatch.context() as quiet:  # the loop is not woken while the calls finish
+        quiet.setattr(channel, "wake_loop", lambda: None)
+        quiet.setattr(channel, "finish", counting_finish)
+        for _ in range(calls):
+            channel.start(os.getpid, (), notify)
+        for _ in range(calls):
+            assert await anyio.to_thread.run_sync(finished.acquire, True, WAIT_S)
+    assert len(channel._done) == calls
+    os.eventfd_write(channel._fd, 1)
+    with anyio.fail_after(WAIT_S):
+        await all_arrived.wait()
+    assert sum(delivered_per_drain) == calls
+    assert max(delivered_per_drain) == _completions.DELIVER_BATCH
+    assert len([n for n in delivered_per_drain if n]) == 4
+
+
 def test_pool_is_idle_only_when_no_job_is_queued_or_running(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
