@@ -2,19 +2,21 @@
 
 Each running event loop gets one :class:`Channel`: an eventfd plus a queue of finished jobs.
 A worker appends its finished job and writes the eventfd only when the loop is not already
-signalled, so a burst of completions costs the loop one wake-up. The loop side drains every
-finished job per wake-up and resumes each waiter with a loop-local primitive (an asyncio future,
+signalled, so a burst of completions costs the loop one wake-up. The loop side drains up to
+:data:`DELIVER_BATCH` finished jobs per wake-up (and signals the next wake-up for the rest) and
+resumes each waiter with a loop-local primitive (an asyncio future,
 ``trio.lowlevel.reschedule``): no per-call thread-safe callback.
 
-Calls that io_uring can run (see :mod:`aos._async._ring_requests`) go to the channel's ring
-instead of a worker, where the kernel supports it: the ring signals the same eventfd, and the
-loop reaps its completions in the same drain. Submissions made while others are in flight are
+Mutations that io_uring can run (see :mod:`aos._async._ring_requests`) go to the channel's
+ring instead of a worker while other calls are in flight, where the kernel supports it: the ring
+signals the same eventfd, and the loop reaps its completions in the same drain. Submissions made while others are in flight are
 sent in one ``io_uring_enter`` per loop iteration (asyncio) or at once (trio).
 
 The channel's fd lives as long as its loop: on asyncio a guard task closes it when the loop
 cancels its tasks at shutdown, on trio a system task does. Jobs still running then (abandoned
-calls) are counted, and the last of them closes the fd. After ``fork()`` the child forgets every
-channel and opens new ones on demand.
+calls) are counted, and the last of them closes the fd. A ring that still runs operations then
+stays open until they have finished. After ``fork()`` the child forgets every channel and opens
+new ones on demand.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ DELIVER_BATCH = 8
 for the next wake-up, so that the loop's other work (timers, I/O) gets a turn between batches.
 At 64 concurrent ``symlink``+``unlink`` pairs on the ring (2 CPUs), 16 a wake-up let a 1 ms
 heartbeat on an asyncio loop wake 0.73-0.77 ms late at the median and 1.3-1.4 ms at the 99th
-percentile; 8 a wake-up, 0.46 and 0.7-0.8 ms, for 0-10% more time per pair (trio: 0.31-0.34
-and 0.77-0.89 ms against 0.18-0.20 and 0.40-0.52 ms)."""
+percentile; 8 a wake-up, 0.46 and 0.7-0.8 ms, for 0-10% more time per pair. On trio: 0.31-0.34
+and 0.77-0.89 ms with 16, 0.18-0.20 and 0.40-0.52 ms with 8."""
 
 INLINE_PER_BATCH = 8
 """Calls answered on the loop's thread per loop iteration: with 64 tasks each answered inline
@@ -50,7 +52,8 @@ every iteration, asyncio iterations grew to over 1 ms (a heartbeat woke 2.3 ms l
 
 RING_WATCH_S = 0.05
 """While operations are in the ring, how often the loop checks that some finish. On Linux 6.18,
-about once in 100 runs of 64 concurrent ``aos.stat`` on trio, the kernel held back the
+about once in 100 runs of 64 concurrent ``aos.stat`` on trio (when ``stat`` still went to the
+ring), the kernel held back the
 completions of finished operations until the ring's thread entered io_uring again; with nothing
 left to submit, the loop waited forever. A check that sees no progress enters io_uring once
 (:meth:`~aos._async._uring.Ring.kick`), which posts them."""
@@ -63,6 +66,8 @@ Notify = Callable[[Job], None]
 
 _channels: dict[int, Channel] = {}  # id(loop or trio token) -> its open channel
 _local = threading.local()  # .channel: the channel this thread used last
+_closed_rings: list[list[Any]] = []  # [ring, operations still running] of closed channels
+_closed_rings_lock = threading.Lock()  # loops in several threads close and open rings
 _ending_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # see AsyncioChannel
 
 
@@ -189,6 +194,7 @@ class Channel:
     def _open_ring(self) -> _uring.Ring | bool:
         if not _uring.available():
             return False
+        _release_closed_rings()
         try:
             ring = _uring.Ring(self._fd)
         except OSError:  # e.g. the memory limit for rings: worker threads do the work
@@ -274,13 +280,16 @@ class Channel:
             pass
         self._signalled = False  # before popping: a job appended after this signals anew
         done = self._done
-        for _ in range(min(len(done), DELIVER_BATCH)):
-            self._deliver(done.popleft())
-        more = bool(done)
-        if self._in_ring:
-            more = self._reap() or more
-        if more:
-            os.eventfd_write(self._fd, 1)
+        more = False
+        try:
+            for _ in range(min(len(done), DELIVER_BATCH)):
+                self._deliver(done.popleft())
+            if self._in_ring:
+                more = self._reap()
+        finally:  # (also when a delivery raised: what is left must not wait for a stray wake-up)
+            if more or done:
+                self._signalled = True  # the workers need not signal again
+                os.eventfd_write(self._fd, 1)
 
     def _reap(self) -> bool:
         """Resume the callers of up to :data:`DELIVER_BATCH` finished ring operations; whether
@@ -290,6 +299,7 @@ class Channel:
         in_ring = self._in_ring
         reaped, more = ring.reap(DELIVER_BATCH)
         self._ring_reaped += len(reaped)
+        finished: deque[Job] = deque()
         for user_data, result in reaped:
             job = in_ring.pop(user_data)
             request: Request = job.request
@@ -297,7 +307,12 @@ class Channel:
             job.args = ()
             job.kwargs = {}
             job.value, job.error = request.outcome(result)
-            self._deliver(job)
+            finished.append(job)
+        try:
+            while finished:
+                self._deliver(finished.popleft())
+        finally:  # a delivery raised: the others go first at the next wake-up
+            self._done.extendleft(reversed(finished))
         return more
 
     def _deliver(self, job: Job) -> None:
@@ -400,20 +415,33 @@ class Channel:
         finally:
             self._lock.release()
 
-    def _close_ring(self) -> None:
-        """Close the ring. Operations still in it need none of its memory: the kernel copied
-        their paths when they were submitted, and writes nothing back but their status (the
-        loop waits for mutations before it closes, so only an abnormal end leaves any)."""
+    def _close_ring(self, *, wait: bool = True) -> None:
+        """Close the ring, or, while the kernel still runs operations of it, keep it open
+        until they have finished (closing it would cancel those not started yet).
+
+        The loop waits for its mutations before it closes, so only an abnormal end (a loop
+        closed with tasks still pending) leaves any. Their memory is not needed: the kernel
+        copied their paths when they were submitted, and writes back nothing but a status.
+        ``wait=False`` (a forked child): they run in the parent, and are the parent's.
+        """
         ring, self._ring = self._ring, False
+        running = len(self._in_ring) - len(self._unsent)
         self._in_ring.clear()
         self._unsent.clear()
-        if isinstance(ring, _uring.Ring):
+        if not isinstance(ring, _uring.Ring):
+            return
+        ring.withdraw()  # queued, never sent: the kernel never sees them
+        if running and wait:
+            with _closed_rings_lock:
+                _closed_rings.append([ring, running])
+            _release_closed_rings()
+        else:
             ring.close()
 
     def forget_after_fork(self) -> None:
         """In a forked child: the workers are gone; close the fd and never deliver again."""
         self.open = False
-        self._close_ring()
+        self._close_ring(wait=False)
         self._lock = threading.Lock()
         self._closed = True
         self._done.clear()
@@ -421,6 +449,33 @@ class Channel:
             os.close(self._fd)
         except OSError:  # pragma: no cover - closed already
             pass
+
+
+def _release_closed_rings() -> None:
+    """Close the rings of closed channels whose operations have all finished (called when a
+    loop opens or closes a ring)."""
+    with _closed_rings_lock:
+        left = []
+        for entry in _closed_rings:
+            ring = entry[0]
+            more = True
+            while more and entry[1]:
+                done, more = ring.reap(ring.cq_entries)
+                entry[1] -= len(done)
+            if entry[1]:
+                left.append(entry)
+            else:
+                ring.close()
+        _closed_rings[:] = left
+
+
+def _forget_closed_rings_after_fork() -> None:
+    """In a forked child: the operations of those rings run for the parent, not for us."""
+    global _closed_rings_lock
+    _closed_rings_lock = threading.Lock()
+    for ring, _ in _closed_rings:
+        ring.close()
+    _closed_rings.clear()
 
 
 def outcome(job: Job) -> Any:
@@ -635,6 +690,7 @@ def _after_fork_in_child() -> None:
     for channel in list(_channels.values()):
         channel.forget_after_fork()
     _channels.clear()
+    _forget_closed_rings_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

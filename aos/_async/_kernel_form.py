@@ -17,9 +17,7 @@ import sys
 from typing import Final
 
 AT_FDCWD: Final = -100
-AT_SYMLINK_NOFOLLOW: Final = 0x100
 AT_REMOVEDIR: Final = 0x200
-AT_NO_AUTOMOUNT: Final = 0x800
 AT_EMPTY_PATH: Final = 0x1000
 AT_STATX_DONT_SYNC: Final = 0x4000
 STATX_BASIC_STATS: Final = 0x7FF
@@ -86,10 +84,10 @@ def dir_fd_of(dir_fd: object) -> int | None:
     return None
 
 
-def unpack_statx(buffer: ctypes.Array[ctypes.c_char], at: int = 0) -> tuple[int, ...]:
-    """The fields of the ``statx`` result at offset ``at`` of ``buffer``: ``stx_mask`` first,
-    ``stx_mnt_id`` last."""
-    fields: tuple[int, ...] = _STATX.unpack_from(buffer, at)
+def unpack_statx(buffer: ctypes.Array[ctypes.c_char]) -> tuple[int, ...]:
+    """The fields of the ``statx`` result in ``buffer``: ``stx_mask`` first, ``stx_mnt_id``
+    last."""
+    fields: tuple[int, ...] = _STATX.unpack_from(buffer)
     return fields
 
 

@@ -1,18 +1,18 @@
 """A minimal io_uring submission and completion ring, driven from Python through ``ctypes``.
 
 The kernel runs the path operations aos sends here (``mkdirat``, ``unlinkat``, ``symlinkat``,
-``renameat``) on its own io-wq threads. They hold no GIL, so a burst of calls costs the event loop one
-``io_uring_enter`` per batch and one wake-up per batch of completions, and no Python worker
-competes with the loop for the interpreter. Completions are signalled on an eventfd the caller
-registers (the loop's completion channel), so the loop needs no new fd to watch.
+``renameat``) on its own io-wq threads. They hold no GIL, so a burst of calls costs the event
+loop one ``io_uring_enter`` per batch and one wake-up per batch of completions, and no Python
+worker competes with the loop for the interpreter. Completions are signalled on an eventfd the
+caller registers (the loop's completion channel), so the loop needs no new fd to watch.
 
 Only what aos needs is here: one ring per event loop, operations whose paths the kernel copies
-when they are submitted (so it writes nothing back but their status), and submission from the
-loop's thread only. The rings are
-read and written with plain stores, which is correct under x86-64's ordering (stores are not
-reordered with stores, nor loads with loads); :func:`available` is false elsewhere, and where
-the kernel refuses io_uring (seccomp, ``kernel.io_uring_disabled``), so callers fall back to
-worker threads. ``AOS_IO_URING=0`` turns it off.
+when they are submitted (it writes nothing back but their status), and submission from the
+loop's thread only. The rings are read and written with plain stores, which is correct under
+x86-64's ordering (stores are not reordered with stores, nor loads with loads);
+:func:`available` is false elsewhere, and where the kernel refuses io_uring (seccomp,
+``kernel.io_uring_disabled``), so callers fall back to worker threads. ``AOS_IO_URING=0`` turns
+it off.
 """
 
 from __future__ import annotations
@@ -213,6 +213,10 @@ class Ring:
         while _enter(_SYS_ENTER, self.fd, self._queued, 0, 0, None, 0) < 0:
             if ctypes.get_errno() != 4:  # EINTR: retry; anything else: withdraw what is left
                 break
+        return self.withdraw()
+
+    def withdraw(self) -> int:
+        """Take back the queued operations the kernel has not taken; return how many."""
         head: int = _U32.unpack_from(self._rings, self._sq_head)[0]
         left: int = (self._tail - head) & 0xFFFFFFFF
         if left:
@@ -246,7 +250,8 @@ class Ring:
         return done, head != tail
 
     def close(self) -> None:
-        """Unmap the rings and close the ring's fd (operations in flight finish in the kernel)."""
+        """Unmap the rings and close the ring's fd. Operations the kernel has not started yet
+        are cancelled; those it runs finish."""
         for name in ("_sqes", "_rings"):
             mapping = getattr(self, name, None)
             if mapping is not None:

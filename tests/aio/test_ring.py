@@ -8,7 +8,8 @@ import functools
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import anyio
 import pytest
 
 import aos
-from aos._async import _uring
+from aos._async import _completions, _ring_requests, _uring
+from aos._async._offload import MUTATE, QUERY, WAIT, Policy, offload, policy_of, runs_on_ring
+from aos._async._workers import FILESYSTEM
 from tests.aio._helpers import error_facts, off_loop, os_error, take_route
 
 pytestmark = [
@@ -154,6 +157,46 @@ def hold_completions(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     return release
 
 
+async def test_a_wake_up_resumes_at_most_a_batch_of_ring_completions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than DELIVER_BATCH finished operations take several wake-ups, each signalled by
+    the drain before it (not by the ring watch, which is off here)."""
+    take_route("ring", monkeypatch)
+    reaped_per_drain: list[int] = []
+    drain = _completions.Channel.drain
+
+    def counting_drain(self: _completions.Channel) -> None:
+        in_ring = len(self._in_ring)
+        drain(self)
+        reaped_per_drain.append(in_ring - len(self._in_ring))
+
+    monkeypatch.setattr(_completions.Channel, "drain", counting_drain)
+    channel = _completions.current()  # (the asyncio channel binds its drain when made)
+    monkeypatch.setattr(channel, "watch_ring_soon", lambda: None)
+    release = hold_completions(monkeypatch)
+    names = [f"d{i}" for i in range(3 * _completions.DELIVER_BATCH + 1)]
+
+    def wait_until_all_made() -> None:
+        while len(os.listdir(tmp_path)) < len(names):
+            time.sleep(0.01)
+
+    async def all_made() -> None:
+        await off_loop(wait_until_all_made)
+        release()
+        os.eventfd_write(channel._fd, 1)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for name in names:
+                tg.start_soon(aos.mkdir, tmp_path / name)
+            tg.start_soon(all_made)
+    batches = [n for n in reaped_per_drain if n]
+    assert sum(batches) == len(names)
+    assert max(batches) == _completions.DELIVER_BATCH
+    assert len(batches) == 4
+
+
 async def test_a_cancelled_mutation_on_the_ring_returns_only_once_it_has_completed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,7 +252,43 @@ async def test_completions_the_kernel_holds_back_are_fetched_by_the_ring_watch(
     assert pushed() == len(names)
 
 
-async def test_a_loop_that_ends_closes_its_ring(
+def _send_unawaited_mkdirs(paths: list[Path]) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A main that puts ring mkdirs in flight that nobody waits for, and returns: its loop
+    ends with them in the ring (as a loop closed with tasks still pending would)."""
+
+    async def main() -> None:
+        channel = _completions.current()
+        for path in paths:
+            channel.submit(FILESYSTEM, os.mkdir, (path,), {}, None, ring=_ring_requests.mkdir)
+        channel.flush()
+
+    return main
+
+
+async def test_a_ring_closed_with_operations_running_stays_open_until_they_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, dict[str, Any]]
+) -> None:
+    take_route("ring", monkeypatch)
+    release = hold_completions(monkeypatch)
+    name, options = anyio_backend
+    paths = [tmp_path / f"d{i}" for i in range(8)]
+    main = _send_unawaited_mkdirs(paths)
+    # A loop of its own (in a worker thread), which ends while its ring still runs them.
+    await off_loop(functools.partial(anyio.run, main, backend=name, backend_options=options))
+    assert len(_completions._closed_rings) == 1
+    ring, running = _completions._closed_rings[0]
+    assert running == len(paths)
+    assert ring.fd >= 0  # closing it would cancel the operations the kernel had not started
+    release()
+    await aos.mkdir(tmp_path / "next")  # opening a ring releases the finished closed ones
+    assert _completions._closed_rings == []
+    assert ring.fd == -1
+    assert sorted(await off_loop(os.listdir, tmp_path)) == sorted(
+        ["next", *(p.name for p in paths)]
+    )
+
+
+async def test_a_loop_that_ends_closes_its_idle_ring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, dict[str, Any]]
 ) -> None:
     take_route("ring", monkeypatch)
@@ -228,18 +307,29 @@ async def test_a_loop_that_ends_closes_its_ring(
             for i in range(8):
                 tg.start_soon(aos.mkdir, tmp_path / f"d{i}")
 
-    # A loop of its own (in a worker thread), which ends before the test's loop does.
     await off_loop(functools.partial(anyio.run, mkdirs, backend=name, backend_options=options))
     assert len(opened) == 1
     assert opened[0].fd == -1
+    assert _completions._closed_rings == []
     assert len(await off_loop(os.listdir, tmp_path)) == 8
+
+
+def test_only_the_mutations_have_a_ring_form() -> None:
+    """A worker answers a query sooner than the ring (see aos._async._ring_requests)."""
+    on_ring = {name for name in aos.__all__ if runs_on_ring(getattr(aos, name))}
+    assert on_ring == {"mkdir", "unlink", "remove", "rmdir", "symlink", "rename", "replace"}
+    assert all(policy_of(getattr(aos, name)) is MUTATE for name in on_ring)
+
+
+@pytest.mark.parametrize("policy", [QUERY, WAIT])
+def test_offload_refuses_a_ring_form_for_a_call_that_is_not_a_mutation(policy: Policy) -> None:
+    with pytest.raises(ValueError, match="ring goes with MUTATE"):
+        offload(os.stat, policy, ring=_ring_requests.mkdir)
 
 
 async def test_arguments_os_refuses_get_os_errors_and_leave_nothing_pending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aos._async import _completions
-
     pushed = take_route("ring", monkeypatch)
     for name, args, kwargs in [
         ("mkdir", (tmp_path / "x",), {"bogus": 1}),
@@ -344,3 +434,47 @@ anyio.run(in_parent)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     assert os.listdir(tmp_path) == ["child"]
+
+
+def test_a_forked_child_forgets_the_closed_rings_of_its_parent(tmp_path: Path) -> None:
+    script = f"""
+import os, signal, sys, anyio, trio
+import aos
+from aos._async import _completions, _ring_requests, _uring
+from aos._async._completions import Channel
+from aos._async._workers import FILESYSTEM
+
+Channel._busy = lambda self: True  # every call with a ring form takes the ring
+reap = _uring.Ring.reap
+_uring.Ring.reap = lambda self, most: ([], False)  # completions held: the operations stay owed
+
+async def send_unawaited() -> None:
+    channel = _completions.current()
+    for name in ("a", "b", "c"):
+        path = os.path.join({str(tmp_path)!r}, name)
+        channel.submit(FILESYSTEM, os.mkdir, (path,), {{}}, None, ring=_ring_requests.mkdir)
+    channel.flush()
+
+anyio.run(send_unawaited)
+(ring, _), = _completions._closed_rings
+pid = os.fork()
+if pid == 0:
+    signal.alarm(30)  # a child that hangs must not outlive a failed test (the parent's timeout
+    code = 1          # kills only the parent)
+    try:
+        assert _completions._closed_rings == [] and ring.fd == -1
+        _uring.Ring.reap = reap
+        trio.run(aos.mkdir, {str(tmp_path / "child")!r})
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert len(_completions._closed_rings) == 1 and ring.fd >= 0  # the parent's operations
+_uring.Ring.reap = reap
+anyio.run(aos.mkdir, {str(tmp_path / "parent")!r})  # opens a ring: releases the closed one
+assert _completions._closed_rings == [] and ring.fd == -1
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c", "child", "parent"]
