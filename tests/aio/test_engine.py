@@ -581,6 +581,11 @@ def test_a_call_made_by_cleanup_while_the_run_ends_is_answered(
         await aos.mkdir(tmp_path / "made")  # a mutation, too
         answers.append(await aos.path.isdir(tmp_path / "made"))
         answers.append([top async for top, _, _ in aos.walk(tmp_path)])  # and read-ahead
+        async with anyio.create_task_group() as tg:  # more at once than a wake-up resumes
+            for i in range(3 * _completions.DELIVER_BATCH + 1):
+                tg.start_soon(aos.mkdir, tmp_path / "made" / f"d{i}")  # the ring, if usable
+                tg.start_soon(aos.stat, tmp_path)
+        answers.append(len(await aos.listdir(tmp_path / "made")))
 
     async def lingering() -> None:
         try:
@@ -605,7 +610,12 @@ def test_a_call_made_by_cleanup_while_the_run_ends_is_answered(
     runner.start()
     assert done.wait(WAIT_S), "the run never ended"
     runner.join()
-    assert answers == [os.stat(tmp_path).st_ino, True, [str(tmp_path), str(tmp_path / "made")]]
+    assert answers == [
+        os.stat(tmp_path).st_ino,
+        True,
+        [str(tmp_path), str(tmp_path / "made")],
+        3 * _completions.DELIVER_BATCH + 1,
+    ]
 
 
 def _open_fds() -> set[int]:
