@@ -9,14 +9,15 @@ resumes each waiter with a loop-local primitive (an asyncio future,
 
 Mutations that io_uring can run (see :mod:`aos._async._ring_requests`) go to the channel's
 ring instead of a worker while other calls are in flight, where the kernel supports it: the ring
-signals the same eventfd, and the loop reaps its completions in the same drain. Submissions made while others are in flight are
-sent in one ``io_uring_enter`` per loop iteration (asyncio) or at once (trio).
+signals the same eventfd, and the loop reaps its completions in the same drain (up to
+:data:`DELIVER_BATCH` more). They are sent in one ``io_uring_enter`` per loop iteration
+(asyncio) or at once (trio).
 
 The channel's fd lives as long as its loop: on asyncio a guard task closes it when the loop
 cancels its tasks at shutdown, on trio a system task does. Jobs still running then (abandoned
 calls) are counted, and the last of them closes the fd. A ring that still runs operations then
-stays open until they have finished. After ``fork()`` the child forgets every channel and opens
-new ones on demand.
+(only after an abnormal end) is closed by a thread of its own once they have finished. After
+``fork()`` the child forgets every channel and opens new ones on demand.
 """
 
 from __future__ import annotations
@@ -66,8 +67,7 @@ Notify = Callable[[Job], None]
 
 _channels: dict[int, Channel] = {}  # id(loop or trio token) -> its open channel
 _local = threading.local()  # .channel: the channel this thread used last
-_closed_rings: list[list[Any]] = []  # [ring, operations still running] of closed channels
-_closed_rings_lock = threading.Lock()  # loops in several threads close and open rings
+_closing_rings: set[_uring.Ring] = set()  # of closed channels, waiting for their operations
 _ending_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # see AsyncioChannel
 
 
@@ -194,7 +194,6 @@ class Channel:
     def _open_ring(self) -> _uring.Ring | bool:
         if not _uring.available():
             return False
-        _release_closed_rings()
         try:
             ring = _uring.Ring(self._fd)
         except OSError:  # e.g. the memory limit for rings: worker threads do the work
@@ -280,24 +279,23 @@ class Channel:
             pass
         self._signalled = False  # before popping: a job appended after this signals anew
         done = self._done
-        more = False
         try:
             for _ in range(min(len(done), DELIVER_BATCH)):
                 self._deliver(done.popleft())
             if self._in_ring:
-                more = self._reap()
+                self._reap()
         finally:  # (also when a delivery raised: what is left must not wait for a stray wake-up)
-            if more or done:
+            ring = self._ring
+            if done or (isinstance(ring, _uring.Ring) and ring.has_completions()):
                 self._signalled = True  # the workers need not signal again
                 os.eventfd_write(self._fd, 1)
 
-    def _reap(self) -> bool:
-        """Resume the callers of up to :data:`DELIVER_BATCH` finished ring operations; whether
-        more are left."""
+    def _reap(self) -> None:
+        """Resume the callers of up to :data:`DELIVER_BATCH` finished ring operations."""
         ring = self._ring
         assert isinstance(ring, _uring.Ring)
         in_ring = self._in_ring
-        reaped, more = ring.reap(DELIVER_BATCH)
+        reaped, _ = ring.reap(DELIVER_BATCH)
         self._ring_reaped += len(reaped)
         finished: deque[Job] = deque()
         for user_data, result in reaped:
@@ -313,7 +311,6 @@ class Channel:
                 self._deliver(finished.popleft())
         finally:  # a delivery raised: the others go first at the next wake-up
             self._done.extendleft(reversed(finished))
-        return more
 
     def _deliver(self, job: Job) -> None:
         job.delivered = True
@@ -416,26 +413,33 @@ class Channel:
             self._lock.release()
 
     def _close_ring(self, *, wait: bool = True) -> None:
-        """Close the ring, or, while the kernel still runs operations of it, keep it open
-        until they have finished (closing it would cancel those not started yet).
+        """Close the ring; while the kernel still runs operations of it, a thread of its own
+        waits for them first (closing it at once would cancel those not started yet).
 
-        The loop waits for its mutations before it closes, so only an abnormal end (a loop
-        closed with tasks still pending) leaves any. Their memory is not needed: the kernel
-        copied their paths when they were submitted, and writes back nothing but a status.
-        ``wait=False`` (a forked child): they run in the parent, and are the parent's.
+        Only a run that ends abnormally leaves any (trio's completion task failing, jobs
+        started with no waiter): a channel closes once no caller waits for a delivery. Their
+        memory is not needed: the kernel copied their paths when they were submitted, and
+        writes back nothing but a status. ``wait=False`` (a forked child): they run in the
+        parent, and the ring's memory is shared with it, so the copy is only closed.
         """
         ring, self._ring = self._ring, False
-        running = len(self._in_ring) - len(self._unsent)
         self._in_ring.clear()
         self._unsent.clear()
         if not isinstance(ring, _uring.Ring):
             return
-        ring.withdraw()  # queued, never sent: the kernel never sees them
-        if running and wait:
-            with _closed_rings_lock:
-                _closed_rings.append([ring, running])
-            _release_closed_rings()
-        else:
+        if wait:
+            ring.withdraw()  # queued, never sent: the kernel never sees them
+        if not wait or not ring.in_flight:
+            ring.close()
+            return
+        _closing_rings.add(ring)
+        closer = threading.Thread(
+            target=_close_when_done, args=(ring,), name="aos-ring-close", daemon=True
+        )
+        try:
+            closer.start()
+        except BaseException:  # no thread: close now (what the kernel has not started is lost)
+            _closing_rings.discard(ring)
             ring.close()
 
     def forget_after_fork(self) -> None:
@@ -451,31 +455,18 @@ class Channel:
             pass
 
 
-def _release_closed_rings() -> None:
-    """Close the rings of closed channels whose operations have all finished (called when a
-    loop opens or closes a ring)."""
-    with _closed_rings_lock:
-        left = []
-        for entry in _closed_rings:
-            ring = entry[0]
-            more = True
-            while more and entry[1]:
-                done, more = ring.reap(ring.cq_entries)
-                entry[1] -= len(done)
-            if entry[1]:
-                left.append(entry)
-            else:
-                ring.close()
-        _closed_rings[:] = left
+def _close_when_done(ring: _uring.Ring) -> None:
+    try:
+        ring.close_when_done()
+    finally:
+        _closing_rings.discard(ring)
 
 
-def _forget_closed_rings_after_fork() -> None:
-    """In a forked child: the operations of those rings run for the parent, not for us."""
-    global _closed_rings_lock
-    _closed_rings_lock = threading.Lock()
-    for ring, _ in _closed_rings:
+def _forget_closing_rings_after_fork() -> None:
+    """In a forked child: their operations run for the parent, and no thread closes them here."""
+    for ring in list(_closing_rings):
         ring.close()
-    _closed_rings.clear()
+    _closing_rings.clear()
 
 
 def outcome(job: Job) -> Any:
@@ -690,7 +681,7 @@ def _after_fork_in_child() -> None:
     for channel in list(_channels.values()):
         channel.forget_after_fork()
     _channels.clear()
-    _forget_closed_rings_after_fork()
+    _forget_closing_rings_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -18,6 +18,7 @@ it off.
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import platform
@@ -125,7 +126,8 @@ class Ring:
     """One io_uring instance whose completions are signalled on ``eventfd``.
 
     ``push`` queues an operation, ``submit`` hands the queued ones to the kernel, ``reap``
-    collects finished ones. Only one thread may use a ring.
+    collects finished ones. Only one thread at a time may use a ring (the loop's; once its
+    loop has ended, the thread that closes it).
     """
 
     def __init__(self, eventfd: int, entries: int = 256) -> None:
@@ -164,6 +166,7 @@ class Ring:
             _U32.pack_into(self._rings, sq.array + 4 * index, index)
         self._tail: int = _U32.unpack_from(self._rings, sq.tail)[0]  # our copy: only we write it
         self._queued = 0  # pushed, not yet submitted
+        self.in_flight = 0  # submitted, completion not yet reaped
 
     def _register_eventfd(self, eventfd: int) -> None:
         arg = ctypes.c_int(eventfd)
@@ -208,12 +211,15 @@ class Ring:
 
         Those are withdrawn from the queue (newest last), so the caller can run them another way.
         """
-        if not self._queued:
+        queued = self._queued
+        if not queued:
             return 0
-        while _enter(_SYS_ENTER, self.fd, self._queued, 0, 0, None, 0) < 0:
-            if ctypes.get_errno() != 4:  # EINTR: retry; anything else: withdraw what is left
+        while _enter(_SYS_ENTER, self.fd, queued, 0, 0, None, 0) < 0:
+            if ctypes.get_errno() != errno.EINTR:  # anything else: withdraw what is left
                 break
-        return self.withdraw()
+        left = self.withdraw()
+        self.in_flight += queued - left
+        return left
 
     def withdraw(self) -> int:
         """Take back the queued operations the kernel has not taken; return how many."""
@@ -229,6 +235,10 @@ class Ring:
         """Have the kernel post the completions it still holds for this thread (an
         ``io_uring_enter`` with ``GETEVENTS`` that waits for nothing); whether any are ready."""
         _enter(_SYS_ENTER, self.fd, 0, 0, _ENTER_GETEVENTS, None, 0)
+        return self.has_completions()
+
+    def has_completions(self) -> bool:
+        """Whether finished operations wait to be reaped."""
         head: int = _U32.unpack_from(self._rings, self._cq_head)[0]
         tail: int = _U32.unpack_from(self._rings, self._cq_tail)[0]
         return head != tail
@@ -247,7 +257,19 @@ class Ring:
             done.append((user_data, result))
             head = (head + 1) & 0xFFFFFFFF
         _U32.pack_into(rings, self._cq_head, head)
+        self.in_flight -= len(done)
         return done, head != tail
+
+    def close_when_done(self) -> None:
+        """Wait until every operation submitted has completed, then :meth:`close` (blocking,
+        without the GIL: for a thread of its own)."""
+        while self.in_flight > 0:
+            if self.reap(self.cq_entries)[0]:
+                continue
+            waited = _syscall(_SYS_ENTER, self.fd, 0, 1, _ENTER_GETEVENTS, None, 0)
+            if waited < 0 and ctypes.get_errno() != errno.EINTR:
+                break
+        self.close()
 
     def close(self) -> None:
         """Unmap the rings and close the ring's fd. Operations the kernel has not started yet
