@@ -565,6 +565,16 @@ class AsyncioChannel(Channel):
         finally:
             self._shut()
 
+    def loop_is_closed(self) -> bool:
+        """Whether the channel's loop has been closed."""
+        return self._loop.is_closed()
+
+    def close_after_closed_loop(self) -> None:
+        """Close, the loop being closed: its guard task will never run again, so it is not
+        reported as destroyed while pending when it is collected."""
+        self._guard._log_destroy_pending = False  # type: ignore[attr-defined]
+        self._shut()
+
     def _shut(self) -> None:
         if self._ring_watch is not None:
             self._ring_watch.cancel()
@@ -671,10 +681,20 @@ def _open_current() -> Channel:
         if isinstance(found, AsyncioChannel) and found.key is loop and found.open:
             channel = found
         else:
+            _close_channels_of_closed_loops()
             channel = AsyncioChannel(loop)
             _channels[id(loop)] = channel
     _local.channel = channel
     return channel
+
+
+def _close_channels_of_closed_loops() -> None:
+    """Close the channels of asyncio loops that were closed without shutting their tasks down
+    (``run_until_complete`` then ``close``): their guards never ran, and each kept its eventfd,
+    its ring and its loop."""
+    for channel in list(_channels.values()):
+        if isinstance(channel, AsyncioChannel) and channel.loop_is_closed():
+            channel.close_after_closed_loop()
 
 
 def _after_fork_in_child() -> None:

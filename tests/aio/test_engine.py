@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -534,6 +536,37 @@ def test_one_loop_wake_up_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
         assert not channel.open
     finally:
         loop.close()
+
+
+def _loop_factories() -> list[Any]:
+    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        return factories
+    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+@pytest.mark.parametrize("factory", _loop_factories())
+def test_a_loop_closed_without_shutting_down_leaves_no_channel_behind(
+    factory: Callable[[], asyncio.AbstractEventLoop], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``run_until_complete`` then ``close`` never cancels the channel's guard: the next loop
+    to open a channel closes that one (eventfd, ring), and lets the closed loop go."""
+    closed = factory()
+    closed.run_until_complete(aos.stat("/"))
+    channel = _completions._channels[id(closed)]
+    closed_ref = weakref.ref(closed)
+    closed.close()
+    del closed
+    with asyncio.Runner(loop_factory=factory) as runner:  # a loop that ends properly
+        runner.run(aos.stat("/"))
+        assert not channel.open
+        assert channel not in _completions._channels.values()
+    del channel
+    gc.collect()
+    assert closed_ref() is None  # nothing of aos keeps the closed loop alive
+    assert "destroyed but it is pending" not in caplog.text
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
