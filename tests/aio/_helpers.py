@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from aos._async import _inline, _uring
 from aos._async._completions import Channel
 from aos._async._offload import QUERY, answers_inline, call, runs_on_ring
+from aos._async._workers import Job
 
 T = TypeVar("T")
 
@@ -146,3 +150,26 @@ async def os_error(
         raise AssertionError(f"{fn.__name__} did not fail")
 
     return await off_loop(failing)
+
+
+@contextlib.contextmanager
+def loop_not_woken(
+    channel: Channel, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[int], Awaitable[None]]]:
+    """In the block, the workers' finished jobs wait in ``channel`` without waking its loop;
+    the function it gives waits (on anyio's own thread) until ``n`` more have finished."""
+    finished = threading.Semaphore(0)
+    finish = channel.finish
+
+    def counting_finish(job: Job) -> None:
+        finish(job)
+        finished.release()
+
+    async def until_finished(n: int) -> None:
+        for _ in range(n):
+            assert await anyio.to_thread.run_sync(finished.acquire, True, 10.0)
+
+    with monkeypatch.context() as quiet:
+        quiet.setattr(channel, "wake_loop", lambda: None)
+        quiet.setattr(channel, "finish", counting_finish)
+        yield until_finished

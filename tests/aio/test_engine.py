@@ -23,7 +23,7 @@ import aos
 import aos._async._tuning as tuning
 from aos._async import _completions, _engine, _inline, _workers
 from aos._async._workers import Job, Pool
-from tests.aio._helpers import native_cancel
+from tests.aio._helpers import loop_not_woken, native_cancel
 
 pytestmark = pytest.mark.anyio
 
@@ -443,20 +443,10 @@ async def test_a_wake_up_resumes_at_most_a_batch_of_finished_calls(
         if len(arrived) == calls:
             all_arrived.set()
 
-    finished = threading.Semaphore(0)
-    finish = channel.finish
-
-    def counting_finish(job: Job) -> None:
-        finish(job)
-        finished.release()
-
-    with monkeypatch.context() as quiet:  # the loop is not woken while the calls finish
-        quiet.setattr(channel, "wake_loop", lambda: None)
-        quiet.setattr(channel, "finish", counting_finish)
+    with loop_not_woken(channel, monkeypatch) as until_finished:
         for _ in range(calls):
             channel.start(os.getpid, (), notify)
-        for _ in range(calls):
-            assert await anyio.to_thread.run_sync(finished.acquire, True, WAIT_S)
+        await until_finished(calls)
     assert len(channel._done) == calls
     os.eventfd_write(channel._fd, 1)
     with anyio.fail_after(WAIT_S):

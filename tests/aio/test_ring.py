@@ -9,7 +9,6 @@ import functools
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -23,7 +22,7 @@ import aos
 from aos._async import _completions, _ring_requests, _uring
 from aos._async._offload import MUTATE, QUERY, WAIT, Policy, offload, policy_of, runs_on_ring
 from aos._async._workers import FILESYSTEM, Job
-from tests.aio._helpers import error_facts, off_loop, os_error, take_route
+from tests.aio._helpers import error_facts, loop_not_woken, off_loop, os_error, take_route
 
 pytestmark = [
     pytest.mark.anyio,
@@ -231,16 +230,7 @@ async def test_a_delivery_that_raises_leaves_every_other_delivered_once(
         if labels[job] in ("worker-2", "ring-12"):
             raise RuntimeError(labels[job])
 
-    finished = threading.Semaphore(0)
-    finish = channel.finish
-
-    def counting_finish(job: Job) -> None:
-        finish(job)
-        finished.release()
-
-    with monkeypatch.context() as quiet:  # the loop is not woken while the calls finish
-        quiet.setattr(channel, "wake_loop", lambda: None)
-        quiet.setattr(channel, "finish", counting_finish)
+    with loop_not_woken(channel, monkeypatch) as until_finished:
         for i in range(calls):
             job = channel.submit(FILESYSTEM, os.getpid, (), {}, None)
             labels[job], job.notify = f"worker-{i}", notify
@@ -249,8 +239,7 @@ async def test_a_delivery_that_raises_leaves_every_other_delivered_once(
             job = channel.submit(FILESYSTEM, os.mkdir, (path,), {}, None, ring=_ring_requests.mkdir)
             labels[job], job.notify = f"ring-{i}", notify
         channel.flush()
-        for _ in range(calls):
-            assert await anyio.to_thread.run_sync(finished.acquire, True, 10)
+        await until_finished(calls)
         # (anyio's thread: a completion of aos's own engine would wait for a wake-up here)
         await anyio.to_thread.run_sync(_until, lambda: len(os.listdir(tmp_path)) == calls)
     release()
