@@ -286,7 +286,7 @@ class Channel:
                 self._reap()
         finally:  # (also when a delivery raised: what is left must not wait for a stray wake-up)
             ring = self._ring
-            if done or (isinstance(ring, _uring.Ring) and ring.has_completions()):
+            if done or (self._in_ring and isinstance(ring, _uring.Ring) and ring.has_completions()):
                 self._signalled = True  # the workers need not signal again
                 os.eventfd_write(self._fd, 1)
 
@@ -416,8 +416,8 @@ class Channel:
         """Close the ring; while the kernel still runs operations of it, a thread of its own
         waits for them first (closing it at once would cancel those not started yet).
 
-        Only a run that ends abnormally leaves any (trio's completion task failing, jobs
-        started with no waiter): a channel closes once no caller waits for a delivery. Their
+        Only a run that ends abnormally leaves any (an asyncio loop closed with mutations
+        pending, trio's completion task failing): a channel closes once no caller waits. Their
         memory is not needed: the kernel copied their paths when they were submitted, and
         writes back nothing but a status. ``wait=False`` (a forked child): they run in the
         parent, and the ring's memory is shared with it, so the copy is only closed.
@@ -438,9 +438,12 @@ class Channel:
         )
         try:
             closer.start()
-        except BaseException:  # no thread: close now (what the kernel has not started is lost)
-            _closing_rings.discard(ring)
-            ring.close()
+        except BaseException as error:
+            if closer.ident is None:  # no thread: close now (what the kernel has not started is
+                _closing_rings.discard(ring)  # lost); an interrupt may come after it started
+                ring.close()
+            if not isinstance(error, Exception):
+                raise
 
     def forget_after_fork(self) -> None:
         """In a forked child: the workers are gone; close the fd and never deliver again."""
@@ -457,7 +460,8 @@ class Channel:
 
 def _close_when_done(ring: _uring.Ring) -> None:
     try:
-        ring.close_when_done()
+        with contextlib.suppress(OSError):  # (a bad fd: nothing left to close)
+            ring.close_when_done()
     finally:
         _closing_rings.discard(ring)
 
@@ -465,7 +469,8 @@ def _close_when_done(ring: _uring.Ring) -> None:
 def _forget_closing_rings_after_fork() -> None:
     """In a forked child: their operations run for the parent, and no thread closes them here."""
     for ring in list(_closing_rings):
-        ring.close()
+        with contextlib.suppress(OSError):  # (its closer was closing it as the fork came)
+            ring.close()
     _closing_rings.clear()
 
 
@@ -692,8 +697,9 @@ def _close_channels_of_closed_loops() -> None:
     """Close the channels of asyncio loops that were closed without shutting their tasks down
     (``run_until_complete`` then ``close``): their guards never ran, and each kept its eventfd,
     its ring and its loop."""
-    for channel in list(_channels.values()):
+    for key, channel in list(_channels.items()):
         if isinstance(channel, AsyncioChannel) and channel.loop_is_closed():
+            del _channels[key]  # first: a close that fails is not met by every later loop
             channel.close_after_closed_loop()
 
 

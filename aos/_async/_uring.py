@@ -166,7 +166,9 @@ class Ring:
             _U32.pack_into(self._rings, sq.array + 4 * index, index)
         self._tail: int = _U32.unpack_from(self._rings, sq.tail)[0]  # our copy: only we write it
         self._queued = 0  # pushed, not yet submitted
-        self.in_flight = 0  # submitted, completion not yet reaped
+        self._seen_head: int = _U32.unpack_from(self._rings, sq.head)[0]  # the kernel's SQ head...
+        self._sent = 0  # ...and how many SQEs it has taken since then, all told
+        self._reaped = 0
 
     def _register_eventfd(self, eventfd: int) -> None:
         arg = ctypes.c_int(eventfd)
@@ -217,9 +219,7 @@ class Ring:
         while _enter(_SYS_ENTER, self.fd, queued, 0, 0, None, 0) < 0:
             if ctypes.get_errno() != errno.EINTR:  # anything else: withdraw what is left
                 break
-        left = self.withdraw()
-        self.in_flight += queued - left
-        return left
+        return self.withdraw()
 
     def withdraw(self) -> int:
         """Take back the queued operations the kernel has not taken; return how many."""
@@ -257,8 +257,19 @@ class Ring:
             done.append((user_data, result))
             head = (head + 1) & 0xFFFFFFFF
         _U32.pack_into(rings, self._cq_head, head)
-        self.in_flight -= len(done)
+        self._reaped += len(done)
         return done, head != tail
+
+    @property
+    def in_flight(self) -> int:
+        """Operations the kernel has taken and whose completions were not reaped yet (counted
+        from the kernel's own SQ head, so no interrupted bookkeeping can skew it)."""
+        if self._rings is None:
+            return 0
+        head: int = _U32.unpack_from(self._rings, self._sq_head)[0]
+        self._sent += (head - self._seen_head) & 0xFFFFFFFF
+        self._seen_head = head
+        return self._sent - self._reaped
 
     def close_when_done(self) -> None:
         """Wait until every operation submitted has completed, then :meth:`close` (blocking,
@@ -277,11 +288,11 @@ class Ring:
         for name in ("_sqes", "_rings"):
             mapping = getattr(self, name, None)
             if mapping is not None:
+                setattr(self, name, None)  # first: a fork meanwhile sees it closed
                 mapping.close()
-                setattr(self, name, None)
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def available() -> bool:

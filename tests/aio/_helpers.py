@@ -173,3 +173,13 @@ def loop_not_woken(
         quiet.setattr(channel, "wake_loop", lambda: None)
         quiet.setattr(channel, "finish", counting_finish)
         yield until_finished
+
+
+def loop_factories() -> list[Any]:
+    """asyncio's loop, and uvloop's where it is installed, for tests that make loops by hand."""
+    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        return factories
+    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]

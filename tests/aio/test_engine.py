@@ -23,7 +23,7 @@ import aos
 import aos._async._tuning as tuning
 from aos._async import _completions, _engine, _inline, _workers
 from aos._async._workers import Job, Pool
-from tests.aio._helpers import loop_not_woken, native_cancel
+from tests.aio._helpers import loop_factories, loop_not_woken, native_cancel
 
 pytestmark = pytest.mark.anyio
 
@@ -528,16 +528,7 @@ def test_one_loop_wake_up_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
         loop.close()
 
 
-def _loop_factories() -> list[Any]:
-    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is optional
-        return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
-
-
-@pytest.mark.parametrize("factory", _loop_factories())
+@pytest.mark.parametrize("factory", loop_factories())
 def test_a_loop_closed_without_shutting_down_leaves_no_channel_behind(
     factory: Callable[[], asyncio.AbstractEventLoop], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -9,6 +9,7 @@ import functools
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -22,7 +23,14 @@ import aos
 from aos._async import _completions, _ring_requests, _uring
 from aos._async._offload import MUTATE, QUERY, WAIT, Policy, offload, policy_of, runs_on_ring
 from aos._async._workers import FILESYSTEM, Job
-from tests.aio._helpers import error_facts, loop_not_woken, off_loop, os_error, take_route
+from tests.aio._helpers import (
+    error_facts,
+    loop_factories,
+    loop_not_woken,
+    off_loop,
+    os_error,
+    take_route,
+)
 
 pytestmark = [
     pytest.mark.anyio,
@@ -204,11 +212,18 @@ async def test_a_wake_up_resumes_at_most_a_batch_of_ring_completions(
     assert len(batches) == 4
 
 
+@pytest.mark.parametrize("route", ["worker", "ring"])
+@pytest.mark.parametrize("raising", [3, _completions.DELIVER_BATCH], ids=["in-batch", "batch-end"])
 async def test_a_delivery_that_raises_leaves_every_other_delivered_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend_name: str
+    route: str,
+    raising: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    anyio_backend_name: str,
 ) -> None:
-    """The finished calls after it, of the workers and of the ring, are delivered by the next
-    wake-ups, which the drain signals itself (no ring watch, no later completion here)."""
+    """The finished calls after it are delivered by the next wake-ups, which the drain signals
+    itself (no ring watch, no later completion here): the rest of a ring batch goes first,
+    and finished calls still in the ring are not forgotten when the batch's last one raised."""
     if anyio_backend_name == "trio":
         pytest.skip("on trio an error in a delivery ends the run (its completion task fails)")
     take_route("ring", monkeypatch)
@@ -219,44 +234,53 @@ async def test_a_delivery_that_raises_leaves_every_other_delivered_once(
     monkeypatch.setattr(channel, "watch_ring_soon", lambda: None)
     release = hold_completions(monkeypatch)
     calls = 2 * _completions.DELIVER_BATCH + 3
-    labels: dict[Job, str] = {}
-    delivered: list[str] = []
+    delivered: list[Job] = []
     all_delivered = anyio.Event()
 
     def notify(job: Job) -> None:
-        delivered.append(labels[job])
-        if len(delivered) == 2 * calls:
+        delivered.append(job)
+        if len(delivered) == calls:
             all_delivered.set()
-        if labels[job] in ("worker-2", "ring-12"):
-            raise RuntimeError(labels[job])
+        if len(delivered) == raising:
+            raise RuntimeError("a delivery failed")
 
     with loop_not_woken(channel, monkeypatch) as until_finished:
         for i in range(calls):
-            job = channel.submit(FILESYSTEM, os.getpid, (), {}, None)
-            labels[job], job.notify = f"worker-{i}", notify
-        for i in range(calls):
-            path = tmp_path / f"d{i}"
-            job = channel.submit(FILESYSTEM, os.mkdir, (path,), {}, None, ring=_ring_requests.mkdir)
-            labels[job], job.notify = f"ring-{i}", notify
-        channel.flush()
-        await until_finished(calls)
-        # (anyio's thread: a completion of aos's own engine would wait for a wake-up here)
-        await anyio.to_thread.run_sync(_until, lambda: len(os.listdir(tmp_path)) == calls)
+            if route == "worker":
+                job = channel.submit(FILESYSTEM, os.getpid, (), {}, None)
+            else:
+                path = tmp_path / f"d{i}"
+                job = channel.submit(
+                    FILESYSTEM, os.mkdir, (path,), {}, None, ring=_ring_requests.mkdir
+                )
+            job.notify = notify
+        if route == "worker":
+            await until_finished(calls)
+        else:
+            channel.flush()
+            ring = channel._ring
+            assert isinstance(ring, _uring.Ring)
+            for _ in range(1000):  # until the kernel has posted every completion
+                ring.kick()
+                if _posted(ring) == calls:
+                    break
+                await anyio.sleep(0.01)
+    assert delivered == []
     release()
     os.eventfd_write(channel._fd, 1)
     with anyio.fail_after(10):
         await all_delivered.wait()
-    assert sorted(delivered) == sorted([f"worker-{i}" for i in range(calls)]
-                                       + [f"ring-{i}" for i in range(calls)])  # fmt: skip
-    assert [str(e) for e in errors] == ["worker-2", "ring-12"]
+    assert len(set(delivered)) == calls
+    assert [str(e) for e in errors] == ["a delivery failed"]
 
 
-def _until(condition: Callable[[], bool]) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError("the condition never held")
+def _posted(ring: _uring.Ring) -> int:
+    """Completions the kernel has posted in ``ring`` and nobody has reaped."""
+    rings = ring._rings
+    assert rings is not None
+    head: int = _uring._U32.unpack_from(rings, ring._cq_head)[0]
+    tail: int = _uring._U32.unpack_from(rings, ring._cq_tail)[0]
+    return (tail - head) & 0xFFFFFFFF
 
 
 async def test_a_cancelled_mutation_on_the_ring_returns_only_once_it_has_completed(
@@ -314,6 +338,20 @@ async def test_completions_the_kernel_holds_back_are_fetched_by_the_ring_watch(
     assert pushed() == len(names)
 
 
+def _gate_closers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Closer threads wait for the returned event before they wait for their ring (while the
+    test holds completions back, they would spin)."""
+    gate = threading.Event()
+    close_when_done = _completions._close_when_done
+
+    def gated(ring: _uring.Ring) -> None:
+        gate.wait(10)
+        close_when_done(ring)
+
+    monkeypatch.setattr(_completions, "_close_when_done", gated)
+    return gate
+
+
 def _until_no_ring_is_closing() -> None:
     for _ in range(1000):
         if not _completions._closing_rings:
@@ -340,19 +378,57 @@ async def test_a_ring_with_operations_running_is_closed_once_they_have_finished(
 ) -> None:
     take_route("ring", monkeypatch)
     release = hold_completions(monkeypatch)
+    gate = _gate_closers(monkeypatch)
     name, options = anyio_backend
     paths = [tmp_path / f"d{i}" for i in range(8)]
     main = _send_unawaited_mkdirs(paths)
+    closing_before = set(_completions._closing_rings)
     # A loop of its own (in a worker thread), which ends while its ring still owes them.
     await off_loop(functools.partial(anyio.run, main, backend=name, backend_options=options))
-    (ring,) = _completions._closing_rings  # closing it now would cancel those not started
-    assert ring.fd >= 0
+    (ring,) = _completions._closing_rings - closing_before  # not closed: that would cancel
+    assert ring.fd >= 0  # the operations the kernel had not started
     assert ring.in_flight == len(paths)
     release()
+    gate.set()
     await off_loop(_until_no_ring_is_closing)
     assert ring.fd == -1
     assert ring.in_flight == 0
     assert sorted(await off_loop(os.listdir, tmp_path)) == sorted(p.name for p in paths)
+
+
+@pytest.mark.parametrize("factory", loop_factories())
+def test_mutations_left_pending_by_a_closed_loop_still_happen(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``run_until_complete`` then ``close`` with mkdir tasks still waiting for the ring: the
+    next loop's first call closes that channel, and its ring only once the kernel ran them."""
+    take_route("ring", monkeypatch)
+    release = hold_completions(monkeypatch)  # so that they are surely still owed at the close
+    gate = _gate_closers(monkeypatch)
+    paths = [tmp_path / f"d{i}" for i in range(16)]
+
+    async def start_mkdirs() -> None:
+        for path in paths:
+            asyncio.get_running_loop().create_task(aos.mkdir(path))
+        await asyncio.sleep(0.01)  # they are sent; the loop stops with them pending
+
+    closing_before = set(_completions._closing_rings)
+    closed = factory()
+    closed.run_until_complete(start_mkdirs())
+    closed.close()
+    with asyncio.Runner(loop_factory=factory) as runner:  # a loop that ends properly
+        runner.run(aos.stat(tmp_path))
+    (ring,) = _completions._closing_rings - closing_before
+    assert ring.in_flight == len(paths)
+    release()
+    gate.set()
+    _until_no_ring_is_closing()
+    assert ring.fd == -1
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in paths)
+    assert "_guard_until_loop_ends" not in caplog.text  # (the mkdir tasks are reported)
 
 
 async def test_a_loop_that_ends_closes_its_idle_ring(
@@ -505,7 +581,7 @@ anyio.run(in_parent)
 
 def test_a_forked_child_closes_its_copy_of_a_ring_that_is_closing(tmp_path: Path) -> None:
     script = f"""
-import os, signal, sys, time, anyio, trio
+import os, signal, sys, threading, time, anyio, trio
 import aos
 from aos._async import _completions, _ring_requests, _uring
 from aos._async._completions import Channel
@@ -515,6 +591,9 @@ Channel._busy = lambda self: True  # every call with a ring form takes the ring
 held = True
 reap = _uring.Ring.reap
 _uring.Ring.reap = lambda self, most: ([], False) if held else reap(self, most)
+gate = threading.Event()  # the closer waits for it (while completions are held, it would spin)
+close_when_done = _completions._close_when_done
+_completions._close_when_done = lambda ring: (gate.wait(30), close_when_done(ring))
 
 async def send_unawaited() -> None:
     channel = _completions.current()
@@ -539,6 +618,7 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 assert _completions._closing_rings == {{ring}} and ring.fd >= 0  # the parent's own goes on
 held = False
+gate.set()
 for _ in range(1000):
     if not _completions._closing_rings:
         break
