@@ -7,6 +7,7 @@ import contextlib
 import gc
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -183,3 +184,14 @@ def loop_factories() -> list[Any]:
     except ImportError:  # pragma: no cover - uvloop is optional
         return factories
     return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+def until(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` for up to ``timeout`` seconds, blocking (sync code or a worker
+    thread only); whether it came true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -23,7 +23,7 @@ import aos
 import aos._async._tuning as tuning
 from aos._async import _completions, _engine, _inline, _workers
 from aos._async._workers import Job, Pool
-from tests.aio._helpers import loop_factories, loop_not_woken, native_cancel
+from tests.aio._helpers import loop_factories, loop_not_woken, native_cancel, until
 
 pytestmark = pytest.mark.anyio
 
@@ -51,21 +51,11 @@ def max_workers() -> Iterator[None]:
     limit = tuning.max_workers()
     tuning.set_max_workers(before)
     # threads told to exit by a shrink are gone before the next test looks at this process
-    assert _until(lambda: _alive("aos-worker") <= max(limit, _workers.FILESYSTEM.threads()))
+    assert until(lambda: _alive("aos-worker") <= max(limit, _workers.FILESYSTEM.threads()))
 
 
 def _alive(name: str) -> int:
     return sum(1 for t in threading.enumerate() if t.name == name)
-
-
-def _until(predicate: Any) -> bool:
-    """Poll ``predicate`` for up to WAIT_S seconds (sync tests only)."""
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 # results and errors
@@ -339,7 +329,7 @@ def test_pool_grows_on_demand_and_idle_threads_exit(monkeypatch: pytest.MonkeyPa
     gate.set()
     for _ in range(5):
         assert done.acquire(timeout=WAIT_S)
-    assert _until(lambda: pool.threads() == 0)  # all idle threads left
+    assert until(lambda: pool.threads() == 0)  # all idle threads left
     assert not [t for t in threading.enumerate() if t.name == "aos-test"]
 
 
@@ -395,7 +385,7 @@ def test_a_job_whose_thread_cannot_start_is_taken_back(monkeypatch: pytest.Monke
     assert done.acquire(timeout=WAIT_S)
     assert not done.acquire(timeout=0.1)
     assert ran == ["next"]
-    assert _until(lambda: pool.threads() == 0)
+    assert until(lambda: pool.threads() == 0)
 
 
 async def test_a_call_whose_thread_cannot_start_leaves_the_channel_balanced(
@@ -469,8 +459,8 @@ def test_pool_is_idle_only_when_no_job_is_queued_or_running(
     gate.set()
     for _ in range(2):
         assert done.acquire(timeout=WAIT_S)
-    assert _until(pool.is_idle)
-    assert _until(lambda: pool.threads() == 0)
+    assert until(pool.is_idle)
+    assert until(lambda: pool.threads() == 0)
 
 
 def test_shrinking_the_pool_lets_extra_threads_exit() -> None:
@@ -482,7 +472,7 @@ def test_shrinking_the_pool_lets_extra_threads_exit() -> None:
     for _ in range(4):
         assert done.acquire(timeout=WAIT_S)
     pool.set_limit(1)
-    assert _until(lambda: pool.threads() == 1)
+    assert until(lambda: pool.threads() == 1)
     pool.submit(_finishing_job(lambda: None, done))
     assert done.acquire(timeout=WAIT_S)
 
@@ -517,7 +507,7 @@ def test_one_loop_wake_up_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
             channel.submit(_workers.FILESYSTEM, pow, (i, 2), {}, fut)
             for i, fut in enumerate(futures)
         ]
-        assert _until(lambda: channel._completed == len(jobs))  # the loop has not run: no drain
+        assert until(lambda: channel._completed == len(jobs))  # the loop has not run: no drain
         assert wakes == [1]
         loop.run_until_complete(asyncio.wait_for(asyncio.gather(*futures), WAIT_S))
         assert [_completions.outcome(job) for job in jobs] == [i * i for i in range(20)]
@@ -572,7 +562,7 @@ def test_channel_fd_closes_when_the_loop_ends_even_with_a_call_running(backend: 
     assert during - before  # the channel's fd existed while the loop ran
     gate.set()
     assert finished.wait(WAIT_S)
-    assert _until(lambda: _open_fds() <= before)  # the last running job closed it
+    assert until(lambda: _open_fds() <= before)  # the last running job closed it
 
 
 @pytest.mark.parametrize("late", [False, True], ids=["channel-open", "channel-closed"])

@@ -30,6 +30,7 @@ from tests.aio._helpers import (
     off_loop,
     os_error,
     take_route,
+    until,
 )
 
 pytestmark = [
@@ -352,12 +353,8 @@ def _gate_closers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return gate
 
 
-def _until_no_ring_is_closing() -> None:
-    for _ in range(1000):
-        if not _completions._closing_rings:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"rings never closed: {_completions._closing_rings}")
+def _no_ring_is_closing() -> bool:
+    return not _completions._closing_rings
 
 
 def _send_unawaited_mkdirs(paths: list[Path]) -> Callable[[], Coroutine[Any, Any, None]]:
@@ -390,7 +387,7 @@ async def test_a_ring_with_operations_running_is_closed_once_they_have_finished(
     assert ring.in_flight == len(paths)
     release()
     gate.set()
-    await off_loop(_until_no_ring_is_closing)
+    assert await off_loop(until, _no_ring_is_closing), _completions._closing_rings
     assert ring.fd == -1
     assert ring.in_flight == 0
     assert sorted(await off_loop(os.listdir, tmp_path)) == sorted(p.name for p in paths)
@@ -425,7 +422,7 @@ def test_mutations_left_pending_by_a_closed_loop_still_happen(
     assert ring.in_flight == len(paths)
     release()
     gate.set()
-    _until_no_ring_is_closing()
+    assert until(_no_ring_is_closing), _completions._closing_rings
     assert ring.fd == -1
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in paths)
     assert "_guard_until_loop_ends" not in caplog.text  # (the mkdir tasks are reported)
