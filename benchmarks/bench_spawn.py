@@ -4,7 +4,8 @@ Each round runs, 300 children each, sequentially and with 16 in flight: sync ``p
 ``waitpid`` (the reference; 16 in flight means: keep 16 children alive, reap with ``os.wait``),
 ``subprocess.run`` (16 in flight: 16 threads), and on asyncio, uvloop and trio: aos
 (``posix_spawn`` + ``waitpid``), asyncio ``create_subprocess_exec``, ``anyio.run_process``,
-``trio.run_process``. A row reports the median over rounds of (time / time of a sync reference
+``trio.run_process``, and as the floor of each loop's own primitives a hand-written inline spawn
+whose pidfd is awaited with ``anyio.wait_readable``. A row reports the median over rounds of (time / time of a sync reference
 run made just before it, in the same mode). Then the peak thread count while 1,000 children (``cat`` reading a pipe) are awaited.
 It also times ``posix_spawn`` itself (how long an inline spawn holds the loop).
 
@@ -83,6 +84,19 @@ async def aos_one() -> None:
     await aos.waitpid(pid, 0)
 
 
+async def pidfd_one() -> None:
+    """The floor of the loop's own primitives: an inline spawn, then the pidfd waited on with
+    ``anyio.wait_readable`` (the loop's reader registration), then ``waitpid``. Hand-written,
+    and not cancel-safe: a cancel during the wait leaves the child unreaped."""
+    pid = os.posix_spawn(TRUE, ARGV, ENV)  # noqa: ASYNC221 - inline, as aos spawns alone
+    pidfd = os.pidfd_open(pid)
+    try:
+        await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+    os.waitpid(pid, 0)  # noqa: ASYNC222 - the child has exited: returns at once
+
+
 async def asyncio_one() -> None:
     proc = await asyncio.create_subprocess_exec(*ARGV)
     await proc.wait()
@@ -98,6 +112,7 @@ async def trio_one() -> None:
 
 CONTENDERS: dict[str, tuple[Callable[[], Awaitable[None]], set[str]]] = {
     "aos": (aos_one, {"asyncio", "uvloop", "trio"}),
+    "pidfd + anyio.wait_readable (no aos)": (pidfd_one, {"asyncio", "uvloop", "trio"}),
     "asyncio create_subprocess_exec": (asyncio_one, {"asyncio", "uvloop"}),
     "anyio.run_process": (anyio_one, {"asyncio", "uvloop", "trio"}),
     "trio.run_process": (trio_one, {"trio"}),

@@ -36,6 +36,7 @@ import anyio
 import anyio.lowlevel
 
 from aos._async import _uring
+from aos._async._fd_watch import FdWatch
 from aos._async._ring_requests import Request
 from aos._async._workers import FILESYSTEM, Job, Pool
 
@@ -497,6 +498,7 @@ class AsyncioChannel(Channel):
         self._loop = loop
         self._quiet: asyncio.Future[None] | None = None
         self._ring_watch: asyncio.TimerHandle | None = None
+        self._fd_watch: FdWatch | None = None  # opened by the first wait_readable
         loop.add_reader(self._fd, self.drain)
         # A channel made while the loop shuts down (a task's cleanup calls aos after the loop
         # cancelled its tasks, this channel's guard among them) will not be cancelled again:
@@ -527,13 +529,13 @@ class AsyncioChannel(Channel):
         await asyncio.sleep(1e-9)
 
     async def wait_readable(self, fd: int) -> None:
-        loop = self._loop
-        ready = loop.create_future()
-        loop.add_reader(fd, _set_done, ready)
+        if self._fd_watch is None:
+            self._fd_watch = FdWatch(self._loop)
+        self._parked += 1  # an ending loop keeps the watch open for a task's cleanup
         try:
-            await ready
+            await self._fd_watch.wait_readable(fd)
         finally:
-            loop.remove_reader(fd)
+            self._unpark()
 
     def resume(self, job: Job) -> None:
         fut: asyncio.Future[None] = job.waiter
@@ -580,10 +582,17 @@ class AsyncioChannel(Channel):
         self._guard._log_destroy_pending = False  # type: ignore[attr-defined]
         self._shut()
 
+    def forget_after_fork(self) -> None:
+        super().forget_after_fork()
+        if self._fd_watch is not None:
+            self._fd_watch.forget()
+
     def _shut(self) -> None:
         if self._ring_watch is not None:
             self._ring_watch.cancel()
             self._ring_watch = None
+        if self._fd_watch is not None:
+            self._fd_watch.close()
         if self.open:
             try:
                 self._loop.remove_reader(self._fd)
@@ -627,11 +636,6 @@ class AsyncioChannel(Channel):
                     cancelled = exc
                     job.waiter = self._loop.create_future()
         return await after_completion(job, cancelled, release)
-
-
-def _set_done(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 async def after_completion(

@@ -1,0 +1,71 @@
+"""Readiness of aos's own fds on an asyncio or uvloop loop, through one epoll the loop watches.
+
+A pidfd that aos opened to wait for a child is watched by nobody else, once. Watching it with
+the loop's ``add_reader`` and ``remove_reader`` costs their bookkeeping on every wait; an epoll
+instance of the channel's own, which the loop watches for as long as the channel is open, takes
+each fd with one ``epoll_ctl`` instead. Measured on 2 cores, sequential spawn and wait of
+``/bin/true``, in one process alternating blocks of 20 children between the two ways and sync
+``posix_spawn`` + ``waitpid`` (30 blocks a run; 4 runs on asyncio, 3 on uvloop): on asyncio the loop thread's CPU time per
+child fell by 22-35 us, and the wall time from 1.14-1.20x sync to 1.10-1.11x; on uvloop, whose
+``add_reader`` is C, by 6-12 us. Trio keeps its own ``wait_readable`` (not tried there: a
+task woken by a watcher task would take one more scheduling batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+
+__all__ = ["FdWatch"]
+
+_ONCE = select.EPOLLIN | select.EPOLLONESHOT  # reported once: the waiter is woken once
+
+
+class FdWatch:
+    """An epoll instance, watched by ``loop``, that wakes the tasks waiting on its fds."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._epoll = select.epoll()  # close-on-exec
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        try:
+            loop.add_reader(self._epoll.fileno(), self._wake_ready)
+        except BaseException:
+            self._epoll.close()
+            raise
+
+    async def wait_readable(self, fd: int) -> None:
+        """Return once ``fd`` is readable. ``fd`` must be watched by no one else (it is added
+        to this watch, and removed from it before this returns), and stay open meanwhile."""
+        ready = self._loop.create_future()
+        self._epoll.register(fd, _ONCE)  # EEXIST for a second waiter on the same fd
+        self._waiters[fd] = ready
+        try:
+            await ready
+        finally:
+            del self._waiters[fd]
+            if not self._epoll.closed:  # (closed with the channel: nothing to remove)
+                self._epoll.unregister(fd)
+
+    def _wake_ready(self) -> None:
+        """The loop's reader callback: wake the waiters whose fd is readable."""
+        for fd, _ in self._epoll.poll(0):
+            ready = self._waiters.get(fd)
+            if ready is not None and not ready.done():
+                ready.set_result(None)
+
+    def close(self) -> None:
+        """Stop watching (the loop thread, loop open or closed) and close the epoll fd."""
+        if self._epoll.closed:
+            return
+        try:
+            self._loop.remove_reader(self._epoll.fileno())
+        except RuntimeError:  # pragma: no cover - uvloop's, closed already
+            pass
+        finally:
+            self._epoll.close()
+
+    def forget(self) -> None:
+        """In a forked child: close this process's copy of the epoll fd, and nothing more (the
+        epoll instance and what it watches are the parent's too)."""
+        self._epoll.close()
