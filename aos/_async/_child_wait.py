@@ -119,6 +119,8 @@ async def _wait_on_pidfd(attempt: Callable[[], R | None], idtype: int, ident: in
         return None
     try:
         await wait_readable(pidfd)
+    except OSError:  # the loop cannot watch it (out of fds, say): the worker still works
+        return None
     finally:
         os.close(pidfd)
     # Readable means exited; a None here (a leader whose threads live on) goes to the worker.

@@ -367,7 +367,8 @@ class Channel:
 
     async def wait_readable(self, fd: int) -> None:
         """Wait until a private ``fd`` (one no other task watches) is readable, with the loop's
-        own primitive: a child's exit reaches its waiter sooner than through anyio's."""
+        own primitive: a child's exit reaches its waiter sooner than through anyio's. Raises
+        :exc:`OSError` if the fd cannot be watched (out of fds, say): wait another way."""
         raise NotImplementedError
 
     async def run_abandonable(
@@ -531,11 +532,7 @@ class AsyncioChannel(Channel):
     async def wait_readable(self, fd: int) -> None:
         if self._fd_watch is None:
             self._fd_watch = FdWatch(self._loop)
-        self._parked += 1  # an ending loop keeps the watch open for a task's cleanup
-        try:
-            await self._fd_watch.wait_readable(fd)
-        finally:
-            self._unpark()
+        await self._fd_watch.wait_readable(fd)
 
     def resume(self, job: Job) -> None:
         fut: asyncio.Future[None] = job.waiter
@@ -584,21 +581,25 @@ class AsyncioChannel(Channel):
 
     def forget_after_fork(self) -> None:
         super().forget_after_fork()
-        if self._fd_watch is not None:
-            self._fd_watch.forget()
+        watch, self._fd_watch = self._fd_watch, None
+        if watch is not None:
+            watch.forget()
 
     def _shut(self) -> None:
         if self._ring_watch is not None:
             self._ring_watch.cancel()
             self._ring_watch = None
-        if self._fd_watch is not None:
-            self._fd_watch.close()
-        if self.open:
-            try:
-                self._loop.remove_reader(self._fd)
-            except RuntimeError:  # pragma: no cover - the loop is closed already
-                pass
-        self.close()
+        watch, self._fd_watch = self._fd_watch, None
+        try:
+            if watch is not None:
+                watch.close()
+        finally:
+            if self.open:
+                try:
+                    self._loop.remove_reader(self._fd)
+                except RuntimeError:  # pragma: no cover - the loop is closed already
+                    pass
+            self.close()
 
     async def run_abandonable(
         self,
