@@ -540,6 +540,34 @@ def test_a_loop_closed_without_shutting_down_leaves_no_channel_behind(
     assert "destroyed but it is pending" not in caplog.text
 
 
+@pytest.mark.parametrize("factory", loop_factories())
+def test_a_channel_first_opened_in_a_cleanup_at_the_loops_end_closes_with_it(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """The loop's end cancels the tasks it has, then runs their cleanup: a channel that a
+    cleanup opens then has a guard nobody cancels, and must close once it is idle."""
+    opened: list[_completions.Channel] = []
+
+    async def owner(started: asyncio.Event) -> None:
+        try:
+            started.set()
+            await asyncio.sleep(3600)
+        finally:
+            await aos.stat("/")  # the loop's first aos call
+            opened.append(_completions.current())
+
+    async def main() -> None:
+        started = asyncio.Event()
+        asyncio.get_running_loop().create_task(owner(started))
+        await started.wait()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    assert opened  # (the runner's close cancelled owner)
+    assert not opened[0].open  # (else open until another loop opens a channel)
+    assert opened[0] not in _completions._channels.values()
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_channel_fd_closes_when_the_loop_ends_even_with_a_call_running(backend: str) -> None:
     started, gate, finished = threading.Event(), threading.Event(), threading.Event()
