@@ -177,13 +177,42 @@ def loop_not_woken(
 
 
 def loop_factories() -> list[Any]:
-    """asyncio's loop, and uvloop's where it is installed, for tests that make loops by hand."""
-    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    """asyncio's loop class, and uvloop's where it is installed, for tests that make loops by
+    hand (a class makes a loop when called, and can be subclassed)."""
+    factories: list[Any] = [pytest.param(asyncio.SelectorEventLoop, id="asyncio")]
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional
         return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
+    return [*factories, pytest.param(uvloop.Loop, id="uvloop")]
+
+
+def end_a_loop_in_a_cleanup(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    cleanup: Callable[[], Awaitable[object]],
+    *,
+    open_channel_first: bool = True,
+) -> None:
+    """Run a loop whose end (``asyncio.Runner`` closing, as ``asyncio.run`` ends) cancels a
+    task, whose cleanup then awaits ``cleanup()``. With ``open_channel_first``, the loop has
+    its aos channel before, and the loop's end cancels that channel's guard too."""
+
+    async def owner(started: asyncio.Event) -> None:
+        try:
+            started.set()
+            await asyncio.sleep(3600)
+        finally:
+            await cleanup()
+
+    async def main() -> None:
+        if open_channel_first:
+            await call(QUERY, None, os.getpid)
+        started = asyncio.Event()
+        asyncio.get_running_loop().create_task(owner(started))
+        await started.wait()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
 
 
 def until(predicate: Callable[[], object], timeout: float = 10.0) -> bool:

@@ -23,7 +23,13 @@ import aos
 import aos._async._tuning as tuning
 from aos._async import _completions, _engine, _inline, _workers
 from aos._async._workers import Job, Pool
-from tests.aio._helpers import loop_factories, loop_not_woken, native_cancel, until
+from tests.aio._helpers import (
+    end_a_loop_in_a_cleanup,
+    loop_factories,
+    loop_not_woken,
+    native_cancel,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -548,21 +554,11 @@ def test_a_channel_first_opened_in_a_cleanup_at_the_loops_end_closes_with_it(
     cleanup opens then has a guard nobody cancels, and must close once it is idle."""
     opened: list[_completions.Channel] = []
 
-    async def owner(started: asyncio.Event) -> None:
-        try:
-            started.set()
-            await asyncio.sleep(3600)
-        finally:
-            await aos.stat("/")  # the loop's first aos call
-            opened.append(_completions.current())
+    async def cleanup() -> None:
+        await aos.stat("/")  # the loop's first aos call
+        opened.append(_completions.current())
 
-    async def main() -> None:
-        started = asyncio.Event()
-        asyncio.get_running_loop().create_task(owner(started))
-        await started.wait()
-
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main())
+    end_a_loop_in_a_cleanup(factory, cleanup, open_channel_first=False)
     assert opened  # (the runner's close cancelled owner)
     assert not opened[0].open  # (else open until another loop opens a channel)
     assert opened[0] not in _completions._channels.values()

@@ -19,18 +19,10 @@ import pytest
 import aos
 from aos._async import _completions
 from aos._async._fd_watch import FdWatch
+from tests.aio._helpers import end_a_loop_in_a_cleanup, loop_factories
 
 ENV = dict(os.environ)
 TRUE = ["/bin/true"]
-
-
-def loop_classes() -> list[Any]:
-    classes: list[Any] = [pytest.param(asyncio.SelectorEventLoop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is optional
-        return classes
-    return [*classes, pytest.param(uvloop.Loop, id="uvloop")]
 
 
 async def exit_status_of(argv: list[str]) -> int:
@@ -72,7 +64,7 @@ async def wait_for_cat(pid: int, w: int) -> tuple[int, int]:
         return await aos.waitpid(pid, 0)
 
 
-@pytest.mark.parametrize("loop_class", loop_classes())
+@pytest.mark.parametrize("loop_class", loop_factories())
 def test_child_waits_add_no_reader_each(loop_class: Any) -> None:
     readers: list[int] = []
 
@@ -98,29 +90,18 @@ def test_child_waits_add_no_reader_each(loop_class: Any) -> None:
     assert watch._epoll.closed  # closed with the channel, at the loop's end
 
 
-@pytest.mark.parametrize("loop_class", loop_classes())
+@pytest.mark.parametrize("loop_class", loop_factories())
 def test_a_cancelled_tasks_cleanup_still_waits_for_its_child(loop_class: Any) -> None:
     """asyncio.run cancels the channel's guard and the task at once; when the guard closes the
     watch, the loop itself goes on watching the cleanup's pidfd."""
     statuses: list[tuple[int, int]] = []
     pid, w = cat_on_a_pipe()
 
-    async def owner(started: asyncio.Event) -> None:
-        try:
-            started.set()
-            await asyncio.sleep(3600)
-        finally:
-            statuses.append(await wait_for_cat(pid, w))
-
-    async def main() -> None:
-        await aos.stat("/")  # the channel exists: the loop's end cancels its guard
-        started = asyncio.Event()
-        asyncio.get_running_loop().create_task(owner(started))
-        await started.wait()
+    async def cleanup() -> None:
+        statuses.append(await wait_for_cat(pid, w))
 
     try:
-        with asyncio.Runner(loop_factory=loop_class) as runner:
-            runner.run(main())  # its end cancels owner, whose cleanup waits for the child
+        end_a_loop_in_a_cleanup(loop_class, cleanup)
     finally:
         if not statuses:  # failed: let the child go and reap it
             with contextlib.suppress(OSError):
@@ -129,30 +110,19 @@ def test_a_cancelled_tasks_cleanup_still_waits_for_its_child(loop_class: Any) ->
     assert statuses == [(pid, 0)]
 
 
-@pytest.mark.parametrize("loop_class", loop_classes())
+@pytest.mark.parametrize("loop_class", loop_factories())
 def test_the_loops_end_does_not_wait_for_a_wait_nobody_awaits(loop_class: Any) -> None:
     """A task's cleanup starts a wait in a task of its own, which the loop's end does not wait
     for: the channel's guard does not wait for it either (the child lives on)."""
     pid, w = cat_on_a_pipe()
 
-    async def owner(started: asyncio.Event) -> None:
-        try:
-            started.set()
-            await asyncio.sleep(3600)
-        finally:
-            asyncio.get_running_loop().create_task(aos.waitpid(pid, 0))
-
-    async def main() -> None:
-        await aos.stat("/")  # the channel exists: the loop's end cancels its guard
-        started = asyncio.Event()
-        asyncio.get_running_loop().create_task(owner(started))
-        await started.wait()
+    async def cleanup() -> None:
+        asyncio.get_running_loop().create_task(aos.waitpid(pid, 0))
 
     ended = threading.Event()
 
     def run() -> None:
-        with asyncio.Runner(loop_factory=loop_class) as runner:
-            runner.run(main())
+        end_a_loop_in_a_cleanup(loop_class, cleanup)
         ended.set()
 
     thread = threading.Thread(target=run)
@@ -167,7 +137,7 @@ def test_the_loops_end_does_not_wait_for_a_wait_nobody_awaits(loop_class: Any) -
         gc.collect()  # the destroyed task's coroutine closes its pidfd
 
 
-@pytest.mark.parametrize("loop_class", loop_classes())
+@pytest.mark.parametrize("loop_class", loop_factories())
 def test_the_watch_of_a_loop_closed_without_shutdown_is_closed_by_the_next_loop(
     loop_class: Any,
 ) -> None:
