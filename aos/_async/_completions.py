@@ -491,12 +491,6 @@ def settle(value: Any, error: BaseException | None) -> Any:
     return value
 
 
-def _being_cancelled(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether the task running on ``loop`` has a cancellation pending or under way."""
-    task = asyncio.current_task(loop)
-    return task is not None and task.cancelling() > 0
-
-
 class AsyncioChannel(Channel):
     """Channel of an asyncio (or uvloop) loop: a reader callback drains, futures wake waiters."""
 
@@ -508,12 +502,9 @@ class AsyncioChannel(Channel):
         self._fd_watch: FdWatch | None = None  # opened by the first wait_readable
         loop.add_reader(self._fd, self.drain)
         # A channel made while the loop shuts down (a task's cleanup calls aos after the loop
-        # cancelled its tasks, this channel's guard among them, or before any channel existed)
-        # will not be cancelled: it closes as soon as nobody waits for it. A task being
-        # cancelled may be the loop's shutdown: its channel does the same (one made in another
-        # task's cleanup is only closed and made again sooner).
-        ending = loop in _ending_loops or _being_cancelled(loop)
-        guard = self._guard_until_idle() if ending else self._guard_until_loop_ends()
+        # cancelled its tasks, this channel's guard among them) will not be cancelled again:
+        # it closes as soon as nobody waits for it.
+        guard = self._guard_until_idle() if loop in _ending_loops else self._guard_until_loop_ends()
         self._guard = loop.create_task(guard, name="aos completions")
 
     def is_current(self) -> bool:
@@ -569,6 +560,10 @@ class AsyncioChannel(Channel):
     async def _guard_until_idle(self) -> None:
         """Keep delivering until no caller waits for a delivery, then close."""
         try:
+            # Not before the caller that made the channel has parked: an eager task factory
+            # runs a new task at once, within its creator's create_task.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)
             while self._parked:
                 self._quiet = self._loop.create_future()
                 try:
