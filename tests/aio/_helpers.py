@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from aos._async import _inline, _uring
+from aos._async import _inline, _kernel_form, _uring
 from aos._async._completions import Channel
 from aos._async._offload import QUERY, answers_inline, call, runs_on_ring
 from aos._async._workers import Job
@@ -101,8 +101,8 @@ def take_route(route: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]
     """
     pushed = answered = 0
     push = _uring.Ring.push
-    stat_result = _inline.stat_result
-    filename_of = _inline.filename_of
+    stat_result = _kernel_form.stat_result  # what _inline imported
+    filename_of = _kernel_form.filename_of
 
     def counting_push(self: _uring.Ring, *args: int) -> None:
         nonlocal pushed

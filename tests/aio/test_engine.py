@@ -641,10 +641,12 @@ def test_a_call_made_by_cleanup_while_the_run_ends_is_answered(
         await anyio.sleep(0.01)
 
     done = threading.Event()
-    runner = threading.Thread(
-        target=lambda: (anyio.run(main, backend=backend, backend_options=options), done.set()),
-        daemon=True,
-    )
+
+    def run() -> None:
+        anyio.run(main, backend=backend, backend_options=options)
+        done.set()
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
     assert done.wait(WAIT_S), "the run never ended"
     runner.join()
