@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -49,6 +51,19 @@ BACKENDS: list[Any] = [
 ]
 if uvloop is not None:
     BACKENDS.append(pytest.param(("asyncio", {"loop_factory": uvloop.new_event_loop}), id="uvloop"))
+
+
+def _eager_loop() -> asyncio.AbstractEventLoop:
+    """asyncio's loop with an eager task factory (3.12+): a new task runs at once, inside
+    ``create_task``, until it first waits (an aos channel's guard once closed its channel
+    that way before its first caller had parked)."""
+    loop = asyncio.new_event_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+    return loop
+
+
+if sys.version_info >= (3, 12):
+    BACKENDS.append(pytest.param(("asyncio", {"loop_factory": _eager_loop}), id="asyncio-eager"))
 
 
 @pytest.fixture(params=BACKENDS)

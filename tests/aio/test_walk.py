@@ -962,6 +962,13 @@ FEW_FDS_CHILD = textwrap.dedent(
     if backend == "uvloop":
         import uvloop
         backend, options = "asyncio", {"loop_factory": uvloop.new_event_loop}
+    elif backend == "asyncio-eager":
+        import asyncio
+        def eager_loop():
+            loop = asyncio.new_event_loop()
+            loop.set_task_factory(asyncio.eager_task_factory)
+            return loop
+        backend, options = "asyncio", {"loop_factory": eager_loop}
     def sync():
         errors = []
         walked = [(p, d, f) for p, d, f in blocking.walk(top, onerror=errors.append)]
