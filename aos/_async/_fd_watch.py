@@ -61,8 +61,8 @@ class FdWatch:
         """The loop's reader callback: wake the waiters whose fd is readable."""
         for fd, _ in self._epoll.poll(0):
             ready = self._waiters.get(fd)
-            if ready is not None and not ready.done():
-                ready.set_result(None)
+            if ready is not None:
+                _wake(ready)
 
     def close(self) -> None:
         """Stop watching and close the epoll fd (on the loop's thread). The loop itself watches
