@@ -53,7 +53,7 @@ if uvloop is not None:
     BACKENDS.append(pytest.param(("asyncio", {"loop_factory": uvloop.new_event_loop}), id="uvloop"))
 
 
-def _eager_loop() -> asyncio.AbstractEventLoop:
+def eager_loop() -> asyncio.AbstractEventLoop:
     """asyncio's loop with an eager task factory (3.12+): a new task runs at once, inside
     ``create_task``, until it first waits (an aos channel's guard once closed its channel
     that way before its first caller had parked)."""
@@ -63,7 +63,7 @@ def _eager_loop() -> asyncio.AbstractEventLoop:
 
 
 if sys.version_info >= (3, 12):
-    BACKENDS.append(pytest.param(("asyncio", {"loop_factory": _eager_loop}), id="asyncio-eager"))
+    BACKENDS.append(pytest.param(("asyncio", {"loop_factory": eager_loop}), id="asyncio-eager"))
 
 
 @pytest.fixture(params=BACKENDS)

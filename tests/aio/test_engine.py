@@ -31,6 +31,7 @@ from tests.aio._helpers import (
     native_cancel,
     until,
 )
+from tests.conftest import eager_loop
 
 pytestmark = pytest.mark.anyio
 
@@ -553,11 +554,6 @@ def test_a_channel_made_at_the_loops_end_works_with_an_eager_task_factory() -> N
     run at once by an eager task factory, must not close it before its first caller parks.
     (asyncio's loop only: uvloop 0.23 refuses eager task factories.)"""
     results: list[bool] = []
-
-    def eager_loop() -> asyncio.AbstractEventLoop:
-        loop = asyncio.SelectorEventLoop()
-        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
-        return loop
 
     async def cleanup() -> None:
         first = _completions.current()

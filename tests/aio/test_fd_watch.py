@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,22 +169,28 @@ def test_the_watch_of_a_loop_closed_without_shutdown_is_closed_by_the_next_loop(
         gc.collect()  # the destroyed task's coroutine closes its pidfd
 
 
+def run_child(script: str) -> None:
+    """Run ``script`` in a Python child (limits and forks stay there); it may import this
+    module's helpers."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), ENV.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
 @pytest.mark.parametrize("loop_module", ["asyncio", "uvloop"])
 def test_a_pidfd_the_loop_cannot_watch_is_waited_for_by_a_worker(loop_module: str) -> None:
     """With one fd left, the pidfd takes it and the watch's epoll finds none (EMFILE)."""
     pytest.importorskip(loop_module)
-    script = f"""
+    run_child(f"""
 import asyncio, os, resource
 import {loop_module}
 import aos
-from aos._async import _completions
+from tests.aio.test_fd_watch import cat_on_a_pipe, current_watch, wait_for_cat
 
 async def main():
     await aos.stat("/")  # the channel, its eventfd and a worker exist
-    r, w = os.pipe()
-    actions = [(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)]
-    pid = os.posix_spawnp("cat", ["cat"], dict(os.environ), file_actions=actions)
-    os.close(r)
+    pid, w = cat_on_a_pipe()
     fillers = [os.open("/dev/null", os.O_RDONLY)]  # fill every free fd number below the top
     while fillers[-1] < max(int(n) for n in os.listdir("/proc/self/fd")) - 1:
         fillers.append(os.open("/dev/null", os.O_RDONLY))
@@ -191,45 +198,32 @@ async def main():
     os.close(free)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (free + 1, hard))  # one fd left: free
-    asyncio.get_running_loop().call_later(0.1, os.close, w)
     try:
-        assert await asyncio.wait_for(aos.waitpid(pid, 0), 20) == (pid, 0)
+        assert await wait_for_cat(pid, w) == (pid, 0)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert _completions.current()._fd_watch is None  # never opened: a worker waited
+    assert current_watch() is None  # never opened: a worker waited
     for fd in fillers:
         os.close(fd)
 
 with asyncio.Runner(loop_factory={loop_module}.new_event_loop) as runner:
     runner.run(main())
-"""
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr.decode()
+""")
 
 
 @pytest.mark.parametrize("loop_module", ["asyncio", "uvloop"])
 def test_a_forked_child_closes_its_copy_and_the_parent_goes_on(loop_module: str) -> None:
     pytest.importorskip(loop_module)
-    script = f"""
-import asyncio, os, signal, sys
+    run_child(f"""
+import asyncio, os, signal
 import {loop_module}
 import aos
-from aos._async import _completions
-
-ENV = dict(os.environ)
-
-async def wait_for_cat():  # cat on a pipe, closed once the wait has started
-    r, w = os.pipe()
-    actions = [(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)]
-    pid = os.posix_spawnp("cat", ["cat"], ENV, file_actions=actions)
-    os.close(r)
-    asyncio.get_running_loop().call_soon(os.close, w)
-    async with asyncio.timeout(20):
-        assert await aos.waitpid(pid, 0) == (pid, 0)
+from tests.aio.test_fd_watch import cat_on_a_pipe, current_watch, wait_for_cat
 
 async def main():
-    await wait_for_cat()  # the watch is open now
-    watch = _completions.current()._fd_watch
+    pid, w = cat_on_a_pipe()
+    assert await wait_for_cat(pid, w) == (pid, 0)  # the watch is open now
+    watch = current_watch()
     pid = os.fork()
     if pid == 0:
         signal.alarm(30)  # a hung child must not outlive a failed test
@@ -240,12 +234,10 @@ async def main():
     assert os.waitstatus_to_exitcode(status) == 0, "the child's watch was left open"
     # The parent's loop still watches its epoll (a child that unregistered it from the loop's
     # epoll instance, which it shares, would leave the waits above and here hanging).
-    await wait_for_cat()
-    assert watch is _completions.current()._fd_watch
+    child, w = cat_on_a_pipe()
+    assert await wait_for_cat(child, w) == (child, 0)
+    assert watch is current_watch()
 
-loop = {"asyncio.new_event_loop" if loop_module == "asyncio" else "uvloop.new_event_loop"}
-with asyncio.Runner(loop_factory=loop) as runner:
+with asyncio.Runner(loop_factory={loop_module}.new_event_loop) as runner:
     runner.run(main())
-"""
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr.decode()
+""")
