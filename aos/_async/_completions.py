@@ -14,7 +14,8 @@ signals the same eventfd, and the loop reaps its completions in the same drain (
 (asyncio) or at once (trio).
 
 The channel's fd lives as long as its loop: on asyncio a guard task closes it when the loop
-cancels its tasks at shutdown, on trio a system task does. Jobs still running then (abandoned
+cancels its tasks at shutdown (or, for a channel first opened after that, when the loop shuts
+down its async generators), on trio a system task does. Jobs still running then (abandoned
 calls) are counted, and the last of them closes the fd. A ring that still runs operations then
 (only after an abnormal end) is closed by a thread of its own once they have finished. After
 ``fork()`` the child forgets every channel and opens new ones on demand.
@@ -37,6 +38,7 @@ import anyio.lowlevel
 
 from aos._async import _uring
 from aos._async._fd_watch import FdWatch
+from aos._async._loop_end import LoopEnd
 from aos._async._ring_requests import Request
 from aos._async._workers import FILESYSTEM, Job, Pool
 
@@ -506,6 +508,11 @@ class AsyncioChannel(Channel):
         # it closes as soon as nobody waits for it.
         guard = self._guard_until_idle() if loop in _ending_loops else self._guard_until_loop_ends()
         self._guard = loop.create_task(guard, name="aos completions")
+        # ...nor will a guard made after the loop cancelled its tasks, first of all: the loop's
+        # shutdown_asyncgens, which comes next, ends it (if it has not run yet: asyncio's flag).
+        self._loop_end: LoopEnd | None = None
+        if not getattr(loop, "_asyncgens_shutdown_called", False):
+            self._loop_end = LoopEnd(self._at_loop_end)
 
     def is_current(self) -> bool:
         return self.open and asyncio._get_running_loop() is self._loop
@@ -573,6 +580,16 @@ class AsyncioChannel(Channel):
         finally:
             self._shut()
 
+    async def _at_loop_end(self) -> None:
+        """The loop shuts down its async generators (its tasks were cancelled): the guard ends
+        now, and closes the channel before the loop closes unless a caller still waits."""
+        if not self.open:
+            return
+        _ending_loops.add(self._loop)
+        self._guard.cancel()
+        if not self._parked:
+            await asyncio.wait([self._guard])
+
     def loop_is_closed(self) -> bool:
         """Whether the channel's loop has been closed."""
         return self._loop.is_closed()
@@ -588,6 +605,7 @@ class AsyncioChannel(Channel):
         watch, self._fd_watch = self._fd_watch, None
         if watch is not None:
             watch.forget()
+        self._drop_loop_end()
 
     def _shut(self) -> None:
         if self._ring_watch is not None:
@@ -604,6 +622,12 @@ class AsyncioChannel(Channel):
                 except RuntimeError:  # pragma: no cover - the loop is closed already
                     pass
             self.close()
+            self._drop_loop_end()
+
+    def _drop_loop_end(self) -> None:
+        loop_end, self._loop_end = self._loop_end, None
+        if loop_end is not None:
+            loop_end.cancel()
 
     async def run_abandonable(
         self,

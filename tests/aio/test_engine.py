@@ -548,6 +548,40 @@ def test_a_loop_closed_without_shutting_down_leaves_no_channel_behind(
     assert "destroyed but it is pending" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "factory",
+    [
+        *loop_factories(),
+        pytest.param(
+            eager_loop,
+            id="asyncio-eager",
+            marks=pytest.mark.skipif(sys.version_info < (3, 12), reason="eager factories: 3.12+"),
+        ),
+    ],
+)
+def test_a_channel_first_opened_by_a_cleanup_at_the_loops_end_closes_with_the_loop(
+    factory: Callable[[], asyncio.AbstractEventLoop], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loop's end cancels the tasks it has; a task's cleanup then opens the loop's first
+    channel, whose guard task nobody cancels. The loop's ``shutdown_asyncgens`` closes it, and
+    its eventfd, before the loop closes (it used to stay open until another loop's channel)."""
+    with asyncio.Runner(loop_factory=factory) as runner:  # a first uvloop opens fds of its own
+        runner.run(asyncio.sleep(0))
+    channels: list[_completions.Channel] = []
+
+    async def cleanup() -> None:
+        assert await aos.path.isdir("/")
+        channels.append(_completions.current())
+
+    before = _open_fds()
+    end_a_loop_in_a_cleanup(factory, cleanup, open_channel_first=False)
+    [channel] = channels
+    assert not channel.open
+    assert channel not in _completions._channels.values()
+    assert _open_fds() <= before
+    assert "destroyed but it is pending" not in caplog.text
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task factories are new in 3.12")
 def test_a_channel_made_at_the_loops_end_works_with_an_eager_task_factory() -> None:
     """A channel made after the loop's end cancelled the first one closes once idle; its guard,

@@ -1,0 +1,42 @@
+"""A callback at the end of an asyncio (or uvloop) loop, for what must close with the loop.
+
+asyncio has no hook for a loop's end, but ``loop.shutdown_asyncgens()`` closes every async
+generator first iterated on the loop that is still suspended; ``asyncio.run`` and
+``asyncio.Runner`` call it after cancelling the loop's tasks, before closing the loop. A
+:class:`LoopEnd` is such a generator, suspended at its ``yield``: closing it awaits the callback.
+It catches what a task guard cannot: a task created after the loop cancelled its tasks (by
+another task's cleanup) is never cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+
+class LoopEnd:
+    """Await ``callback()`` when the running loop's ``shutdown_asyncgens`` runs (made on the
+    loop's thread, while it runs)."""
+
+    def __init__(self, callback: Callable[[], Awaitable[object]]) -> None:
+        self._callback: Callable[[], Awaitable[object]] | None = callback
+        self._signal = self._until_end()
+        # The first step runs the loop's firstiter hook, which registers the generator with it.
+        with contextlib.suppress(StopIteration):
+            self._signal.asend(None).send(None)
+
+    async def _until_end(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            callback, self._callback = self._callback, None
+            if callback is not None:
+                await callback()
+
+    def cancel(self) -> None:
+        """Never call back, and finish the generator now: a suspended one that is collected
+        would have its loop schedule its closing."""
+        self._callback = None
+        # RuntimeError: it is awaiting the callback right now, and finishes by itself.
+        with contextlib.suppress(StopIteration, RuntimeError):
+            self._signal.aclose().send(None)
