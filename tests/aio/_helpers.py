@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import gc
 import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -224,3 +226,18 @@ def until(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+
+def run_child(script: str, *args: str, interpreter_flags: Sequence[str] = ()) -> str:
+    """Run ``script`` in a Python child (limits, forks and signals stay there), with this
+    checkout on its path so that it may import ``tests``; assert that it succeeded and return
+    what it printed."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, *interpreter_flags, "-c", script, *args]
+    env = {**os.environ, "PYTHONPATH": path}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

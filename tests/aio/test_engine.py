@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from tests.aio._helpers import (
     loop_factories,
     loop_not_woken,
     native_cancel,
+    run_child,
     until,
 )
 from tests.conftest import eager_loop
@@ -749,8 +749,7 @@ _, status = os.waitpid(pid, 0)
 assert asyncio.run(stat()) == os.stat({str(tmp_path)!r})  # the parent goes on too
 sys.exit(os.waitstatus_to_exitcode(status))
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr.decode()
+    run_child(script)
 
 
 # tuning

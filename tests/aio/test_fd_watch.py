@@ -9,10 +9,7 @@ import asyncio
 import contextlib
 import gc
 import os
-import subprocess
-import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +17,7 @@ import pytest
 import aos
 from aos._async import _completions
 from aos._async._fd_watch import FdWatch
-from tests.aio._helpers import end_a_loop_in_a_cleanup, loop_factories
+from tests.aio._helpers import end_a_loop_in_a_cleanup, loop_factories, run_child
 
 ENV = dict(os.environ)
 TRUE = ["/bin/true"]
@@ -167,15 +164,6 @@ def test_the_watch_of_a_loop_closed_without_shutdown_is_closed_by_the_next_loop(
         os.close(w)
         os.waitpid(pid, 0)
         gc.collect()  # the destroyed task's coroutine closes its pidfd
-
-
-def run_child(script: str) -> None:
-    """Run ``script`` in a Python child (limits and forks stay there); it may import this
-    module's helpers."""
-    root = Path(__file__).resolve().parents[2]
-    env = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), ENV.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr.decode()
 
 
 @pytest.mark.parametrize("loop_module", ["asyncio", "uvloop"])

@@ -7,7 +7,6 @@ import ctypes
 import errno
 import functools
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from tests.aio._helpers import (
     loop_not_woken,
     off_loop,
     os_error,
+    run_child,
     take_route,
     until,
 )
@@ -571,8 +571,7 @@ async def in_parent() -> None:
 
 anyio.run(in_parent)
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr.decode()
+    run_child(script)
     assert os.listdir(tmp_path) == ["child"]
 
 
@@ -623,6 +622,5 @@ for _ in range(1000):
 assert not _completions._closing_rings and ring.fd == -1
 sys.exit(os.waitstatus_to_exitcode(status))
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr.decode()
+    run_child(script)
     assert sorted(os.listdir(tmp_path)) == ["a", "b", "c", "child"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import subprocess
 import sys
 import threading
 import warnings
@@ -27,6 +26,7 @@ import pytest
 import aos
 from aos._async import _native_spawn, _workers
 from aos._async._child_wait import waits_in_progress
+from tests.aio._helpers import run_child
 from tests.aio.test_process import (
     ENV,
     PY,
@@ -385,11 +385,7 @@ print("ok")
 def test_str_and_bytes_environments_in_turn_raise_no_bytes_warning() -> None:
     """Under ``python -bb`` comparing str with bytes raises: the reuse of the last environment
     built must never compare them."""
-    done = subprocess.run(
-        [sys.executable, "-bb", "-c", BYTES_WARNING_CHILD],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
+    assert run_child(BYTES_WARNING_CHILD, interpreter_flags=["-bb"]) == "ok\n"
 
 
 async def test_forms_it_does_not_convert_go_to_os_with_the_same_result() -> None:

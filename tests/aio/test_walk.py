@@ -28,7 +28,7 @@ from aos import blocking
 from aos._async import _walk
 from aos._async._iter import fwalk, walk
 from aos.blocking import _walk as _blocking_walk
-from tests.aio._helpers import fds_under, off_loop, wait_for_no_fds_under
+from tests.aio._helpers import fds_under, off_loop, run_child, wait_for_no_fds_under
 from tests.conftest import BACKENDS
 
 pytestmark = pytest.mark.anyio
@@ -957,18 +957,9 @@ FEW_FDS_CHILD = textwrap.dedent(
     import os, resource, sys, anyio
     from aos import blocking
     from aos._async._iter import walk, fwalk
-    top, backend = sys.argv[1], sys.argv[2]
-    options = {}
-    if backend == "uvloop":
-        import uvloop
-        backend, options = "asyncio", {"loop_factory": uvloop.new_event_loop}
-    elif backend == "asyncio-eager":
-        import asyncio
-        def eager_loop():
-            loop = asyncio.new_event_loop()
-            loop.set_task_factory(asyncio.eager_task_factory)
-            return loop
-        backend, options = "asyncio", {"loop_factory": eager_loop}
+    from tests.conftest import BACKENDS
+    top = sys.argv[1]
+    [(backend, options)] = [param.values[0] for param in BACKENDS if param.id == sys.argv[2]]
     def sync():
         errors = []
         walked = [(p, d, f) for p, d, f in blocking.walk(top, onerror=errors.append)]
@@ -997,10 +988,7 @@ def test_read_ahead_waits_when_the_process_is_short_of_fds(tmp_path: Path, backe
     """With a dozen fds to spare, enough for os.walk and os.fwalk, the async walks read ahead
     what they can and yield the same, with no error (in a child: the limit is per process)."""
     _make_big(tmp_path, 8, 1)
-    cmd = [sys.executable, "-c", FEW_FDS_CHILD, str(tmp_path), backend]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == f"ok {1 + 8 + 64}\n"
+    assert run_child(FEW_FDS_CHILD, str(tmp_path), backend) == f"ok {1 + 8 + 64}\n"
 
 
 def test_unreadable_directories_go_to_onerror(tmp_path: Path) -> None:
