@@ -50,9 +50,13 @@ heartbeat on an asyncio loop wake 0.73-0.77 ms late at the median and 1.3-1.4 ms
 percentile; 8 a wake-up, 0.46 and 0.7-0.8 ms, for 0-10% more time per pair. On trio: 0.31-0.34
 and 0.77-0.89 ms with 16, 0.18-0.20 and 0.40-0.52 ms with 8."""
 
-INLINE_PER_BATCH = 8
-"""Calls answered on the loop's thread per loop iteration: with 64 tasks each answered inline
-every iteration, asyncio iterations grew to over 1 ms (a heartbeat woke 2.3 ms late)."""
+INLINE_AT_ONCE = 8
+"""Callers answered on the loop's thread that the loop has not resumed yet. A call takes one of
+these slots for its inline answer and gives it back once its checkpoint returns, so one loop
+iteration answers at most twice this many inline, and the rest go to the engine: with 64 tasks
+each answered inline every iteration, asyncio iterations grew to over 1 ms (a heartbeat woke 2.3
+ms late). Slots need no callback at the end of each iteration, which cost trio a task switch
+per inline answer."""
 
 RING_WATCH_S = 0.05
 """While operations are in the ring, how often the loop checks that some finish. On Linux 6.18,
@@ -96,7 +100,7 @@ class Channel:
         self._ring_limit = 0  # the io-wq limit last set on the ring
         self._ring_reaped = 0  # ring completions reaped so far...
         self._ring_reaped_seen = -1  # ...and at the last watch_ring
-        self._inline_left = INLINE_PER_BATCH  # inline answers left in this loop iteration
+        self._inline_left = INLINE_AT_ONCE  # slots for inline answers not yet resumed
         self._batch_ending = False  # an end_batch is scheduled
 
     # worker side
@@ -229,17 +233,16 @@ class Channel:
             self._submitted += 1
             FILESYSTEM.submit(job)
 
-    def may_answer_inline(self) -> bool:
-        """Whether a call may still be answered on the loop's thread in this loop iteration.
-
-        At most :data:`INLINE_PER_BATCH` per iteration: beyond that, calls go to the engine,
-        whose completions resume a few callers per iteration, so iterations stay short.
-        """
+    def take_inline_slot(self) -> bool:
+        """Whether a call may be answered on the loop's thread now; if so, it holds one of
+        :data:`INLINE_AT_ONCE` slots until :meth:`give_back_inline_slot` (once resumed)."""
         if not self._inline_left:
             return False
         self._inline_left -= 1
-        self._end_batch_soon()
         return True
+
+    def give_back_inline_slot(self) -> None:
+        self._inline_left += 1
 
     def _end_batch_soon(self) -> None:
         if not self._batch_ending:
@@ -247,9 +250,8 @@ class Channel:
             self.end_batch_later()
 
     def end_batch(self) -> None:
-        """Close this loop iteration's batch: submit the ring's queue, renew the inline budget."""
+        """Close this loop iteration's batch: submit the ring's queue."""
         self._batch_ending = False
-        self._inline_left = INLINE_PER_BATCH
         self.flush()
 
     def end_batch_later(self) -> None:

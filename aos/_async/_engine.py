@@ -59,15 +59,18 @@ async def run_query(
     """A query answered on the loop's thread if ``inline`` can (then a checkpoint), else run
     like :func:`run_abandonable`."""
     channel = _completions.current()
-    if channel.may_answer_inline():
+    if channel.take_inline_slot():
         try:
-            answer = inline(*args, **kwargs)
-        except TypeError:  # arguments os refuses: os raises its own error on the worker
-            answer = None
-        if answer is not None:
-            await channel.checkpoint()
-            value: T = _completions.settle(*answer)
-            return value
+            try:
+                answer = inline(*args, **kwargs)
+            except TypeError:  # arguments os refuses: os raises its own error on the worker
+                answer = None
+            if answer is not None:
+                await channel.checkpoint()
+                value: T = _completions.settle(*answer)
+                return value
+        finally:
+            channel.give_back_inline_slot()
     result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
     return result
 

@@ -11,7 +11,7 @@ import pytest
 
 import aos
 from aos._async import _inline
-from aos._async._completions import INLINE_PER_BATCH
+from aos._async._completions import INLINE_AT_ONCE
 from tests.aio._helpers import error_facts, off_loop, os_error, take_route
 
 pytestmark = [
@@ -117,11 +117,27 @@ async def test_one_loop_iteration_answers_only_a_few_calls_inline(
         results.append(await aos.stat(place / "file"))
 
     async with anyio.create_task_group() as tg:
-        for _ in range(4 * INLINE_PER_BATCH):
+        for _ in range(4 * INLINE_AT_ONCE):
             tg.start_soon(look)  # all start in the same loop iteration
-    assert answered() == INLINE_PER_BATCH  # the others went to the engine
-    assert len(results) == 4 * INLINE_PER_BATCH
+    assert answered() == INLINE_AT_ONCE  # the others went to the engine
+    assert len(results) == 4 * INLINE_AT_ONCE
     assert {r.st_size for r in results} == {5}
+
+
+async def test_a_caller_cancelled_after_its_inline_answer_gives_its_slot_back(
+    place: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint after an inline answer raises the cancel; the slot the answer held is
+    free again, so later calls are still answered inline."""
+    answered = take_route("inline", monkeypatch)
+    for _ in range(2 * INLINE_AT_ONCE):
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await aos.stat(place / "file")
+        assert scope.cancelled_caught
+    assert answered() == 2 * INLINE_AT_ONCE
+    assert (await aos.stat(place / "file")).st_size == 5
+    assert answered() == 2 * INLINE_AT_ONCE + 1
 
 
 async def test_the_route_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
