@@ -52,8 +52,9 @@ and 0.77-0.89 ms with 16, 0.18-0.20 and 0.40-0.52 ms with 8."""
 
 INLINE_AT_ONCE = 8
 """Callers answered on the loop's thread that the loop has not resumed yet. A call takes one of
-these slots for its inline answer and gives it back once its checkpoint returns, so one loop
-iteration answers at most twice this many inline, and the rest go to the engine: with 64 tasks
+these slots for its inline attempt and gives it back once its checkpoint returns (or, if the
+kernel could not answer, once its worker has), so one loop iteration makes at most twice this
+many attempts, and the rest go to the engine: with 64 tasks
 each answered inline every iteration, asyncio iterations grew to over 1 ms (a heartbeat woke 2.3
 ms late). Slots need no callback at the end of each iteration, which cost trio a task switch
 per inline answer."""
@@ -499,22 +500,28 @@ class AsyncioChannel(Channel):
     """Channel of an asyncio (or uvloop) loop: a reader callback drains, futures wake waiters."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # The guard task below is cancelled when the loop cancels its tasks, but not if it is
+        # made after that (by a task's cleanup): the loop's shutdown_asyncgens, which comes
+        # next, ends it then. A channel made once the loop is ending closes as soon as nobody
+        # waits for it.
+        self._loop_end: LoopEnd | None = None
+        told = hasattr(loop, "_asyncgens_shutdown_called")  # asyncio's loop says, uvloop not
+        ending = loop in _ending_loops or (told and loop._asyncgens_shutdown_called)  # type: ignore[attr-defined]
+        if not ending:
+            try:
+                self._loop_end = LoopEnd(self._at_loop_end, strict=not told)
+            except ResourceWarning:  # its generators were shut down already
+                ending = True
+        if ending:
+            _ending_loops.add(loop)
         super().__init__(loop)
         self._loop = loop
         self._quiet: asyncio.Future[None] | None = None
         self._ring_watch: asyncio.TimerHandle | None = None
         self._fd_watch: FdWatch | None = None  # opened by the first wait_readable
         loop.add_reader(self._fd, self.drain)
-        # A channel made while the loop shuts down (a task's cleanup calls aos after the loop
-        # cancelled its tasks, this channel's guard among them) will not be cancelled again:
-        # it closes as soon as nobody waits for it.
-        guard = self._guard_until_idle() if loop in _ending_loops else self._guard_until_loop_ends()
+        guard = self._guard_until_idle() if ending else self._guard_until_loop_ends()
         self._guard = loop.create_task(guard, name="aos completions")
-        # ...nor will a guard made after the loop cancelled its tasks, first of all: the loop's
-        # shutdown_asyncgens, which comes next, ends it (if it has not run yet: asyncio's flag).
-        self._loop_end: LoopEnd | None = None
-        if not getattr(loop, "_asyncgens_shutdown_called", False):
-            self._loop_end = LoopEnd(self._at_loop_end)
 
     def is_current(self) -> bool:
         return self.open and asyncio._get_running_loop() is self._loop
@@ -589,7 +596,8 @@ class AsyncioChannel(Channel):
             return
         _ending_loops.add(self._loop)
         self._guard.cancel()
-        if not self._parked:
+        if not self._parked:  # now: a call made later opens a channel that closes once idle
+            self._shut()
             await asyncio.wait([self._guard])
 
     def loop_is_closed(self) -> bool:

@@ -59,20 +59,24 @@ async def run_query(
     """A query answered on the loop's thread if ``inline`` can (then a checkpoint), else run
     like :func:`run_abandonable`."""
     channel = _completions.current()
-    if channel.take_inline_slot():
+    if not channel.take_inline_slot():
+        result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
+        return result
+    try:
         try:
-            try:
-                answer = inline(*args, **kwargs)
-            except TypeError:  # arguments os refuses: os raises its own error on the worker
-                answer = None
-            if answer is not None:
-                await channel.checkpoint()
-                value: T = _completions.settle(*answer)
-                return value
-        finally:
-            channel.give_back_inline_slot()
-    result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
-    return result
+            answer = inline(*args, **kwargs)
+        except TypeError:  # arguments os refuses: os raises its own error on the worker
+            answer = None
+        if answer is not None:
+            await channel.checkpoint()
+            value: T = _completions.settle(*answer)
+            return value
+        # Refused (its syscalls ran on the loop's thread all the same, e.g. on overlayfs): the
+        # slot is held until the worker answers, so refusals per iteration stay bounded too.
+        result = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
+        return result
+    finally:
+        channel.give_back_inline_slot()
 
 
 async def checkpoint() -> None:

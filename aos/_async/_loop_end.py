@@ -11,19 +11,29 @@ another task's cleanup) is never cancelled.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 
 class LoopEnd:
     """Await ``callback()`` when the running loop's ``shutdown_asyncgens`` runs (made on the
-    loop's thread, while it runs)."""
+    loop's thread, while it runs).
 
-    def __init__(self, callback: Callable[[], Awaitable[object]]) -> None:
+    Raises :exc:`ResourceWarning` if the loop has shut down its async generators already (its
+    hook warns so; with ``strict``, the warning is raised, else only where warnings are errors).
+    ``strict`` changes the warning filters for a moment (process-wide before Python 3.14):
+    for loops that do not say whether they did (uvloop).
+    """
+
+    def __init__(self, callback: Callable[[], Awaitable[object]], *, strict: bool) -> None:
         self._callback: Callable[[], Awaitable[object]] | None = callback
         self._signal = self._until_end()
         # The first step runs the loop's firstiter hook, which registers the generator with it.
-        with contextlib.suppress(StopIteration):
-            self._signal.asend(None).send(None)
+        with warnings.catch_warnings() if strict else contextlib.nullcontext():
+            if strict:
+                warnings.simplefilter("error", ResourceWarning)
+            with contextlib.suppress(StopIteration):
+                self._signal.asend(None).send(None)
 
     async def _until_end(self) -> AsyncGenerator[None, None]:
         try:

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -580,6 +580,87 @@ def test_a_channel_first_opened_by_a_cleanup_at_the_loops_end_closes_with_the_lo
     assert channel not in _completions._channels.values()
     assert _open_fds() <= before
     assert "destroyed but it is pending" not in caplog.text
+
+
+@pytest.mark.parametrize("factory", loop_factories())
+def test_a_channel_first_opened_while_the_loop_shuts_down_async_generators_closes(
+    factory: Callable[[], asyncio.AbstractEventLoop], recwarn: pytest.WarningsRecorder
+) -> None:
+    """An async generator's cleanup, run by the loop's ``shutdown_asyncgens``, makes the
+    loop's first aos call: its channel closes once idle, before the loop closes, without the
+    loop's warning about a generator first iterated after that shutdown (uvloop gives it)."""
+    with asyncio.Runner(loop_factory=factory) as runner:  # a first uvloop opens fds of its own
+        runner.run(asyncio.sleep(0))
+    channels: list[_completions.Channel] = []
+    suspended: list[AsyncIterator[None]] = []
+
+    async def generator() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            assert await aos.path.isdir("/")
+            channels.append(_completions.current())
+
+    async def main() -> None:
+        suspended.append(generator())
+        await anext(suspended[0])  # left suspended: the loop's shutdown closes it
+
+    before = _open_fds()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    [channel] = channels
+    assert not channel.open
+    assert _open_fds() <= before
+    assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
+
+
+LATE_CALLER_CHILD = """
+import asyncio, os, signal, sys, tempfile
+import aos
+from aos._async import _completions
+
+signal.alarm(10)  # a hang ends the child with SIGALRM
+fifo = os.path.join(tempfile.mkdtemp(), "fifo")
+os.mkfifo(fifo)
+
+async def late() -> None:  # made by a cleanup: the loop's end never cancels it
+    loop = asyncio.get_running_loop()
+    while loop not in _completions._ending_loops:  # the loop shuts down its async generators
+        await asyncio.sleep(0)
+    await aos.open(fifo, os.O_RDONLY)  # no writer ever comes
+
+async def owner(started: asyncio.Event) -> None:
+    try:
+        started.set()
+        await asyncio.sleep(3600)
+    finally:
+        await aos.path.isdir("/")  # the loop's first channel
+        asyncio.get_running_loop().create_task(late())
+
+async def main() -> None:
+    started = asyncio.Event()
+    asyncio.get_running_loop().create_task(owner(started))
+    await started.wait()
+
+factory = asyncio.new_event_loop
+if sys.argv[1] == "uvloop":
+    import uvloop
+    factory = uvloop.new_event_loop
+with asyncio.Runner(loop_factory=factory) as runner:
+    runner.run(main())
+print("ended")
+os._exit(0)  # the worker stays blocked in the open
+"""
+
+
+@pytest.mark.parametrize("loop", [p.id for p in loop_factories()])
+def test_a_call_that_never_ends_made_as_the_loop_ends_does_not_hold_the_loop_open(
+    loop: str,
+) -> None:
+    """The loop shuts down its async generators and finds no caller waiting: the channel
+    closes then, so a call that a never-cancelled task makes just after (and that never
+    returns) goes to a channel of its own instead of keeping ``asyncio.run`` from ending."""
+    assert run_child(LATE_CALLER_CHILD, loop) == "ended\n"
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task factories are new in 3.12")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import anyio
@@ -10,7 +11,7 @@ import anyio.lowlevel
 import pytest
 
 import aos
-from aos._async import _inline
+from aos._async import _engine, _inline
 from aos._async._completions import INLINE_AT_ONCE
 from tests.aio._helpers import error_facts, off_loop, os_error, take_route
 
@@ -138,6 +139,39 @@ async def test_a_caller_cancelled_after_its_inline_answer_gives_its_slot_back(
     assert answered() == 2 * INLINE_AT_ONCE
     assert (await aos.stat(place / "file")).st_size == 5
     assert answered() == 2 * INLINE_AT_ONCE + 1
+
+
+async def test_calls_the_kernel_cannot_answer_inline_hold_their_slots_until_answered() -> None:
+    """A refused attempt has run its syscalls on the loop's thread (on overlayfs, say): its
+    slot stays taken until its worker answers, so such attempts stay as few as answers."""
+    gate = threading.Event()
+    attempts = 0
+
+    def refuse(value: int) -> None:
+        nonlocal attempts
+        attempts += 1
+
+    def gated(value: int) -> int:
+        gate.wait(10.0)
+        return value
+
+    results: list[int] = []
+
+    async def ask(value: int) -> None:
+        results.append(await _engine.run_query(gated, (value,), {}, refuse))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for value in range(4 * INLINE_AT_ONCE):
+                tg.start_soon(ask, value)
+            for _ in range(10):  # every task has made its call, none has been answered
+                await anyio.lowlevel.checkpoint()
+            assert attempts == INLINE_AT_ONCE
+            gate.set()
+    finally:
+        gate.set()
+    assert sorted(results) == list(range(4 * INLINE_AT_ONCE))
+    assert attempts >= INLINE_AT_ONCE
 
 
 async def test_the_route_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
