@@ -11,15 +11,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+new_uvloop: Callable[[], asyncio.AbstractEventLoop] | None
 try:
-    import uvloop
+    from uvloop import new_event_loop as new_uvloop
 except ImportError:  # uvloop is optional: its runs are added only where it is installed
-    uvloop = None
+    new_uvloop = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,8 +50,8 @@ BACKENDS: list[Any] = [
     pytest.param(("asyncio", {}), id="asyncio"),
     pytest.param(("trio", {}), id="trio"),
 ]
-if uvloop is not None:
-    BACKENDS.append(pytest.param(("asyncio", {"loop_factory": uvloop.new_event_loop}), id="uvloop"))
+if new_uvloop is not None:
+    BACKENDS.append(pytest.param(("asyncio", {"loop_factory": new_uvloop}), id="uvloop"))
 
 
 def eager_loop() -> asyncio.AbstractEventLoop:
@@ -80,8 +81,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
 def _uvloop_warmed_up() -> None:
     """uvloop (0.23) opens a pipe with its first loop and keeps it for the life of the process,
     with or without aos: open it before the leak check takes its first count."""
-    if uvloop is not None:
-        uvloop.new_event_loop().close()
+    if new_uvloop is not None:
+        new_uvloop().close()
 
 
 def open_fds() -> set[int]:

@@ -37,7 +37,7 @@ async def in_own_thread(fn: Callable[[], T]) -> T:
     """``fn()`` in a daemon thread of its own (not an anyio worker, which outlives the test)."""
     done = anyio.Event()
     token = anyio.lowlevel.current_token()
-    outcome: list[Any] = []
+    outcome: list[T | BaseException] = []
 
     def target() -> None:
         try:
@@ -49,9 +49,10 @@ async def in_own_thread(fn: Callable[[], T]) -> T:
 
     threading.Thread(target=target, daemon=True).start()
     await done.wait()
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 # walker ------------------------------------------------------------------------------------------

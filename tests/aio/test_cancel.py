@@ -140,18 +140,21 @@ async def test_wait_cancel_returns_at_once() -> None:
         await aos.close(efd)
 
 
-def fds_of(result: object) -> tuple[int, ...]:
-    return result if isinstance(result, tuple) else (result,)  # type: ignore[return-value]
+Fds = int | tuple[int, ...]  # what a call that makes fds returns: one, or several (pipe)
+
+
+def fds_of(result: Fds) -> tuple[int, ...]:
+    return result if isinstance(result, tuple) else (result,)
 
 
 async def cancelled_at_random_points(
-    make: Callable[[], Awaitable[object]], rounds: int, rng: random.Random
+    make: Callable[[], Awaitable[Fds]], rounds: int, rng: random.Random
 ) -> None:
     """Start ``make()``, cancel it after a random number of checkpoints, close what it returned."""
     for _ in range(rounds):
-        got: list[object] = []
+        got: list[Fds] = []
 
-        async def attempt(got: list[object] = got) -> None:
+        async def attempt(got: list[Fds] = got) -> None:
             got.append(await make())
 
         async with anyio.create_task_group() as tg:
@@ -170,7 +173,7 @@ async def dup2_onto_next(fd: int) -> tuple[int, ...]:
     return ()
 
 
-RESOURCE_CALLS: dict[str, Callable[[str, int], Awaitable[object]]] = {
+RESOURCE_CALLS: dict[str, Callable[[str, int], Awaitable[Fds]]] = {
     "open": lambda path, fd: aos.open(path, os.O_RDONLY),
     "dup": lambda path, fd: aos.dup(fd),
     "dup2": lambda path, fd: dup2_onto_next(fd),

@@ -10,7 +10,7 @@ import pty
 import select
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ async def test_every_call_is_a_checkpoint_even_when_the_fd_is_ready(
     """A call on a ready fd is still a cancel point (and so a scheduling point), before it
     reads or writes anything: a task looping on a ready fd can be cancelled and lets others run."""
     r, w = pipe
-    calls = [
+    calls: list[Callable[[], Awaitable[object]]] = [
         lambda: aos.write(w, b"ab"),
         lambda: aos.writev(w, [b"c", b"d"]),
         lambda: aos.read(r, 2),
@@ -179,7 +179,7 @@ async def test_an_empty_write_to_a_socket_is_made_as_os_makes_it() -> None:
     the socket) and, to an unconnected stream socket, says EPIPE."""
     for name in ("write", "writev"):
         data: Any = b"" if name == "write" else [b"", b""]
-        arrived = []
+        arrived: list[bytes | None] = []
         for fn in (getattr(os, name), getattr(aos, name)):
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
             with a, b:

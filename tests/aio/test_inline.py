@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -26,7 +27,7 @@ def fields(result: os.stat_result) -> dict[str, object]:
 
 
 @pytest.fixture(params=["ext4", "tmpfs"])
-def place(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     """A directory on the machine's ext4 (``/tmp``) or tmpfs (``/dev/shm``), with a file and a link."""
     if request.param == "tmpfs":
         shm = Path("/dev/shm")
@@ -48,7 +49,7 @@ async def test_cached_paths_are_answered_inline_like_os(
     place: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answered = take_route("inline", monkeypatch)
-    calls = [
+    calls: list[tuple[Path | str | bytes, bool]] = [
         (place / "file", True), (place / "link", False), (place, True),
         (str(place / "file"), True), (os.fsencode(place / "link"), False),
     ]  # fmt: skip

@@ -39,7 +39,8 @@ async def _sleeper_ran_first() -> bool:
         while time.perf_counter() < busy_until:
             pass
         await let_loop_run()
-        return woke
+        ran_first = woke  # read here: leaving the task group waits for the sleeper
+    return ran_first
 
 
 async def test_it_is_a_cancellation_point() -> None:

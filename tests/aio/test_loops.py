@@ -29,7 +29,7 @@ async def churn(base: Path, tag: str) -> list[str]:
 
 
 def test_loops_in_threads_at_once(tmp_path: Path) -> None:
-    backends = [("asyncio", {}), ("trio", {})]
+    backends: list[tuple[str, dict[str, object]]] = [("asyncio", {}), ("trio", {})]
     try:
         import uvloop
 

@@ -300,7 +300,7 @@ def outcome(name: str, fn: Callable[..., Any], result_or_exc: Any, t: Tree) -> A
     """A comparable record of what a call did."""
     if isinstance(result_or_exc, BaseException):
         e = result_or_exc
-        fields = (type(e), str(e), e.args)
+        fields: tuple[object, ...] = (type(e), str(e), e.args)
         if isinstance(e, OSError):
             fields += (e.errno, e.filename, e.filename2)
         return ("raised", fields)
@@ -324,11 +324,17 @@ async def in_worker(fn: Callable[..., T], *args: Any) -> T:
 
 
 def sync_face(name: str) -> Callable[..., Any]:
-    return getattr(blocking.path, name[5:]) if name.startswith("path.") else getattr(blocking, name)
+    face: Callable[..., Any] = (
+        getattr(blocking.path, name[5:]) if name.startswith("path.") else getattr(blocking, name)
+    )
+    return face
 
 
 def async_face(name: str) -> Callable[..., Any]:
-    return getattr(aos.path, name[5:]) if name.startswith("path.") else getattr(aos, name)
+    face: Callable[..., Any] = (
+        getattr(aos.path, name[5:]) if name.startswith("path.") else getattr(aos, name)
+    )
+    return face
 
 
 def offloaded_names() -> list[str]:

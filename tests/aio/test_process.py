@@ -11,7 +11,7 @@ import random
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,12 @@ import pytest
 import aos
 from aos import blocking
 from aos._async import _process
-from aos._async._offload import QUERY, call
+from tests.aio._helpers import off_loop
 
 pytestmark = pytest.mark.anyio
 
 PY = sys.executable
 ENV = dict(os.environ)
-
-
-async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a blocking reference call on an aos worker (daemon threads, unlike anyio's on asyncio)."""
-    return await call(QUERY, None, fn, *args)
 
 
 def python(code: str) -> list[str]:
@@ -383,7 +378,8 @@ async def test_spawn_of_what_cannot_be_executed_exits_127_as_os(tmp_path: Path) 
     if sys.version_info < (3, 12):  # later versions warn about fork() in a threaded process
         assert await off_loop(os.spawnv, os.P_WAIT, missing, [missing]) == 127
     assert await aos.spawnv(os.P_WAIT, missing, [missing]) == 127
-    assert await aos.spawnv(os.P_WAIT, "/bin/true", ["true", object()]) == 127  # type: ignore[list-item]
+    not_an_argv: list[object] = ["true", object()]  # an item that is not a path, on purpose
+    assert await aos.spawnv(os.P_WAIT, "/bin/true", not_an_argv) == 127  # type: ignore[arg-type]
     pid = await aos.spawnvp(os.P_NOWAIT, "no-such-program-aos", ["x"])
     assert await aos.waitpid(pid, 0) == (pid, 127 << 8)
 
@@ -392,7 +388,7 @@ async def test_spawn_argument_errors_are_those_of_os() -> None:
     for args in [(os.P_WAIT, PY, "not a list"), (os.P_WAIT, PY, []), (os.P_WAIT, PY, [""])]:
         expected = await sync_error(os.spawnv, *args)
         with pytest.raises(type(expected)) as info:
-            await aos.spawnv(*args)
+            await aos.spawnv(*args)  # type: ignore[arg-type]  # an argv that is not a list, on purpose
         assert_same_error(info.value, expected)
 
 
@@ -409,14 +405,15 @@ async def test_system() -> None:
 
 
 async def test_cancelled_wait_reaps_nothing() -> None:
-    for waiting in [
+    waits: list[Callable[[int], Awaitable[object]]] = [
         lambda pid: aos.waitpid(pid, 0),
         lambda pid: aos.waitid(os.P_PID, pid, os.WEXITED),
         lambda pid: aos.waitpid(-1, 0),
         lambda pid: aos.waitid(os.P_ALL, 0, os.WEXITED),
         lambda pid: aos.waitpid(pid, os.WUNTRACED),
         lambda pid: aos.wait4(pid, 0),
-    ]:
+    ]
+    for waiting in waits:
         r, w = os.pipe()
         pid = await aos.posix_spawn(
             PY,

@@ -26,12 +26,11 @@ import pytest
 import aos
 from aos._async import _native_spawn, _workers
 from aos._async._child_wait import waits_in_progress
-from tests.aio._helpers import run_child
+from tests.aio._helpers import off_loop, run_child
 from tests.aio.test_process import (
     ENV,
     PY,
     assert_spawn_errors_are_those_of_os,
-    off_loop,
     python,
 )
 
