@@ -96,10 +96,13 @@ _syscall.restype = ctypes.c_long
 _FOLLOW: Final = _OpenHow(_O_PATH_CLOEXEC, 0, _RESOLVE_CACHED)
 _NO_FOLLOW: Final = _OpenHow(_O_PATH_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_CACHED)
 _HOWS: Final = {True: ctypes.byref(_FOLLOW), False: ctypes.byref(_NO_FOLLOW)}
-# Opens a directory but neither a symlink (O_NOFOLLOW makes O_PATH open the link itself, which
-# O_DIRECTORY then refuses with ENOTDIR) nor any other file.
+# Asks to open a directory itself for writing, which the kernel refuses before it opens
+# anything: EISDIR for a directory (may_open, ahead of any permission check), ENOTDIR for any
+# other file, a symlink included (O_NOFOLLOW: the link itself, which O_DIRECTORY refuses).
+# One syscall, no fd to close. The opens that RESOLVE_CACHED forbids are those that create or
+# truncate, and the lookup never reaches mnt_want_write for a cached name.
 _DIRECTORY_ITSELF: Final = ctypes.byref(
-    _OpenHow(_O_PATH_CLOEXEC | os.O_NOFOLLOW | os.O_DIRECTORY, 0, _RESOLVE_CACHED)
+    _OpenHow(os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_DIRECTORY, 0, _RESOLVE_CACHED)
 )
 _HOW_SIZE: Final = ctypes.sizeof(_OpenHow)
 _STATX_FLAGS: Final = AT_EMPTY_PATH | AT_STATX_DONT_SYNC
@@ -169,12 +172,14 @@ def is_symlink(path: Any) -> bool | None:
     raw = encoded(path)
     if raw is None:
         return None
-    # Two syscalls for the usual case, a directory (a walk asks this once per directory).
+    # One syscall for the usual case, a directory (a walk asks this once per directory).
     fd = _syscall(_SYS_OPENAT2, AT_FDCWD, raw, _DIRECTORY_ITSELF, _HOW_SIZE)
-    if fd >= 0:
+    if fd >= 0:  # never seen: a kernel that opened a directory for writing
         _syscall(_SYS_CLOSE, fd)
-        return False
+        return None
     failed = ctypes.get_errno()
+    if failed == errno.EISDIR:
+        return False
     if failed != errno.ENOTDIR:  # not cached (EAGAIN), or the lookup's own error
         return False if failed in _FINAL_ERRORS else None
     statx = _statx_cached(AT_FDCWD, raw, False)  # a symlink, another file, or a non-directory

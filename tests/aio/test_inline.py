@@ -182,7 +182,7 @@ async def test_the_route_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) ->
 
 
 async def test_is_symlink_answers_as_islink_for_every_kind_of_path(place: Path) -> None:
-    """The walk's symlink check: a directory takes two syscalls, anything else the full statx;
+    """The walk's symlink check: a directory takes one syscall, anything else the full statx;
     every answer given is ``os.path.islink``'s (a ``None`` sends the caller to a worker)."""
     links = {"dir-link": "dir", "dangling": "nowhere", "loop": "loop"}
 
