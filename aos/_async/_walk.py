@@ -101,12 +101,18 @@ class WalkIterator(Generic[T]):
             if time.perf_counter() - self._yielded_at > LOOP_SLICE:
                 await let_loop_run()  # serving read-ahead
                 self._yielded_at = time.perf_counter()
-            return await self._step()
+            got = self._serve()
+            return got if got is not None else await self._step()
         except BaseException:
             self._finish()
             raise
         finally:
             self._running = False
+
+    def _serve(self) -> T | None:
+        """The step, if it needs no wait (served from read-ahead, without a coroutine of its
+        own); ``None`` leaves it to :meth:`_step`."""
+        return None
 
     async def _step(self) -> T:
         raise NotImplementedError
@@ -360,15 +366,26 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         self._yielded: tuple[AnyStr, list[AnyStr], _Listing] | None = None
         self._channel: _completions.Channel | None = None  # of the loop its jobs report to
 
-    async def _step(self) -> tuple[AnyStr, list[AnyStr], list[AnyStr]]:
-        top, topdown, onerror, followlinks = self._args
-        if self._stack is None:  # started on first use, like the os generator
-            sys.audit("os.walk", top, topdown, onerror, followlinks)
-            self._stack = [os.fspath(top)]
+    def _serve(self) -> tuple[AnyStr, list[AnyStr], list[AnyStr]] | None:
+        """Go on with the walk as far as it goes without waiting: the next triple, or ``None``
+        when the item on top of the stack must wait (for its listing, or for a worker to tell
+        whether it is a symlink), which :meth:`_step` then does. Raises StopAsyncIteration at
+        the end."""
         stack = self._stack
-        if self._yielded is not None:
-            self._push_children(stack, *self._yielded)
+        if stack is None:  # started on first use, like the os generator
+            top, topdown, onerror, followlinks = self._args
+            sys.audit("os.walk", top, topdown, onerror, followlinks)
+            stack = self._stack = [os.fspath(top)]
+        yielded = self._yielded
+        if yielded is not None:
             self._yielded = None
+            parent, kept, listing = yielded
+            if tuple(kept) != listing[0]:  # the caller edited dirnames
+                self._push_children(stack, parent, kept, listing)
+            elif listing[3] is None:  # followlinks (or bottom-up): into every name
+                stack.extend(reversed(listing[2]))  # the worker joined the paths already
+            else:  # as os.walk: not into a name the caller made a symlink meanwhile
+                stack.extend([(into,) for into in reversed(listing[2])])
         cache = self._cache
         while stack:
             # The one hot loop of a walk: an item's kind is told once, without calls.
@@ -382,35 +399,58 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 path = item
             self._frontier_live.discard(path)
             if path not in cache:
-                await self._read(item)
-            else:
-                self._countdown -= 1
-                if not self._countdown:
-                    self._countdown = _RECHECK
-                    self._use_current_loop()
-                    self._read_ahead()
+                stack.append(item)  # for _step to read
+                return None
+            self._countdown -= 1
+            if not self._countdown:
+                self._countdown = _RECHECK
+                self._use_current_loop()
+                self._read_ahead()
             if check_link:  # as os.walk: islink, now that the caller had its turn
                 is_link = _inline.is_symlink(path)  # on this thread if the kernel can answer
                 if is_link is None:
-                    is_link = await call(QUERY, None, os.path.islink, path)
+                    stack.append(item)  # for _step to ask a worker
+                    return None
                 if is_link:
                     self._drop(path)  # read ahead before the caller made it a symlink
                     continue
-            result = self._take(path)
-            if result is None:
+            if self._no_fd:  # read by the walk now, if it found no fd read ahead
+                self._no_fd.discard(path)
+            result = cache.pop(path)  # as _take
+            if type(result) is not tuple:
+                if isinstance(result, OSError):  # else None: a link not to descend into
+                    onerror = self._args[2]
+                    if onerror is not None:
+                        onerror(result)
                 continue
-            if isinstance(result, OSError):
-                if onerror is not None:
-                    onerror(result)
-                continue
+            self._cached_names -= len(result[0]) + len(result[1])
             dirs = list(result[0])
-            if topdown:
+            if self._args[1]:  # topdown
                 self._yielded = (path, dirs, result)
                 return path, dirs, list(result[1])
             stack.append((path, dirs, list(result[1])))
             stack.extend(reversed(result[2]))
         self._finish()
         raise StopAsyncIteration
+
+    async def _step(self) -> tuple[AnyStr, list[AnyStr], list[AnyStr]]:
+        """Wait for what stopped :meth:`_serve`, the item on top of the stack (off the stack
+        meanwhile), and serve on."""
+        assert self._stack is not None
+        stack = self._stack
+        while True:
+            item: Any = stack.pop()
+            path = _path(item)
+            if path not in self._cache:
+                await self._read(item)
+                stack.append(item)
+            elif await call(QUERY, None, os.path.islink, path):  # the kernel could not tell
+                self._drop(path)  # read ahead before the caller made it a symlink
+            else:
+                stack.append(path)  # not a symlink: taken as it is
+            got = self._serve()
+            if got is not None:
+                return got
 
     def _push_children(
         self,
@@ -419,14 +459,9 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         dirs: list[AnyStr],
         listing: _Listing,
     ) -> None:
-        """Top-down: push the subdirectories left in ``dirs`` after the caller's edits."""
+        """Top-down: push the subdirectories left in ``dirs`` after the caller edited them
+        (:meth:`_serve` pushes those of an untouched listing itself)."""
         yielded, _, walk_into, links = listing
-        if tuple(dirs) == yielded:  # untouched (the usual case)
-            if self._args[3] or links is None:  # followlinks: descend into every name
-                stack.extend(reversed(walk_into))  # the worker joined the paths already
-            else:  # as os.walk: not into a name the caller made a symlink meanwhile
-                stack.extend([(into,) for into in reversed(walk_into)])
-            return
         descendable = len(walk_into)
         if self._args[3] or links is None:  # followlinks: descend into every name
             stack.extend(os.path.join(path, name) for name in reversed(dirs))
