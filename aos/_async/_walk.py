@@ -327,7 +327,7 @@ def _explore_tree(
         offer_cpu()
         path = todo.pop()
         errors: list[OSError] = []
-        known: dict[Any, bool] | None = {} if topdown and not followlinks else None
+        known: list[bool] | None = [] if topdown and not followlinks else None
         listing = _list_for_walk(path, False, errors.append, followlinks, known)
         if listing is None:
             if _out_of_fds(errors[0]) and (out or not needed):
@@ -336,7 +336,7 @@ def _explore_tree(
             out.append((path, errors[0]))
         else:
             dirs, nondirs, walk_into = listing
-            links = None if known is None else tuple(known.values())  # in the order of dirs
+            links = None if known is None else tuple(known)  # in the order of dirs
             out.append((path, (tuple(dirs), tuple(nondirs), tuple(walk_into), links)))
             names += 1 + len(dirs) + len(nondirs)
             todo.extend(reversed(walk_into))

@@ -70,11 +70,12 @@ def _list_for_walk(
     topdown: bool,
     onerror: OnError | None,
     followlinks: object,
-    links: dict[AnyStr, bool] | None = None,
+    links: list[bool] | None = None,
 ) -> tuple[list[AnyStr], list[AnyStr], list[AnyStr]] | None:
     """Read one directory for :func:`walk`: (dirnames, filenames, subdirectory paths to walk
     into bottom-up), or ``None`` after reporting an error to ``onerror``. Bottom-up, ``links``
-    (if given) gets, for each dirname, whether it is a symlink the walk does not go into."""
+    (if given) gets, for each dirname in turn, whether it is a symlink the walk does not go
+    into."""
     dirs: list[AnyStr] = []
     nondirs: list[AnyStr] = []
     walk_into: list[AnyStr] = []
@@ -84,33 +85,31 @@ def _list_for_walk(
         if onerror is not None:
             onerror(error)
         return None
+    as_files = followlinks is _SYMLINKS_AS_FILES
     with scandir_it:
-        while True:
-            try:
-                entry = next(scandir_it)
-            except StopIteration:
-                break
-            except OSError as error:
-                if onerror is not None:
-                    onerror(error)
-                return None
-            try:
-                if followlinks is _SYMLINKS_AS_FILES:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                else:
-                    is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if not is_dir:
-                nondirs.append(entry.name)
-                continue
-            dirs.append(entry.name)
-            if not topdown:
-                skipped = not followlinks and _is_symlink(entry)
-                if links is not None:
-                    links[entry.name] = skipped
-                if not skipped:
-                    walk_into.append(entry.path)
+        try:
+            # One try around the loop (a walk's per-entry cost is most of a warm walk's): in
+            # its body only the catches of is_dir and _is_symlink see an OSError, so what
+            # reaches this one is the iterator's.
+            for entry in scandir_it:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False) if as_files else entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if not is_dir:
+                    nondirs.append(entry.name)
+                    continue
+                dirs.append(entry.name)
+                if not topdown:
+                    skipped = not followlinks and _is_symlink(entry)
+                    if links is not None:
+                        links.append(skipped)
+                    if not skipped:
+                        walk_into.append(entry.path)
+        except OSError as error:
+            if onerror is not None:
+                onerror(error)
+            return None
     return dirs, nondirs, walk_into
 
 
