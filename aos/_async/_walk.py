@@ -380,13 +380,18 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
         if yielded is not None:
             self._yielded = None
             parent, kept, listing = yielded
-            if tuple(kept) != listing[0]:  # the caller edited dirnames
+            if not kept and not listing[0]:  # a leaf, none added (most directories of a tree)
+                pass
+            elif tuple(kept) != listing[0]:  # the caller edited dirnames
                 self._push_children(stack, parent, kept, listing)
-            elif listing[3] is None:  # followlinks (or bottom-up): into every name
+            elif not listing[2]:  # no subdirectory to enter
+                pass
+            elif listing[3] is None:  # followlinks: into every name
                 stack.extend(reversed(listing[2]))  # the worker joined the paths already
             else:  # as os.walk: not into a name the caller made a symlink meanwhile
                 stack.extend([(into,) for into in reversed(listing[2])])
         cache = self._cache
+        live = self._frontier_live
         while stack:
             # The one hot loop of a walk: an item's kind is told once, without calls.
             item: Any = stack.pop()
@@ -397,7 +402,8 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 path: AnyStr = item[0]
             else:
                 path = item
-            self._frontier_live.discard(path)
+            if live:
+                live.discard(path)
             if path not in cache:
                 stack.append(item)  # for _step to read
                 return None
