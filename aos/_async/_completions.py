@@ -52,9 +52,10 @@ and 0.77-0.89 ms with 16, 0.18-0.20 and 0.40-0.52 ms with 8."""
 
 INLINE_AT_ONCE = 8
 """Callers answered on the loop's thread that the loop has not resumed yet. A call takes one of
-these slots for its inline attempt and gives it back once its checkpoint returns (or, if the
-kernel could not answer, once its worker has), so one loop iteration makes at most twice this
-many attempts, and the rest go to the engine: with 64 tasks
+these slots for its inline attempt and gives it back once its await point returns (at once,
+unless it lets the loop run: see :func:`aos._async._loop_slice.after_inline_answer`) or, if the
+kernel could not answer, once its worker has. So while answers let the loop run, one loop
+iteration makes at most twice this many attempts, and the rest go to the engine: with 64 tasks
 each answered inline every iteration, asyncio iterations grew to over 1 ms (a heartbeat woke 2.3
 ms late). Slots need no callback at the end of each iteration, which cost trio a task switch
 per inline answer."""
@@ -102,6 +103,7 @@ class Channel:
         self._ring_reaped = 0  # ring completions reaped so far...
         self._ring_reaped_seen = -1  # ...and at the last watch_ring
         self._inline_left = INLINE_AT_ONCE  # slots for inline answers not yet resumed
+        self.loop_ran_at = 0.0  # when an inline answer last let the loop run (perf_counter)
         self._batch_ending = False  # an end_batch is scheduled
 
     # worker side
@@ -369,6 +371,9 @@ class Channel:
         """Let every task that was ready, or whose timer expired, run before the caller goes on
         (see :func:`aos._async._loop_slice.let_loop_run`)."""
         raise NotImplementedError
+
+    # Raises the caller's cancellation, if it has one, without a scheduling point otherwise.
+    checkpoint_if_cancelled = staticmethod(anyio.lowlevel.checkpoint_if_cancelled)
 
     async def wait_readable(self, fd: int) -> None:
         """Wait until a private ``fd`` (one no other task watches) is readable, with the loop's

@@ -74,7 +74,8 @@ def offload(
     :mod:`aos._async._ring_requests`); where it does, the kernel runs the call, not a worker.
     ``inline`` (``QUERY`` only) answers the call on the loop's thread when the kernel promises
     not to block (see :mod:`aos._async._inline`): it returns ``(value, error)``, or ``None``
-    to send the call on. An inline answer still passes a checkpoint, as every aos call does.
+    to send the call on. An inline answer still raises a pending cancellation (see
+    :func:`aos._async._loop_slice.after_inline_answer`).
     """
     if release is not None and policy is not Policy.MUTATE:
         raise ValueError(

@@ -118,7 +118,7 @@ class ScandirIterator(Generic[AnyStr]):
     The directory is opened on first use; its fd is closed on exhaustion, on an error, by
     :meth:`aclose`, on exit of ``async with``, when an iteration is cancelled, and on garbage
     collection. A batch still being read by a worker closes the fd itself when it returns.
-    An entry served from the buffer is a checkpoint only once 0.5 ms have passed since the
+    An entry served from the buffer is a checkpoint only once 0.25 ms have passed since the
     iterator last let the loop run.
     """
 

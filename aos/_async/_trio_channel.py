@@ -39,6 +39,8 @@ class TrioChannel(Channel):
         await trio.lowlevel.checkpoint()
         await trio.lowlevel.checkpoint()
 
+    checkpoint_if_cancelled = staticmethod(trio.lowlevel.checkpoint_if_cancelled)  # anyio's: 3x
+
     async def wait_readable(self, fd: int) -> None:
         await trio.lowlevel.wait_readable(fd)
 

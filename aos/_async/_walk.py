@@ -78,7 +78,7 @@ class WalkIterator(Generic[T]):
     an error from ``onerror``) has come out of it, it is finished, like an async generator.
     ``aclose`` (and so leaving ``async with``) while another task awaits a step raises
     :exc:`RuntimeError`, as ``contextlib.aclosing`` of an async generator does.
-    A step served from read-ahead is a checkpoint only once 0.5 ms have passed since the walk
+    A step served from read-ahead is a checkpoint only once 0.25 ms have passed since the walk
     last let the loop run, so a cancellation lands at the next read or within that time.
     A walk may go on under another event loop once the first has ended (jobs left with that
     loop are forgotten, what they read is read again); it is not for loops running in two

@@ -1,10 +1,11 @@
-"""stat and lstat answered on the loop's thread: same answers as os, and a checkpoint all the same."""
+"""stat and lstat answered on the loop's thread: same answers as os, a cancellation point all the
+same, and the loop's turn once a slice has passed."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -12,7 +13,7 @@ import anyio.lowlevel
 import pytest
 
 import aos
-from aos._async import _engine, _inline
+from aos._async import _engine, _inline, _loop_slice
 from aos._async._completions import INLINE_AT_ONCE
 from tests.aio._helpers import error_facts, off_loop, os_error, take_route
 
@@ -83,16 +84,20 @@ async def test_other_filesystems_go_to_a_worker(monkeypatch: pytest.MonkeyPatch)
     assert answered() == 0
 
 
-async def test_an_inline_answer_is_still_a_checkpoint(
-    place: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    answered = take_route("inline", monkeypatch)
-    with anyio.CancelScope() as scope:
-        scope.cancel()
-        await aos.stat(place / "file")
-    assert scope.cancelled_caught
-    assert answered() == 1  # answered, then the checkpoint raised the cancel
+EVERY_TIME = 0.0  # a slice that has always passed: every inline answer lets the loop run
+NEVER = 3600.0  # one that never passes in a test: no answer lets the loop run
 
+
+@pytest.fixture(params=[EVERY_TIME, NEVER], ids=["slice-passed", "within-slice"])
+def loop_slice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> float:
+    """The time inline answers may keep the loop, so that both of their await points run."""
+    slice_: float = request.param
+    monkeypatch.setattr(_loop_slice, "LOOP_SLICE", slice_)
+    return slice_
+
+
+async def count_ticks_during(work: Callable[[], Awaitable[object]]) -> int:
+    """How many times another task ran while ``work`` was awaited."""
     ticks = 0
 
     async def tick() -> None:
@@ -103,15 +108,47 @@ async def test_an_inline_answer_is_still_a_checkpoint(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(tick)
+        await anyio.lowlevel.checkpoint()  # the ticker is running
+        ticks = 0
+        await work()
+        tg.cancel_scope.cancel()
+    return ticks
+
+
+async def test_an_inline_answer_raises_a_pending_cancel(
+    place: Path, monkeypatch: pytest.MonkeyPatch, loop_slice: float
+) -> None:
+    answered = take_route("inline", monkeypatch)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await aos.stat(place / "file")
+    assert scope.cancelled_caught
+    assert answered() == 1  # answered, then its await point raised the cancel
+
+
+async def test_inline_answers_let_the_loop_run_once_their_slice_has_passed(
+    place: Path, monkeypatch: pytest.MonkeyPatch, loop_slice: float
+) -> None:
+    answered = take_route("inline", monkeypatch)
+
+    async def stat_50_times() -> None:
         for _ in range(50):
             await aos.stat(place / "file")
-        tg.cancel_scope.cancel()
-    assert ticks >= 25  # the loop ran other tasks between inline answers
+
+    ticks = await count_ticks_during(stat_50_times)
+    assert answered() == 50
+    if loop_slice == EVERY_TIME:
+        assert ticks >= 50  # the loop ran other tasks after every answer
+    else:
+        # Only the first answer may have let it run (if the slice began long ago): on asyncio
+        # that takes two iterations (see let_loop_run).
+        assert ticks <= 2
 
 
-async def test_one_loop_iteration_answers_only_a_few_calls_inline(
+async def test_while_answers_let_the_loop_run_one_iteration_answers_only_a_few_inline(
     place: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(_loop_slice, "LOOP_SLICE", EVERY_TIME)
     answered = take_route("inline", monkeypatch)
     results: list[os.stat_result] = []
 
@@ -127,9 +164,9 @@ async def test_one_loop_iteration_answers_only_a_few_calls_inline(
 
 
 async def test_a_caller_cancelled_after_its_inline_answer_gives_its_slot_back(
-    place: Path, monkeypatch: pytest.MonkeyPatch
+    place: Path, monkeypatch: pytest.MonkeyPatch, loop_slice: float
 ) -> None:
-    """The checkpoint after an inline answer raises the cancel; the slot the answer held is
+    """The await point after an inline answer raises the cancel; the slot the answer held is
     free again, so later calls are still answered inline."""
     answered = take_route("inline", monkeypatch)
     for _ in range(2 * INLINE_AT_ONCE):
