@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.basetemp is None:
         config.option.basetemp = tempfile.mkdtemp(prefix="aos-tests-")
         config.stash[_OWN_BASETEMP] = config.option.basetemp
+    _hear_ctrl_c()
+
+
+def _hear_ctrl_c() -> None:
+    """Let the children the tests start hear Ctrl-C, as they would started from a terminal.
+
+    A shell without job control starts a background command (``.ci/run &``) with SIGINT
+    ignored, children inherit that, and a Python started so never installs its handler: the
+    Ctrl-C tests then found a CLI that finished its walk (status 0) and a server that never
+    stopped.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
