@@ -53,7 +53,7 @@ and 0.77-0.89 ms with 16, 0.18-0.20 and 0.40-0.52 ms with 8."""
 INLINE_AT_ONCE = 8
 """Callers answered on the loop's thread that the loop has not resumed yet. A call takes one of
 these slots for its inline attempt and gives it back once its await point returns (at once,
-unless it lets the loop run: see :func:`aos._async._loop_slice.after_inline_answer`) or, if the
+unless it lets the loop run: see :func:`aos._async._loop_slice.slice_point`) or, if the
 kernel could not answer, once its worker has. So while answers let the loop run, one loop
 iteration makes at most twice this many attempts, and the rest go to the engine: with 64 tasks
 each answered inline every iteration, asyncio iterations grew to over 1 ms (a heartbeat woke 2.3

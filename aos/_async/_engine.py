@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aos._async import _completions
 from aos._async._completions import RingRequest
-from aos._async._loop_slice import after_inline_answer
+from aos._async._loop_slice import slice_point
 from aos._async._workers import FILESYSTEM, WAIT_LANE, Pool
 
 T = TypeVar("T")
@@ -58,7 +58,7 @@ async def run_query(
     inline: Callable[..., tuple[T | None, BaseException | None] | None],
 ) -> T:
     """A query answered on the loop's thread if ``inline`` can (then
-    :func:`~aos._async._loop_slice.after_inline_answer`), else run like
+    :func:`~aos._async._loop_slice.slice_point`), else run like
     :func:`run_abandonable`."""
     channel = _completions.current()
     if not channel.take_inline_slot():
@@ -70,7 +70,7 @@ async def run_query(
         except TypeError:  # arguments os refuses: os raises its own error on the worker
             answer = None
         if answer is not None:
-            await after_inline_answer(channel)
+            await slice_point(channel)
             value: T = _completions.settle(*answer)
             return value
         # Refused (its syscalls ran on the loop's thread all the same, e.g. on overlayfs): the

@@ -3,7 +3,7 @@
 Serving buffered items (scandir, walk, fwalk) and answering a call inline (see
 :mod:`aos._async._inline`) need no await, so they keep the loop to themselves until they let it
 run. They do so once :data:`LOOP_SLICE` has passed since it last ran (:func:`let_loop_run`);
-a cancellation still lands at once (:func:`after_inline_answer`).
+a cancellation still lands at once (:func:`slice_point`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Final
 
 from aos._async import _completions
 
-__all__ = ["LOOP_SLICE", "after_inline_answer", "let_loop_run"]
+__all__ = ["LOOP_SLICE", "let_loop_run", "slice_point"]
 
 LOOP_SLICE: Final = 0.00025
 """Seconds of work on the loop's thread (serving from a buffer, answering inline) after which
@@ -44,13 +44,13 @@ async def let_loop_run() -> None:
     await _completions.current().let_loop_run()
 
 
-def after_inline_answer(channel: _completions.Channel) -> Awaitable[None]:
+def slice_point(channel: _completions.Channel) -> Awaitable[None]:
     """The await point of a call answered on the loop's thread: it raises the caller's
-    cancellation, if any, and lets the loop run once :data:`LOOP_SLICE` has passed since an
-    inline answer last did, so a task making such calls back to back keeps other tasks waiting
-    for at most that long, as a walk does. A scheduling point after every answer doubled the
-    cost of a sequential ``await aos.stat`` on trio (see ``benchmarks/RESULTS.md``). Not a
-    coroutine itself: one frame less on the fast path."""
+    cancellation, if any, and lets the loop run once :data:`LOOP_SLICE` has passed since such an
+    answer last did, so a task making such calls back to back keeps other tasks waiting for at
+    most that long, as a walk does. A scheduling point after every answer doubled the cost of a
+    sequential ``await aos.stat`` on trio (see ``benchmarks/RESULTS.md``). Not a coroutine
+    itself: one frame less on the fast path."""
     if time.perf_counter() - channel.loop_ran_at > LOOP_SLICE:
         return _let_loop_run_inline(channel)
     return channel.checkpoint_if_cancelled()

@@ -75,7 +75,7 @@ def offload(
     ``inline`` (``QUERY`` only) answers the call on the loop's thread when the kernel promises
     not to block (see :mod:`aos._async._inline`): it returns ``(value, error)``, or ``None``
     to send the call on. An inline answer still raises a pending cancellation (see
-    :func:`aos._async._loop_slice.after_inline_answer`).
+    :func:`aos._async._loop_slice.slice_point`).
     """
     if release is not None and policy is not Policy.MUTATE:
         raise ValueError(
