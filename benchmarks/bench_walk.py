@@ -131,6 +131,17 @@ async def c_os_walk_thread(top: str) -> int:
     return await anyio.to_thread.run_sync(_count_os_walk, top)
 
 
+async def c_idle(top: str) -> int:
+    """No walk at all, for about as long as os.walk takes: the stall the ticker sees anyway on
+    this machine (timer wake-up, the VM's scheduling), the floor of every other row's stall.
+    Measured after the rounds, not among them: an idle CPU slowed the walk that came next."""
+    await anyio.sleep(IDLE_S)
+    return 0
+
+
+IDLE = "idle (the ticker alone)"
+IDLE_S = 0.15
+
 CONTENDERS: dict[str, Callable[[str], Awaitable[int]]] = {
     "os.walk": c_os_walk,
     "os.walk in a thread": c_os_walk_thread,
@@ -207,6 +218,8 @@ def run_backend(backend: str, tree: str, top: str, rounds: int, cold: bool) -> d
                 if cold:
                     await anyio.to_thread.run_sync(drop_caches)
                 samples.setdefault(cname, []).append((round_, *await timed(fn, top)))
+        if not cold:  # (a cold round is slow enough to show the floor in its own rows)
+            samples[IDLE] = [(round_, *await timed(c_idle, top)) for round_ in range(rounds)]
 
     anyio.run(main, backend=name, backend_options=kwargs)
     reference = {s[0]: s[1] for s in samples["os.walk"]}
@@ -307,8 +320,9 @@ def render(results: dict[str, Any], rounds: int, cold_rounds: int) -> str:
             ]
             for name, m in runs.items():
                 rounds_note = " (1 round)" if name in SLOW_PEERS else ""
+                ratio = "-" if name == IDLE else f"{m['ratio']:.2f}"
                 lines.append(
-                    f"| {name}{rounds_note} | {m['time'] * 1000:,.0f} | {m['ratio']:.2f} "
+                    f"| {name}{rounds_note} | {m['time'] * 1000:,.0f} | {ratio} "
                     f"| {m['stall'] * 1000:.1f} | {m['max_stall'] * 1000:.1f} |"
                 )
             lines.append("")
