@@ -8,8 +8,8 @@ a cancellation still lands at once (:func:`slice_point`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable
+from time import perf_counter as _now  # a name of its own, for tests to drive
 from typing import Final
 
 from aos._async import _completions
@@ -46,22 +46,55 @@ async def let_loop_run() -> None:
 
 def slice_point(channel: _completions.Channel) -> Awaitable[None]:
     """The await point of a call answered on the loop's thread: it raises the caller's
-    cancellation, if any, and lets the loop run once :data:`LOOP_SLICE` has passed since such an
-    answer last did, so a task making such calls back to back keeps other tasks waiting for at
-    most that long, as a walk does. A scheduling point after every answer doubled the cost of a
-    sequential ``await aos.stat`` on trio (see ``benchmarks/RESULTS.md``). Not a coroutine
-    itself: one frame less on the fast path."""
-    if time.perf_counter() - channel.loop_ran_at > LOOP_SLICE:
-        return _let_loop_run_inline(channel)
+    cancellation, if any, and is a scheduling point once :data:`LOOP_SLICE` has passed since a
+    slice began, unless the loop has run meanwhile (where the channel can tell: asyncio and
+    uvloop). So a task making such calls back to back keeps other tasks waiting for about a
+    slice (at most two; a timer that expires meanwhile, up to two more), as a walk does, and a
+    call that comes after the task awaited something else costs no scheduling point.
+
+    A scheduling point after every answer doubled the cost of a sequential ``await aos.stat``
+    on trio (see ``benchmarks/RESULTS.md``). A deadline (trio's, anyio's, ``asyncio.timeout``)
+    is noticed at the next scheduling point: up to a slice late. Not a coroutine itself: one
+    frame less on the fast path."""
+    now = _now()
+    if now - channel.loop_ran_at > LOOP_SLICE:
+        if not channel.turn_seen:
+            return _take_turns(channel)
+        channel.loop_ran_at = now  # the loop ran since the last slice began: a new one
+        channel.watch_for_turn()
     return channel.checkpoint_if_cancelled()
 
 
-async def _let_loop_run_inline(channel: _completions.Channel) -> None:
-    """Let the loop run; the next slice starts when it has, for every task at once. Until then,
-    every other inline answer lets it run too (or, with no slot left, goes to a worker). A slice
-    started by each task that let the loop run (as it parked, or as it resumed) gave each a
-    slice of its own: loop iterations of up to 4 ms at 64 concurrent calls."""
+async def _take_turns(channel: _completions.Channel) -> None:
+    """Let the loop run; the next slice starts once it has, for every task at once, started by
+    the waiting task that was served longest ago (or never).
+
+    Until the slice restarts, every inline answer lets the loop run (or, with no slot left,
+    goes to a worker): a slice restarted by each task that let the loop run gave each a slice
+    of its own, loop iterations of up to 4 ms at 64 concurrent calls. Restarted by the first
+    task to resume, it went on asyncio to the task that had used up the last one (it parked
+    first, so it resumed first): of two tasks making calls back to back, one advanced 73 calls
+    while the other made 3000; on trio, which runs each batch of tasks in either order, to the
+    first or the last waiter.
+    """
     began = channel.loop_ran_at
-    await channel.let_loop_run()
-    if channel.loop_ran_at == began:  # the first of those parked with it to resume
-        channel.loop_ran_at = time.perf_counter()
+    me = id(channel.current_task())  # (a task that reuses the number inherits its turns)
+    waiting, served = channel.slice_waiting, channel.slice_served
+    waiting[me] = served.get(me, 0.0)
+    try:
+        while True:
+            await channel.checkpoint()
+            if channel.loop_ran_at != began:
+                return  # restarted by another waiter: go on in that slice
+            if waiting[me] == min(waiting.values()):
+                now = channel.loop_ran_at = _now()
+                channel.watch_for_turn()
+                if len(served) >= _SERVED_KEPT:  # forget tasks that do not wait now
+                    channel.slice_served = served = {me: waiting[me] for me in waiting}
+                served[me] = now
+                return
+    finally:
+        del waiting[me]
+
+
+_SERVED_KEPT: Final = 256  # tasks whose last turn a loop remembers, at most

@@ -41,6 +41,9 @@ class TrioChannel(Channel):
 
     checkpoint_if_cancelled = staticmethod(trio.lowlevel.checkpoint_if_cancelled)  # anyio's: 3x
 
+    def current_task(self) -> object:
+        return trio.lowlevel.current_task()
+
     async def wait_readable(self, fd: int) -> None:
         await trio.lowlevel.wait_readable(fd)
 

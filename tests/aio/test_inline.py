@@ -3,6 +3,8 @@ same, and the loop's turn once a slice has passed."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -13,7 +15,7 @@ import anyio.lowlevel
 import pytest
 
 import aos
-from aos._async import _engine, _inline, _loop_slice
+from aos._async import _completions, _engine, _inline, _loop_slice
 from aos._async._completions import INLINE_AT_ONCE
 from tests.aio._helpers import error_facts, off_loop, os_error, take_route
 
@@ -85,7 +87,7 @@ async def test_other_filesystems_go_to_a_worker(monkeypatch: pytest.MonkeyPatch)
 
 
 EVERY_TIME = 0.0  # a slice that has always passed: every inline answer lets the loop run
-NEVER = 3600.0  # one that never passes in a test: no answer lets the loop run
+NEVER = math.inf  # one that never passes: no answer lets the loop run, not even the first
 
 
 @pytest.fixture(params=[EVERY_TIME, NEVER], ids=["slice-passed", "within-slice"])
@@ -140,7 +142,8 @@ async def test_inline_answers_let_the_loop_run_once_their_slice_has_passed(
     ticks = await count_ticks_during(stat_50_times)
     assert answered() == 51
     if loop_slice == EVERY_TIME:
-        assert ticks >= 50  # the loop ran other tasks after every answer
+        assert ticks >= 49  # the loop ran other tasks after every answer (trio may run the
+        # last answer's batch with the caller first)
     else:
         assert ticks == 0  # and never within the slice
 
@@ -177,6 +180,140 @@ async def test_a_caller_cancelled_after_its_inline_answer_gives_its_slot_back(
     assert answered() == 2 * INLINE_AT_ONCE
     assert (await aos.stat(place / "file")).st_size == 5
     assert answered() == 2 * INLINE_AT_ONCE + 1
+
+
+class DrivenClock:
+    """The slice's clock, moved on by 0.4 of a slice at each reading (one per answer, one per
+    restart): a slice holds three inline answers, wherever this machine's time goes."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += _loop_slice.LOOP_SLICE / 10 * 4
+        return self.now
+
+
+@pytest.fixture
+def driven_clock(monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
+    clock = DrivenClock()
+    monkeypatch.setattr(_loop_slice, "_now", clock)
+    return clock
+
+
+async def answer_side_by_side(
+    path: Path, tasks: int, calls: int, events: list[str] | None = None
+) -> list[int]:
+    """``tasks`` tasks make ``calls`` inline ``stat`` calls each, back to back; returns how many
+    each had made when the first was done. ``events`` gets an "a" per answer."""
+    made = [0] * tasks
+    when_first_done: list[int] = []
+
+    async def caller(i: int) -> None:
+        for _ in range(calls):
+            await aos.stat(path)
+            made[i] += 1
+            if events is not None:
+                events.append("a")
+        if not when_first_done:
+            when_first_done.extend(made)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(tasks):
+            tg.start_soon(caller, i)
+    return when_first_done
+
+
+async def test_tasks_answered_inline_back_to_back_take_turns(
+    place: Path, monkeypatch: pytest.MonkeyPatch, driven_clock: DrivenClock
+) -> None:
+    """Each slice goes to the waiting task served longest ago: restarted by whoever resumed
+    first, it went on asyncio to the task that had just used one up (73 calls to 3000)."""
+    answered = take_route("inline", monkeypatch)
+    made = await answer_side_by_side(place / "file", tasks=4, calls=60)
+    assert answered() == 4 * 60
+    assert min(made) >= 60 * 3 // 4, made  # in turns of three answers each
+
+
+async def test_tasks_answered_inline_share_one_slice_per_loop_turn(
+    place: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    driven_clock: DrivenClock,
+    anyio_backend: tuple[str, object],
+) -> None:
+    """Between two runs of another task, the inline answers are one slice's (three with this
+    clock) and at most one more per waiting task: not a slice for each task that waited. Trio
+    runs each batch of tasks in either order, so two of its batches can fall between ticks."""
+    take_route("inline", monkeypatch)
+    turns = 2 if anyio_backend[0] == "trio" else 1
+    events: list[str] = []
+    tasks = 8
+
+    async def tick() -> None:
+        while True:
+            events.append("t")
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        await answer_side_by_side(place / "file", tasks=tasks, calls=30, events=events)
+        tg.cancel_scope.cancel()
+    runs = [len(run) for run in "".join(events).split("t")]
+    assert max(runs) <= (3 + tasks) * turns, runs
+
+
+async def test_an_answer_after_the_loop_ran_needs_no_scheduling_point(
+    place: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, object]
+) -> None:
+    """Its slice long over, a call that comes after the caller let the loop run (a server
+    awaiting its next request) starts a new slice at once where the channel can tell that the
+    loop ran (asyncio, uvloop); on trio it passes a scheduling point."""
+    monkeypatch.setattr(_loop_slice, "LOOP_SLICE", EVERY_TIME)
+    answered = take_route("inline", monkeypatch)
+    await aos.stat(place / "file")  # a slice begins
+    channel = _completions.current()
+    scheduling_points = 0
+    loops_own = channel.checkpoint
+
+    async def counted() -> None:
+        nonlocal scheduling_points
+        scheduling_points += 1
+        await loops_own()
+
+    monkeypatch.setattr(channel, "checkpoint", counted)
+    await anyio.sleep(0.001)  # the loop runs (a server awaits its next request)
+    await aos.stat(place / "file")
+    assert answered() == 2
+    assert scheduling_points == (1 if anyio_backend[0] == "trio" else 0)
+
+
+async def test_a_native_asyncio_cancel_lands_at_an_inline_answer(
+    place: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, object]
+) -> None:
+    """``task.cancel()`` of the running task (asyncio.Runner's on Ctrl-C, a task cancelling
+    itself) is raised by the next inline answer, as by any await that yields, not a slice
+    later: anyio's own check sees only anyio's cancel scopes."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("a native asyncio cancel: trio's cancels are its scopes' (tested above)")
+    monkeypatch.setattr(_loop_slice, "LOOP_SLICE", NEVER)
+    answered = take_route("inline", monkeypatch)
+    returned = 0
+
+    async def cancelled_by_itself() -> None:
+        nonlocal returned
+        await aos.stat(place / "file")  # the slice starts
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        for _ in range(5):
+            await aos.stat(place / "file")
+            returned += 1
+
+    task = asyncio.ensure_future(cancelled_by_itself())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert returned == 0
+    assert answered() == 2  # the second answer raised the cancel
 
 
 async def test_calls_the_kernel_cannot_answer_inline_hold_their_slots_until_answered() -> None:
