@@ -58,7 +58,8 @@ def slice_point(channel: _completions.Channel) -> Awaitable[None]:
     frame less on the fast path."""
     now = _now()
     if now - channel.loop_ran_at > LOOP_SLICE:
-        if not channel.turn_seen:
+        # Tasks waiting for a turn go first (the loop ran, but it was they who let it).
+        if not channel.turn_seen or channel.slice_waiting:
             return _take_turns(channel)
         channel.loop_ran_at = now  # the loop ran since the last slice began: a new one
         channel.watch_for_turn()
