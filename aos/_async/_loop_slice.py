@@ -2,8 +2,9 @@
 
 Serving buffered items (scandir, walk, fwalk) and answering a call inline (see
 :mod:`aos._async._inline`) need no await, so they keep the loop to themselves until they let it
-run. They do so once :data:`LOOP_SLICE` has passed since it last ran (:func:`let_loop_run`);
-a cancellation still lands at once (:func:`slice_point`).
+run: iterators once :data:`LOOP_SLICE` has passed since it last ran (:func:`let_loop_run`),
+inline answers once :data:`INLINE_SLICE` has, and a cancellation still lands at once
+(:func:`slice_point`).
 """
 
 from __future__ import annotations
@@ -14,21 +15,27 @@ from typing import Final
 
 from aos._async import _completions
 
-__all__ = ["LOOP_SLICE", "let_loop_run", "slice_point"]
+__all__ = ["INLINE_SLICE", "LOOP_SLICE", "let_loop_run", "slice_point"]
 
 LOOP_SLICE: Final = 0.00025
-"""Seconds of work on the loop's thread (serving from a buffer, answering inline) after which
-aos lets the loop run.
+"""Seconds of serving from a buffer (scandir, walk, fwalk) after which an iterator lets the
+loop run.
 
 Measured on a 100k-entry ``aos.walk`` (2 cores, medians of 9 rounds, longest lateness of a 1 ms
 ticker / time as a multiple of ``os.walk``): 0.25 ms: 1.1-1.2 ms / 1.69-1.71x; 0.5 ms: 1.2 ms /
 1.61-1.70x; 1 ms: 1.2-1.8 ms / 1.68-1.73x (the ratio moves with the os.walk baseline more than
-with the slice). Inline ``aos.stat`` at 64 concurrent callers (7 rounds, the heartbeat's
-longest lateness / time per call as a multiple of ``os.stat``): 0.5 ms: 0.67-0.82 ms /
-9.7-11.3x; 0.25 ms: 0.25-0.51 ms / 10.3-11.8x; with the loop let run after every answer:
-0.21-0.43 ms / 10.8-13.8x. On the walk, 0.25 and 0.5 ms measured the same (1.35x / 1.42x
-``os.walk`` on asyncio / trio, 2026-12-06)."""
+with the slice). Later, 0.25 and 0.5 ms measured the same (1.35x / 1.42x ``os.walk`` on
+asyncio / trio, 2026-12-06)."""
 
+INLINE_SLICE: Final = 0.0001
+"""Seconds of inline answers (see :func:`slice_point`) after which they let the loop run.
+
+64 tasks making ``aos.stat`` calls back to back, 1 ms heartbeat (in one process, 5 rounds,
+medians; two runs each, asyncio / trio): time per call and the heartbeat's 99th-percentile
+lateness with 0.25 ms: 8.5-9.1 / 7.4-7.6 us and 0.97-0.99 / 0.69-0.76 ms; with 0.1 ms:
+10.3-11.1 / 8.7-9.1 us and 0.54-0.76 / 0.61-0.62 ms; with a scheduling point after every
+answer (before slices): 10.5-10.7 / 12.2-12.3 us and 0.72-0.82 / 0.32-0.49 ms. A task timer
+that expires in a slice waits for up to two."""
 
 async def let_loop_run() -> None:
     """Let every task that was ready, or whose timer expired, run before the caller goes on.
@@ -46,7 +53,7 @@ async def let_loop_run() -> None:
 
 def slice_point(channel: _completions.Channel) -> Awaitable[None]:
     """The await point of a call answered on the loop's thread: it raises the caller's
-    cancellation, if any, and is a scheduling point once :data:`LOOP_SLICE` has passed since a
+    cancellation, if any, and is a scheduling point once :data:`INLINE_SLICE` has passed since a
     slice began, unless the loop has run meanwhile (where the channel can tell: asyncio and
     uvloop). So a task making such calls back to back keeps other tasks waiting for about a
     slice (at most two; a timer that expires meanwhile, up to two more), as a walk does, and a
@@ -57,7 +64,7 @@ def slice_point(channel: _completions.Channel) -> Awaitable[None]:
     is noticed at the next scheduling point: up to a slice late. Not a coroutine itself: one
     frame less on the fast path."""
     now = _now()
-    if now - channel.loop_ran_at > LOOP_SLICE:
+    if now - channel.loop_ran_at > INLINE_SLICE:
         # Tasks waiting for a turn go first (the loop ran, but it was they who let it).
         if not channel.turn_seen or channel.slice_waiting:
             return _take_turns(channel)

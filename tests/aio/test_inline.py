@@ -94,7 +94,7 @@ NEVER = math.inf  # one that never passes: no answer lets the loop run, not even
 def loop_slice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> float:
     """The time inline answers may keep the loop, so that both of their await points run."""
     slice_: float = request.param
-    monkeypatch.setattr(_loop_slice, "LOOP_SLICE", slice_)
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", slice_)
     return slice_
 
 
@@ -151,7 +151,7 @@ async def test_inline_answers_let_the_loop_run_once_their_slice_has_passed(
 async def test_while_answers_let_the_loop_run_one_iteration_answers_only_a_few_inline(
     place: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_loop_slice, "LOOP_SLICE", EVERY_TIME)
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", EVERY_TIME)
     answered = take_route("inline", monkeypatch)
     results: list[os.stat_result] = []
 
@@ -190,7 +190,7 @@ class DrivenClock:
         self.now = 0.0
 
     def __call__(self) -> float:
-        self.now += _loop_slice.LOOP_SLICE / 10 * 4
+        self.now += _loop_slice.INLINE_SLICE / 10 * 4
         return self.now
 
 
@@ -268,7 +268,7 @@ async def test_an_answer_after_the_loop_ran_needs_no_scheduling_point(
     """Its slice long over, a call that comes after the caller let the loop run (a server
     awaiting its next request) starts a new slice at once where the channel can tell that the
     loop ran (asyncio, uvloop); on trio it passes a scheduling point."""
-    monkeypatch.setattr(_loop_slice, "LOOP_SLICE", EVERY_TIME)
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", EVERY_TIME)
     answered = take_route("inline", monkeypatch)
     await aos.stat(place / "file")  # a slice begins
     channel = _completions.current()
@@ -295,7 +295,7 @@ async def test_a_native_asyncio_cancel_lands_at_an_inline_answer(
     later: anyio's own check sees only anyio's cancel scopes."""
     if anyio_backend[0] != "asyncio":
         pytest.skip("a native asyncio cancel: trio's cancels are its scopes' (tested above)")
-    monkeypatch.setattr(_loop_slice, "LOOP_SLICE", NEVER)
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", NEVER)
     answered = take_route("inline", monkeypatch)
     returned = 0
 
