@@ -37,6 +37,7 @@ lateness with 0.25 ms: 8.5-9.1 / 7.4-7.6 us and 0.97-0.99 / 0.69-0.76 ms; with 0
 answer (before slices): 10.5-10.7 / 12.2-12.3 us and 0.72-0.82 / 0.32-0.49 ms. A task timer
 that expires in a slice waits for up to two."""
 
+
 async def let_loop_run() -> None:
     """Let every task that was ready, or whose timer expired, run before the caller goes on.
 
