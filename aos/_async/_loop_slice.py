@@ -99,7 +99,7 @@ async def _take_turns(channel: _completions.Channel) -> None:
                 now = channel.loop_ran_at = _now()
                 channel.watch_for_turn()
                 if len(served) >= _SERVED_KEPT:  # forget tasks that do not wait now
-                    channel.slice_served = served = {me: waiting[me] for me in waiting}
+                    channel.slice_served = served = dict(waiting)
                 served[me] = now
                 return
     finally:

@@ -420,16 +420,13 @@ class _Walk(WalkIterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]):
                 if is_link:
                     self._drop(path)  # read ahead before the caller made it a symlink
                     continue
-            if self._no_fd:  # read by the walk now, if it found no fd read ahead
-                self._no_fd.discard(path)
-            result = cache.pop(path)  # as _take
+            result = self._take(path)
             if type(result) is not tuple:
                 if isinstance(result, OSError):  # else None: a link not to descend into
                     onerror = self._args[2]
                     if onerror is not None:
                         onerror(result)
                 continue
-            self._cached_names -= len(result[0]) + len(result[1])
             dirs = list(result[0])
             if self._args[1]:  # topdown
                 self._yielded = (path, dirs, result)
