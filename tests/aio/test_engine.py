@@ -271,6 +271,33 @@ def test_mutate_waits_through_a_native_asyncio_cancel() -> None:
     assert released == ["fd"]
 
 
+@pytest.mark.parametrize("factory", loop_factories())
+def test_a_native_cancel_that_meets_the_delivery_leaves_the_channel_balanced(
+    factory: Callable[[], asyncio.AbstractEventLoop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``task.cancel()`` of a MUTATE caller, then its delivery in the same loop iteration
+    (before the task's step): the call's result is released, the cancel raised, and the
+    channel no longer counts the caller as waiting, so the loop can still end."""
+    released: list[str] = []
+
+    async def main() -> None:
+        channel = _completions.current()
+        with loop_not_woken(channel, monkeypatch) as until_finished:
+            task = asyncio.ensure_future(
+                _engine.run_to_completion(lambda: "fd", (), {}, released.append)
+            )
+            await until_finished(1)
+        task.cancel()
+        channel.drain()  # finds the waiter cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert channel._parked == 0
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    assert released == ["fd"]
+
+
 # lanes and the pool
 
 
