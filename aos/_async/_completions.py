@@ -32,7 +32,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.lowlevel
@@ -707,26 +707,34 @@ class AsyncioChannel(Channel):
         release: Callable[[Any], object] | None,
         ring: RingRequest | None,
     ) -> Any:
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0  # cancels requested before
         job = self.submit(pool, fn, args, kwargs, self._loop.create_future(), ring=ring)
         try:
             await job.waiter  # resolved by the delivery only
         except asyncio.CancelledError as exc:
-            return await self._wait_out_cancel(job, exc, release)
-        return await after_completion(job, None, release)
+            cancel = exc
+        else:
+            return await after_completion(job, None, release)
+        # (outside the except clause: the call's own error must not carry the cancel as context)
+        return await self._wait_out_cancel(job, cancel, _by_anyio_alone(job.waiter, task, asked),
+                                           release)  # fmt: skip
 
     async def _wait_out_cancel(
-        self, job: Job, exc: asyncio.CancelledError, release: Callable[[Any], object] | None
+        self,
+        job: Job,
+        cancel: asyncio.CancelledError,
+        by_anyio: bool,
+        release: Callable[[Any], object] | None,
     ) -> Any:
         """The caller of a MUTATE call was cancelled while it ran: wait for it all the same.
 
         The shield goes up only now (anyio's cancel scope would otherwise cancel the task again
         at every loop iteration): entered for every call, it took 17% of the time of 64
-        concurrent ``symlink`` + ``unlink`` pairs. Whose cancel it was is told apart here:
-        anyio's stays pending in its scope (see :func:`after_completion`); a native one is
-        raised once the call has returned.
+        concurrent ``symlink`` + ``unlink`` pairs. An anyio cancel stays pending in its scope
+        (see :func:`after_completion`); a native one is raised once the call has returned.
         """
-        native = anyio.current_effective_deadline() != -math.inf
-        cancelled: BaseException | None = exc if native else None
+        cancelled: BaseException | None = None if by_anyio else cancel
         try:
             with anyio.CancelScope(shield=True):
                 while not job.delivered:
@@ -740,7 +748,34 @@ class AsyncioChannel(Channel):
                 self._unpark()
             return await after_completion(job, cancelled, release)
         finally:
-            del exc, cancelled
+            del cancel, cancelled
+
+
+_ANYIO_REASONS: Final = ("Cancelled via cancel scope ", "Cancelled by cancel scope ")
+"""How anyio's cancel scopes word the cancels they deliver (4.8 and later; 4.7)."""
+
+
+def _by_anyio_alone(
+    waiter: asyncio.Future[None], task: asyncio.Task[Any] | None, asked: int
+) -> bool:
+    """Whether the one cancel that woke a MUTATE caller was an anyio scope's (anyio then keeps
+    it pending), not a native ``task.cancel()`` (asyncio delivers that once: it must be raised).
+
+    An anyio scope cancels a waiting task once (its retries find the task shielded or its
+    future done), and words it as its own; a second request, or a cancel that found the future
+    done, or one worded otherwise, is native. If in doubt, native: the cancel is raised even
+    if the call failed, and no cancel is lost.
+    """
+    if task is None or task.cancelling() - asked != 1 or not waiter.cancelled():
+        return False
+    if anyio.current_effective_deadline() != -math.inf:  # no anyio scope of the task cancelled
+        return False
+    reason: object = None
+    try:
+        waiter.result()
+    except asyncio.CancelledError as error:
+        reason = error.args[0] if error.args else None
+    return isinstance(reason, str) and reason.startswith(_ANYIO_REASONS)
 
 
 async def after_completion(

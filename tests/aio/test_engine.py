@@ -271,31 +271,86 @@ def test_mutate_waits_through_a_native_asyncio_cancel() -> None:
     assert released == ["fd"]
 
 
+@pytest.mark.parametrize("kind", ["native", "anyio"])
 @pytest.mark.parametrize("factory", loop_factories())
-def test_a_native_cancel_that_meets_the_delivery_leaves_the_channel_balanced(
-    factory: Callable[[], asyncio.AbstractEventLoop], monkeypatch: pytest.MonkeyPatch
+def test_a_cancel_that_meets_the_delivery_leaves_the_channel_balanced(
+    factory: Callable[[], asyncio.AbstractEventLoop], kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``task.cancel()`` of a MUTATE caller, then its delivery in the same loop iteration
-    (before the task's step): the call's result is released, the cancel raised, and the
-    channel no longer counts the caller as waiting, so the loop can still end."""
+    """A MUTATE caller cancelled (``task.cancel()``, or its anyio scope), then its delivery in
+    the same loop iteration, before the task's step: the call's result is released, the cancel
+    raised, and the channel no longer counts the caller as waiting, so the loop can still end."""
     released: list[str] = []
+
+    async def caller(scope: anyio.CancelScope) -> None:
+        with scope:
+            await _engine.run_to_completion(lambda: "fd", (), {}, released.append)
+        assert scope.cancelled_caught  # (anyio's cancel; a native one leaves the scope)
 
     async def main() -> None:
         channel = _completions.current()
+        scope = anyio.CancelScope()
         with loop_not_woken(channel, monkeypatch) as until_finished:
-            task = asyncio.ensure_future(
-                _engine.run_to_completion(lambda: "fd", (), {}, released.append)
-            )
+            task = asyncio.ensure_future(caller(scope))
             await until_finished(1)
-        task.cancel()
+        if kind == "native":
+            task.cancel()
+        else:
+            scope.cancel()
         channel.drain()  # finds the waiter cancelled
-        with pytest.raises(asyncio.CancelledError):
+        if kind == "native":
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
             await task
         assert channel._parked == 0
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
     assert released == ["fd"]
+
+
+@pytest.mark.parametrize("native_first", [True, False], ids=["native-first", "anyio-first"])
+@pytest.mark.parametrize("factory", loop_factories())
+def test_a_native_cancel_beside_an_anyio_one_is_raised_when_the_call_fails(
+    factory: Callable[[], asyncio.AbstractEventLoop], native_first: bool
+) -> None:
+    """``task.cancel()`` and an enclosing anyio scope's cancel in the same loop iteration, and
+    the call fails: asyncio delivers its cancel once, so it is raised, not the call's error
+    (which would leave the scope, and the task would run on as if never cancelled)."""
+    started, gate = threading.Event(), threading.Event()
+    ran_on: list[str] = []
+
+    def fail() -> None:
+        started.set()
+        gate.wait(WAIT_S)
+        raise FileNotFoundError(2, "No such file or directory")
+
+    async def caller(scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                await _engine.run_to_completion(fail, (), {}, None)
+        except FileNotFoundError:
+            ran_on.append("error")
+        await asyncio.sleep(0)
+        ran_on.append("ran on")
+
+    async def main() -> None:
+        scope = anyio.CancelScope()
+        task = asyncio.ensure_future(caller(scope))
+        await asyncio.to_thread(started.wait, WAIT_S)
+        cancels = [task.cancel, scope.cancel]
+        for cancel in cancels if native_first else reversed(cancels):
+            cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
+    finally:
+        gate.set()
+    assert ran_on == []
 
 
 # lanes and the pool
