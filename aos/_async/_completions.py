@@ -502,8 +502,16 @@ def _forget_closing_rings_after_fork() -> None:
 
 
 def outcome(job: Job) -> Any:
-    """The job's value, or raise its exception unchanged."""
-    return settle(job.value, job.error)
+    """The job's value, or raise its exception unchanged, taken out of the job: the frames of
+    the traceback hold the job, and a job that held the error would make a reference cycle."""
+    error = job.error
+    if error is None:
+        return job.value
+    job.error = None
+    try:
+        raise error
+    finally:
+        del error
 
 
 def settle(value: Any, error: BaseException | None) -> Any:
@@ -717,8 +725,12 @@ class AsyncioChannel(Channel):
         else:
             return await after_completion(job, None, release)
         # (outside the except clause: the call's own error must not carry the cancel as context)
-        return await self._wait_out_cancel(job, cancel, _by_anyio_alone(job.waiter, task, asked),
-                                           release)  # fmt: skip
+        try:
+            return await self._wait_out_cancel(
+                job, cancel, _by_anyio_alone(job.waiter, task, asked), release
+            )
+        finally:
+            del cancel  # raised through this frame: no cycle through its local
 
     async def _wait_out_cancel(
         self,
@@ -787,14 +799,15 @@ async def after_completion(
     failed: asyncio delivers it only once. anyio's and trio's own cancels stay pending in their
     scope, so a failed call raises its error and the cancel lands at the next checkpoint.
     """
+    failed = job.error is not None  # (outcome takes the error out of the job)
     try:
         if cancelled is not None:
             raise cancelled
-        if job.error is not None:
+        if failed:
             return outcome(job)
         await anyio.lowlevel.checkpoint_if_cancelled()
     except BaseException:
-        if release is not None and job.error is None:
+        if release is not None and not failed:
             release(job.value)
         raise
     finally:

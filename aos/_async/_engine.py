@@ -64,6 +64,7 @@ async def run_query(
     if not channel.take_inline_slot():
         result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
         return result
+    answer = None
     try:
         try:
             answer = inline(*args, **kwargs)
@@ -78,6 +79,7 @@ async def run_query(
         result = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
         return result
     finally:
+        answer = None  # an error raised from it goes through this frame: no cycle through it
         channel.give_back_inline_slot()
 
 

@@ -82,11 +82,18 @@ class Job:
         try:
             self.value = fn(*self.args, **self.kwargs)
         except BaseException as exc:  # handed over unchanged, raised in the caller
-            self.error = exc
+            self.error = _beyond(exc)
         self.fn = None
         self.args = ()
         self.kwargs = {}
         self.finish(self)
+
+
+def _beyond(error: BaseException) -> BaseException:
+    """``error``, its traceback without :meth:`Job.run`'s frame: that frame holds the job, which
+    holds the error, and the cycle would wait for the garbage collector."""
+    tb = error.__traceback__
+    return error.with_traceback(tb.tb_next if tb is not None else None)
 
 
 def offer_cpu() -> None:

@@ -99,6 +99,24 @@ async def side_by_side_spawns(place: Path, pipe: tuple[int, int]) -> None:
             tg.start_soon(spawn_wait, place, pipe)
 
 
+async def failing_calls(place: Path, pipe: tuple[int, int]) -> None:
+    """Errors answered inline, by a worker, and by io_uring (beside another call)."""
+    await expect_missing(aos.stat, place / "missing")
+    await expect_missing(aos.stat, Path("/proc/self/missing"))
+    await expect_missing(aos.unlink, place / "missing")
+    await expect_missing(aos.listdir, place / "missing")
+    with pytest.raises(FileNotFoundError):
+        await aos.open(place / "missing", os.O_RDONLY)
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(expect_missing, aos.rmdir, place / f"missing{i}")
+
+
+async def expect_missing(call: Callable[[Path], Awaitable[object]], path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        await call(path)
+
+
 async def path_exists(place: Path, pipe: tuple[int, int]) -> None:
     await aos.path.exists(place / "f0")
 
@@ -117,6 +135,7 @@ CALLS: dict[str, Callable[[Path, tuple[int, int]], Awaitable[None]]] = {
         spawn_wait,
         side_by_side_spawns,
         path_exists,
+        failing_calls,
     )
 }
 
