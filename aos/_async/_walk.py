@@ -330,6 +330,9 @@ def _explore_tree(
         known: list[bool] | None = [] if topdown and not followlinks else None
         listing = _list_for_walk(path, False, errors.append, followlinks, known)
         if listing is None:
+            # Its traceback's frames lead (through f_back) to this one, which holds it: a
+            # reference cycle, which waits for the garbage collector.
+            errors[0] = errors[0].with_traceback(None)
             if _out_of_fds(errors[0]) and (out or not needed):
                 todo.append(path)  # read ahead: left for when the walk needs it
                 raise _NoFd(path)
@@ -766,14 +769,14 @@ def _fexplore(
             try:
                 listed = _fwalk_list(opened, work, topdown, errors.append, follow_symlinks)
             except Exception as exc:  # raised where the walk reaches this directory
-                listed, failed = None, _Raised(exc)
+                listed, failed = None, _Raised(exc.with_traceback(None))  # (see _explore_tree)
             except BaseException:
                 _close_all(opened)
                 raise
             if listed is None:
                 _close_all(opened)
                 if failed is None and errors:
-                    failed = errors[0]  # for onerror
+                    failed = errors[0].with_traceback(None)  # for onerror (see _explore_tree)
                 if _out_of_fds(failed) and (out or not needed):
                     todo.append(work)  # read ahead: left for when the walk needs it
                     break
@@ -852,7 +855,12 @@ class _FWalk(WalkIterator[_FTriple]):
             if result is None:
                 continue
             if isinstance(result, _Raised):
-                raise result.error
+                error = result.error
+                del result  # this frame goes into the error's traceback: no cycle through it
+                try:
+                    raise error
+                finally:
+                    del error
             if isinstance(result, OSError):
                 if onerror is not None:
                     onerror(result)

@@ -91,7 +91,8 @@ class Job:
 
 def _beyond(error: BaseException) -> BaseException:
     """``error``, its traceback without :meth:`Job.run`'s frame: that frame holds the job, which
-    holds the error, and the cycle would wait for the garbage collector."""
+    holds the error until it is delivered, and the cycle would wait for the garbage collector
+    (a Python function's frames below still lead to it, through their ``f_back``, until then)."""
     tb = error.__traceback__
     return error.with_traceback(tb.tb_next if tb is not None else None)
 

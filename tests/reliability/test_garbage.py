@@ -22,6 +22,14 @@ pytestmark = pytest.mark.anyio
 ROUNDS = 50
 
 
+@pytest.fixture(autouse=True)
+def _no_blocking_on_the_loop() -> None:
+    """Without blockbuster here (the other tests of these calls have it): its wrappers of the os
+    functions run on worker threads too, and every error os raises there gets, as its
+    ``__context__``, the error the wrapper caught (no running loop), whose traceback's frames
+    lead back to the error: cycles that are blockbuster's, not aos's."""
+
+
 @pytest.fixture
 def place(tmp_path: Path) -> Path:
     """A directory with a few files and a subdirectory."""
@@ -112,6 +120,17 @@ async def failing_calls(place: Path, pipe: tuple[int, int]) -> None:
             tg.start_soon(expect_missing, aos.rmdir, place / f"missing{i}")
 
 
+async def walk_errors(place: Path, pipe: tuple[int, int]) -> None:
+    """An error a walk hands to ``onerror``, and one fwalk raises (both read on a worker)."""
+    errors: list[OSError] = []
+    async for _ in aos.walk(place / "missing", onerror=errors.append):
+        pass
+    assert len(errors) == 1
+    with pytest.raises(FileNotFoundError):
+        async for _ in aos.fwalk(place / "missing"):
+            pass
+
+
 async def expect_missing(call: Callable[[Path], Awaitable[object]], path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         await call(path)
@@ -136,6 +155,7 @@ CALLS: dict[str, Callable[[Path, tuple[int, int]], Awaitable[None]]] = {
         side_by_side_spawns,
         path_exists,
         failing_calls,
+        walk_errors,
     )
 }
 
