@@ -6,7 +6,10 @@ on ext4 and tmpfs. Each round times the sync call and then the async one; a row 
 median over rounds of (async time per call / sync time per call) of the same round. A heartbeat
 task records how late a 1 ms sleep wakes up while async calls run: the longest such stall, and
 the 99th percentile (what the longest leaves out: this VM alone stalls a loop for up to a few ms
-now and then).
+now and then). Garbage collections that run meanwhile are timed too: a full one stops the loop
+for as long as it takes to scan the process's heap (aos's calls make no garbage for it:
+``tests/reliability/test_garbage.py``), so each row also gives the longest collection and the
+longest stall of a heartbeat during which none ran.
 
     python benchmarks/bench_offload.py [--rounds 5] [--out benchmarks]
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import os
 import platform
 import statistics
@@ -54,6 +58,8 @@ class Row:
     micros: list[float] = field(default_factory=list)
     stall_s: float = 0.0
     stall_p99_s: float = 0.0
+    gc_s: float = 0.0  # the longest garbage collection while the row ran
+    stall_without_gc_s: float = 0.0  # the longest stall of a heartbeat no collection overlapped
 
     @property
     def ratio(self) -> float:
@@ -65,12 +71,22 @@ class Row:
 
 
 class Heartbeat:
-    """Sleeps 1 ms in a loop and keeps each oversleep while ``recording``."""
+    """Sleeps 1 ms in a loop and keeps each oversleep while ``recording``, and the garbage
+    collections that ran meanwhile."""
 
     def __init__(self) -> None:
         self.recording = False
         self.epoch = 0  # bumped when the loop is blocked on purpose (the sync baseline)
-        self.lateness: list[float] = []
+        self.beats: list[tuple[float, float]] = []  # (when the sleep began, its lateness)
+        self.collections: list[tuple[float, float]] = []  # (began, ended)
+        self._collecting_since = 0.0
+        gc.callbacks.append(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting_since = time.perf_counter()
+        elif self.recording:
+            self.collections.append((self._collecting_since, time.perf_counter()))
 
     async def run(self) -> None:
         while True:
@@ -78,14 +94,28 @@ class Heartbeat:
             await anyio.sleep(HEARTBEAT_S)
             late = time.perf_counter() - start - HEARTBEAT_S
             if self.recording and epoch == self.epoch:
-                self.lateness.append(late)
+                self.beats.append((start, late))
 
-    def take(self) -> tuple[float, float]:
-        """The largest and the 99th percentile oversleep since the last take (seconds)."""
-        lateness, self.lateness = sorted(self.lateness), []
-        if not lateness:
-            return 0.0, 0.0
-        return lateness[-1], lateness[int(len(lateness) * 0.99)]
+    def take(self) -> tuple[float, float, float, float]:
+        """Since the last take (seconds): the largest and the 99th percentile oversleep, the
+        longest collection, and the largest oversleep of a sleep that no collection overlapped."""
+        beats, self.beats = self.beats, []
+        collections, self.collections = self.collections, []
+        if not beats:
+            return 0.0, 0.0, 0.0, 0.0
+        lateness = sorted(late for _, late in beats)
+        clear = [
+            late
+            for start, late in beats
+            if not any(b < start + HEARTBEAT_S + late and e > start for b, e in collections)
+        ]
+        longest_gc = max((e - b for b, e in collections), default=0.0)
+        return (
+            lateness[-1],
+            lateness[int(len(lateness) * 0.99)],
+            longest_gc,
+            max(clear, default=0.0),
+        )
 
 
 def sync_time(fn: Callable[[int], object], calls: int) -> float:
@@ -178,12 +208,13 @@ async def measure(
                 beat.recording = False
                 row.ratios.append(async_s / sync_s)
                 row.micros.append(async_s * 1e6)
-            row.stall_s, row.stall_p99_s = beat.take()
+            row.stall_s, row.stall_p99_s, row.gc_s, row.stall_without_gc_s = beat.take()
             rows.append(row)
             print(
                 f"{backend:8} {workload:16} {mode:14} {name:26} {row.ratio:6.1f}x  "
                 f"{row.us:7.1f} us  stall {row.stall_s * 1e3:5.2f} ms "
-                f"(p99 {row.stall_p99_s * 1e3:4.2f})",
+                f"(p99 {row.stall_p99_s * 1e3:4.2f}, gc {row.gc_s * 1e3:4.2f}, "
+                f"without gc {row.stall_without_gc_s * 1e3:4.2f})",
                 file=sys.stderr,
             )
 
@@ -200,7 +231,7 @@ async def idle_floor(beat: Heartbeat) -> tuple[float, float, float]:
         beat.recording = True
         await anyio.sleep(FLOOR_WINDOW_S)
         beat.recording = False
-        longest, percentile = beat.take()
+        longest, percentile, _, _ = beat.take()
         worst.append(longest)
         p99.append(percentile)
     return statistics.median(worst), max(worst), max(p99)
@@ -302,21 +333,27 @@ def markdown(
         "Ratio = time per awaited call / time per sync call in the same round (median of rounds). "
         f"Concurrent rows run {CONCURRENCY} callers at once; their time per call is wall time / "
         "calls. Stall = how late a 1 ms heartbeat sleep woke up while the async calls ran: the "
-        "latest of all rounds, and the 99th percentile.",
+        "latest of all rounds, and the 99th percentile. gc = the longest garbage collection of "
+        "the benchmark process while the row ran (a full one scans the whole heap with the loop "
+        "stopped; aos's calls leave no garbage for it, see `tests/reliability/test_garbage.py`); "
+        "max w/o gc = the latest heartbeat that no collection overlapped.",
         "",
         "| loop | workload | mode | call | x sync | us/call | max stall ms | p99 stall ms "
-        "| target |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| gc ms | max w/o gc ms | target |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r.backend} | {r.workload} | {r.mode} | {r.call} | {r.ratio:.1f} | {r.us:.1f} | "
-            f"{r.stall_s * 1e3:.2f} | {r.stall_p99_s * 1e3:.2f} | "
-            f"{verdict.get((r.backend, r.mode, r.call), '')} |"
+            f"{r.stall_s * 1e3:.2f} | {r.stall_p99_s * 1e3:.2f} | {r.gc_s * 1e3:.2f} | "
+            f"{r.stall_without_gc_s * 1e3:.2f} | {verdict.get((r.backend, r.mode, r.call), '')} |"
         )
     worst = max(rows, key=lambda r: r.stall_s)
     ours = max((r for r in rows if r.call.startswith("aos")), key=lambda r: r.stall_s)
     ours_p99 = max((r for r in rows if r.call.startswith("aos")), key=lambda r: r.stall_p99_s)
+    ours_clear = max(
+        (r for r in rows if r.call.startswith("aos")), key=lambda r: r.stall_without_gc_s
+    )
     lines += [
         "",
         f"Longest loop stall while aos calls ran: {ours.stall_s * 1e3:.2f} ms "
@@ -325,7 +362,10 @@ def markdown(
         f"Longest of any contender: {worst.stall_s * 1e3:.2f} ms "
         f"({worst.backend}, {worst.workload}, {worst.mode}, {worst.call}). "
         f"Largest 99th percentile of an aos row: {ours_p99.stall_p99_s * 1e3:.2f} ms "
-        f"({ours_p99.backend}, {ours_p99.workload}, {ours_p99.mode}).",
+        f"({ours_p99.backend}, {ours_p99.workload}, {ours_p99.mode}). "
+        f"Longest stall of an aos row that no garbage collection overlapped: "
+        f"{ours_clear.stall_without_gc_s * 1e3:.2f} ms ({ours_clear.backend}, "
+        f"{ours_clear.workload}, {ours_clear.mode}).",
         "",
         f"Idle floor (what this machine adds to every row): the heartbeat alone, nothing else "
         f"running, in {FLOOR_WINDOWS} windows of {FLOOR_WINDOW_S:g} s; the median and the "
