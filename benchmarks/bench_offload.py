@@ -71,8 +71,8 @@ class Row:
 
 
 class Heartbeat:
-    """Sleeps 1 ms in a loop and keeps each oversleep while ``recording``, and the garbage
-    collections that ran meanwhile."""
+    """Sleeps 1 ms in a loop and keeps the oversleep of each sleep begun while ``recording``,
+    and the garbage collections that ran meanwhile."""
 
     def __init__(self) -> None:
         self.recording = False
@@ -85,15 +85,17 @@ class Heartbeat:
     def _on_collection(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._collecting_since = time.perf_counter()
-        elif self.recording:
+        else:  # kept if a recorded sleep overlaps it (see take)
             self.collections.append((self._collecting_since, time.perf_counter()))
 
     async def run(self) -> None:
         while True:
-            epoch, start = self.epoch, time.perf_counter()
+            # A sleep that began while recording counts (one that ends after the round would be
+            # lost otherwise), unless the loop was blocked on purpose meanwhile.
+            recording, epoch, start = self.recording, self.epoch, time.perf_counter()
             await anyio.sleep(HEARTBEAT_S)
             late = time.perf_counter() - start - HEARTBEAT_S
-            if self.recording and epoch == self.epoch:
+            if recording and epoch == self.epoch:
                 self.beats.append((start, late))
 
     def take(self) -> tuple[float, float, float, float]:
@@ -104,12 +106,17 @@ class Heartbeat:
         if not beats:
             return 0.0, 0.0, 0.0, 0.0
         lateness = sorted(late for _, late in beats)
+        overlapping = [
+            (b, e)
+            for b, e in collections
+            if any(b < start + HEARTBEAT_S + late and e > start for start, late in beats)
+        ]
         clear = [
             late
             for start, late in beats
-            if not any(b < start + HEARTBEAT_S + late and e > start for b, e in collections)
+            if not any(b < start + HEARTBEAT_S + late and e > start for b, e in overlapping)
         ]
-        longest_gc = max((e - b for b, e in collections), default=0.0)
+        longest_gc = max((e - b for b, e in overlapping), default=0.0)
         return (
             lateness[-1],
             lateness[int(len(lateness) * 0.99)],
@@ -208,6 +215,7 @@ async def measure(
                 beat.recording = False
                 row.ratios.append(async_s / sync_s)
                 row.micros.append(async_s * 1e6)
+            await anyio.sleep(3 * HEARTBEAT_S)  # the last sleep of the last round ends
             row.stall_s, row.stall_p99_s, row.gc_s, row.stall_without_gc_s = beat.take()
             rows.append(row)
             print(
@@ -231,6 +239,7 @@ async def idle_floor(beat: Heartbeat) -> tuple[float, float, float]:
         beat.recording = True
         await anyio.sleep(FLOOR_WINDOW_S)
         beat.recording = False
+        await anyio.sleep(3 * HEARTBEAT_S)
         longest, percentile, _, _ = beat.take()
         worst.append(longest)
         p99.append(percentile)
