@@ -764,7 +764,7 @@ class AsyncioChannel(Channel):
 
 
 _ANYIO_REASONS: Final = ("Cancelled via cancel scope ", "Cancelled by cancel scope ")
-"""How anyio's cancel scopes word the cancels they deliver (4.8 and later; 4.7)."""
+"""How anyio's cancel scopes word the cancels they deliver (seen in 4.16, and in 4.7)."""
 
 
 def _by_anyio_alone(
