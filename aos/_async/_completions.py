@@ -32,7 +32,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -387,8 +387,9 @@ class Channel:
         (see :func:`aos._async._loop_slice.let_loop_run`)."""
         raise NotImplementedError
 
-    # Raises the caller's cancellation, if it has one, without a scheduling point otherwise.
-    checkpoint_if_cancelled = staticmethod(anyio.lowlevel.checkpoint_if_cancelled)
+    async def checkpoint_if_cancelled(self) -> None:
+        """Raise the caller's cancellation, if it has one, without a scheduling point otherwise."""
+        raise NotImplementedError
 
     async def wait_readable(self, fd: int) -> None:
         """Wait until a private ``fd`` (one no other task watches) is readable, with the loop's
@@ -502,16 +503,19 @@ def _forget_closing_rings_after_fork() -> None:
 
 
 def outcome(job: Job) -> Any:
-    """The job's value, or raise its exception unchanged, taken out of the job: the frames of
-    the traceback hold the job, and a job that held the error would make a reference cycle."""
-    error = job.error
-    if error is None:
-        return job.value
-    job.error = None
-    try:
-        raise error
-    finally:
-        del error
+    """The job's value, or raise its exception unchanged."""
+    return settle(job.value, take_error(job))
+
+
+class HoldsError(Protocol):
+    error: BaseException | None
+
+
+def take_error(holder: HoldsError) -> BaseException | None:
+    """``holder.error``, taken out of it: the frames of the error's traceback, once raised,
+    hold the holder, and a holder that still held the error would make a reference cycle."""
+    error, holder.error = holder.error, None
+    return error
 
 
 def settle(value: Any, error: BaseException | None) -> Any:

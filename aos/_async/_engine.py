@@ -64,7 +64,6 @@ async def run_query(
     if not channel.take_inline_slot():
         result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
         return result
-    answer = None
     try:
         try:
             answer = inline(*args, **kwargs)

@@ -731,7 +731,7 @@ class _Raised:
     __slots__ = ("error",)
 
     def __init__(self, error: Exception) -> None:
-        self.error = error
+        self.error: BaseException | None = error  # (taken out when raised)
 
 
 _FResult = _FListing | OSError | _Raised | None  # None: skipped (not a directory, or a link)
@@ -855,12 +855,7 @@ class _FWalk(WalkIterator[_FTriple]):
             if result is None:
                 continue
             if isinstance(result, _Raised):
-                error = result.error
-                del result  # this frame goes into the error's traceback: no cycle through it
-                try:
-                    raise error
-                finally:
-                    del error
+                _completions.settle(None, _completions.take_error(result))
             if isinstance(result, OSError):
                 if onerror is not None:
                     onerror(result)
