@@ -80,7 +80,6 @@ class Heartbeat:
         self.beats: list[tuple[float, float]] = []  # (when the sleep began, its lateness)
         self.collections: list[tuple[float, float]] = []  # (began, ended)
         self._collecting_since = 0.0
-        gc.callbacks.append(self._on_collection)
 
     def _on_collection(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -89,6 +88,13 @@ class Heartbeat:
             self.collections.append((self._collecting_since, time.perf_counter()))
 
     async def run(self) -> None:
+        gc.callbacks.append(self._on_collection)
+        try:
+            await self._beat()
+        finally:
+            gc.callbacks.remove(self._on_collection)
+
+    async def _beat(self) -> None:
         while True:
             # A sleep that began while recording counts (one that ends after the round would be
             # lost otherwise), unless the loop was blocked on purpose meanwhile.
