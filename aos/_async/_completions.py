@@ -41,6 +41,7 @@ from aos._async import _uring
 from aos._async._fd_watch import FdWatch
 from aos._async._loop_end import LoopEnd
 from aos._async._ring_requests import Request
+from aos._async._turns import Turns, Waiter
 from aos._async._workers import FILESYSTEM, Job, Pool
 
 DELIVER_BATCH = 8
@@ -50,16 +51,6 @@ At 64 concurrent ``symlink``+``unlink`` pairs on the ring (2 CPUs), 16 a wake-up
 heartbeat on an asyncio loop wake 0.73-0.77 ms late at the median and 1.3-1.4 ms at the 99th
 percentile; 8 a wake-up, 0.46 and 0.7-0.8 ms, for 0-10% more time per pair. On trio: 0.31-0.34
 and 0.77-0.89 ms with 16, 0.18-0.20 and 0.40-0.52 ms with 8."""
-
-INLINE_AT_ONCE = 8
-"""Callers answered on the loop's thread that the loop has not resumed yet. A call takes one of
-these slots for its inline attempt and gives it back once its await point returns (at once,
-unless it lets the loop run: see :func:`aos._async._loop_slice.slice_point`) or, if the
-kernel could not answer, once its worker has. So while answers let the loop run, one loop
-iteration makes at most twice this many attempts, and the rest go to the engine: with 64 tasks
-each answered inline every iteration, asyncio iterations grew to over 1 ms (a heartbeat woke 2.3
-ms late). Slots need no callback at the end of each iteration, which cost trio a task switch
-per inline answer."""
 
 RING_WATCH_S = 0.05
 """While operations are in the ring, how often the loop checks that some finish. On Linux 6.18,
@@ -103,11 +94,9 @@ class Channel:
         self._ring_limit = 0  # the io-wq limit last set on the ring
         self._ring_reaped = 0  # ring completions reaped so far...
         self._ring_reaped_seen = -1  # ...and at the last watch_ring
-        self._inline_left = INLINE_AT_ONCE  # slots for inline answers not yet resumed
-        # Inline answers' turns (see aos._async._loop_slice.slice_point), loop thread only:
+        # Inline answers' slices (see aos._async._loop_slice.slice_point), loop thread only:
         self.loop_ran_at = 0.0  # when the current slice began (perf_counter)
-        self.slice_waiting: dict[int, float] = {}  # id of a task waiting for a turn -> served
-        self.slice_served: dict[int, float] = {}  # id of a task -> when it last started a slice
+        self.turns = Turns()  # tasks waiting for a turn to answer inline
         self.turn_seen = False  # the loop has run since the slice began (see watch_for_turn)
         self._batch_ending = False  # an end_batch is scheduled
 
@@ -241,26 +230,21 @@ class Channel:
             self._submitted += 1
             FILESYSTEM.submit(job)
 
-    def take_inline_slot(self) -> bool:
-        """Whether a call may be answered on the loop's thread now; if so, it holds one of
-        :data:`INLINE_AT_ONCE` slots until :meth:`give_back_inline_slot` (once resumed)."""
-        if not self._inline_left:
-            return False
-        self._inline_left -= 1
-        return True
-
-    def give_back_inline_slot(self) -> None:
-        self._inline_left += 1
-
     def _end_batch_soon(self) -> None:
         if not self._batch_ending:
             self._batch_ending = True
             self.end_batch_later()
 
     def end_batch(self) -> None:
-        """Close this loop iteration's batch: submit the ring's queue."""
+        """Close this loop iteration's batch: submit the ring's queue, and hand the inline
+        answers' turn on if its holder stopped (see :meth:`Turns.pass_if_idle`)."""
         self._batch_ending = False
         self.flush()
+        self.turns.pass_if_idle(self)
+
+    def pass_turn_later(self) -> None:
+        """Tasks wait for a turn: make sure it is handed on by the end of the next iteration."""
+        self._end_batch_soon()
 
     def end_batch_later(self) -> None:
         """Arrange one :meth:`end_batch` after the tasks of this loop iteration have run."""
@@ -374,6 +358,18 @@ class Channel:
 
     def current_task(self) -> object:
         """The loop's own object for the running task."""
+        raise NotImplementedError
+
+    def turn_handle(self) -> object:
+        """What a task parked for a turn waits on (see :class:`~aos._async._turns.Waiter`)."""
+        raise NotImplementedError
+
+    async def wait_for_turn(self, waiter: Waiter) -> None:
+        """Park until :meth:`wake_for_turn` of ``waiter``; a cancel raises at once."""
+        raise NotImplementedError
+
+    def wake_for_turn(self, waiter: Waiter) -> None:
+        """Resume a task parked in :meth:`wait_for_turn`, at the loop's next iteration."""
         raise NotImplementedError
 
     def watch_for_turn(self) -> None:
@@ -586,6 +582,17 @@ class AsyncioChannel(Channel):
         if not self._turn_watched:
             self._turn_watched = True
             self._loop.call_soon(self._saw_turn)  # runs in the loop's next iteration
+
+    def turn_handle(self) -> asyncio.Future[None]:
+        return self._loop.create_future()
+
+    async def wait_for_turn(self, waiter: Waiter) -> None:
+        await waiter.handle  # type: ignore[misc]
+
+    def wake_for_turn(self, waiter: Waiter) -> None:
+        future: asyncio.Future[None] = waiter.handle  # type: ignore[assignment]
+        if not future.done():  # (else cancelled: its task hands the turn on as it leaves)
+            future.set_result(None)
 
     def _saw_turn(self) -> None:
         self._turn_watched = False

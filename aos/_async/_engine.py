@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from aos._async import _completions
+from aos._async import _completions, _inline
 from aos._async._completions import RingRequest
 from aos._async._loop_slice import slice_point
 from aos._async._workers import FILESYSTEM, WAIT_LANE, Pool
@@ -57,29 +57,28 @@ async def run_query(
     kwargs: Mapping[str, Any],
     inline: Callable[..., tuple[T | None, BaseException | None] | None],
 ) -> T:
-    """A query answered on the loop's thread if ``inline`` can (then
-    :func:`~aos._async._loop_slice.slice_point`), else run like
-    :func:`run_abandonable`."""
+    """A query answered on the loop's thread if ``inline`` can (after
+    :func:`~aos._async._loop_slice.slice_point`), else run like :func:`run_abandonable`."""
     channel = _completions.current()
-    if not channel.take_inline_slot():
+    if not _inline.enabled:  # (read at each call: tests switch the route off)
         result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
         return result
+    await slice_point(channel)
     try:
-        try:
-            answer = inline(*args, **kwargs)
-        except TypeError:  # arguments os refuses: os raises its own error on the worker
-            answer = None
-        if answer is not None:
-            await slice_point(channel)
-            value: T = _completions.settle(*answer)
-            return value
-        # Refused (its syscalls ran on the loop's thread all the same, e.g. on overlayfs): the
-        # slot is held until the worker answers, so refusals per iteration stay bounded too.
-        result = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
+        answer = inline(*args, **kwargs)
+    except TypeError:  # arguments os refuses: os raises its own error on the worker
+        answer = None
+    if answer is None:
+        # Refused (its syscalls ran on the loop's thread all the same, e.g. on overlayfs, within
+        # the slice): a worker answers, through the channel of now (the run may have ended
+        # while the caller waited for its turn, and its channel closed).
+        result = await _completions.current().run_abandonable(FILESYSTEM, fn, args, kwargs)
         return result
+    try:
+        value: T = _completions.settle(*answer)
+        return value
     finally:
         answer = None  # an error raised from it goes through this frame: no cycle through it
-        channel.give_back_inline_slot()
 
 
 async def checkpoint() -> None:

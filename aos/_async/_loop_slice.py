@@ -14,6 +14,7 @@ from time import perf_counter as _now  # a name of its own, for tests to drive
 from typing import Final
 
 from aos._async import _completions
+from aos._async._turns import Waiter
 
 __all__ = ["INLINE_SLICE", "LOOP_SLICE", "let_loop_run", "slice_point"]
 
@@ -35,7 +36,12 @@ medians; two runs each, asyncio / trio): time per call and the heartbeat's 99th-
 lateness with 0.25 ms: 8.5-9.1 / 7.4-7.6 us and 0.97-0.99 / 0.69-0.76 ms; with 0.1 ms:
 10.3-11.1 / 8.7-9.1 us and 0.54-0.76 / 0.61-0.62 ms; with a scheduling point after every
 answer (before slices): 10.5-10.7 / 12.2-12.3 us and 0.72-0.82 / 0.32-0.49 ms. A task timer
-that expires in a slice waits for up to two."""
+that expires in a slice waits for up to two.
+
+Again once waiting tasks parked for their turns (:mod:`aos._async._turns`), 7 rounds in one
+process, asyncio / uvloop / trio, time per call at 64 concurrent and the heartbeat's longest
+lateness: 0.05 ms: 10.6 / 9.8 / 10.1 us, 0.30 / 0.09 / 0.30 ms; 0.1 ms: 9.6 / 8.8 / 7.7 us,
+0.36 / 0.16 / 0.24 ms; 0.25 ms: 8.4 / 8.5 / 7.7 us, 0.79 / 0.42 / 0.46 ms (2026-12-06)."""
 
 
 async def let_loop_run() -> None:
@@ -53,57 +59,49 @@ async def let_loop_run() -> None:
 
 
 def slice_point(channel: _completions.Channel) -> Awaitable[None]:
-    """The await point of a call answered on the loop's thread: it raises the caller's
-    cancellation, if any, and is a scheduling point once :data:`INLINE_SLICE` has passed since a
-    slice began, unless the loop has run meanwhile (where the channel can tell: asyncio and
-    uvloop). So a task making such calls back to back keeps other tasks waiting for about a
-    slice (at most two; a timer that expires meanwhile, up to two more), as a walk does, and a
-    call that comes after the task awaited something else costs no scheduling point.
+    """The await point before a call answered on the loop's thread: it raises the caller's
+    cancellation, if any, and once :data:`INLINE_SLICE` has passed since a slice began, waits
+    for the caller's turn (see :mod:`aos._async._turns`), unless the loop has run meanwhile and
+    nobody waits (where the channel can tell: asyncio and uvloop). So a task making such calls
+    back to back keeps other tasks waiting for about a slice, as a walk does, and a call that
+    comes after the task awaited something else costs no scheduling point.
 
-    A scheduling point after every answer doubled the cost of a sequential ``await aos.stat``
+    A scheduling point before every answer doubled the cost of a sequential ``await aos.stat``
     on trio (see ``benchmarks/RESULTS.md``). A deadline (trio's, anyio's, ``asyncio.timeout``)
     is noticed at the next scheduling point: up to a slice late. Not a coroutine itself: one
     frame less on the fast path."""
     now = _now()
     if now - channel.loop_ran_at > INLINE_SLICE:
-        # Tasks waiting for a turn go first (the loop ran, but it was they who let it).
-        if not channel.turn_seen or channel.slice_waiting:
-            return _take_turns(channel)
+        if not channel.turn_seen or channel.turns.busy():
+            return _take_turn(channel)
         channel.loop_ran_at = now  # the loop ran since the last slice began: a new one
         channel.watch_for_turn()
     return channel.checkpoint_if_cancelled()
 
 
-async def _take_turns(channel: _completions.Channel) -> None:
-    """Let the loop run; the next slice starts once it has, for every task at once, started by
-    the waiting task that was served longest ago (or never).
-
-    Until the slice restarts, every inline answer lets the loop run (or, with no slot left,
-    goes to a worker): a slice restarted by each task that let the loop run gave each a slice
-    of its own, loop iterations of up to 4 ms at 64 concurrent calls. Restarted by the first
-    task to resume, it went on asyncio to the task that had used up the last one (it parked
-    first, so it resumed first): of two tasks making calls back to back, one advanced 73 calls
-    while the other made 3000; on trio, which runs each batch of tasks in either order, to the
-    first or the last waiter.
-    """
-    began = channel.loop_ran_at
-    me = id(channel.current_task())  # (a task that reuses the number inherits its turns)
-    waiting, served = channel.slice_waiting, channel.slice_served
-    waiting[me] = served.get(me, 0.0)
-    try:
-        while True:
-            await channel.checkpoint()
-            if channel.loop_ran_at != began:
-                return  # restarted by another waiter: go on in that slice
-            if waiting[me] == min(waiting.values()):
-                now = channel.loop_ran_at = _now()
-                channel.watch_for_turn()
-                if len(served) >= _SERVED_KEPT:  # forget tasks that do not wait now
-                    channel.slice_served = served = dict(waiting)
-                served[me] = now
-                return
-    finally:
-        del waiting[me]
-
-
-_SERVED_KEPT: Final = 256  # tasks whose last turn a loop remembers, at most
+async def _take_turn(channel: _completions.Channel) -> None:
+    """Wait until the loop has run and it is the caller's turn to begin a slice, or to share
+    one that has not passed yet (see :mod:`aos._async._turns`)."""
+    turns = channel.turns
+    task_id = id(channel.current_task())  # (a task that reuses the number inherits its turns)
+    while True:
+        waiter = Waiter(task_id, channel.turn_handle())
+        turns.join(waiter)
+        mine = turns.granted is None and turns.grant_next(channel, waiter)
+        try:
+            if mine:
+                await channel.checkpoint()  # nobody waits before it: let the loop run once
+            else:
+                await channel.wait_for_turn(waiter)
+        except BaseException:
+            turns.leave(waiter, channel)
+            raise
+        if turns.granted is waiter:
+            break
+        if _now() - channel.loop_ran_at <= INLINE_SLICE:
+            return  # woken with every waiter: share the slice that another began
+    now = channel.loop_ran_at = _now()
+    channel.watch_for_turn()
+    turns.begin(waiter, now)
+    if turns.busy():
+        channel.pass_turn_later()

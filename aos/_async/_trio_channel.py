@@ -16,6 +16,7 @@ from aos._async._completions import (
     after_completion,
     outcome,
 )
+from aos._async._turns import Waiter
 from aos._async._workers import Job, Pool
 
 
@@ -43,6 +44,19 @@ class TrioChannel(Channel):
 
     def current_task(self) -> object:
         return trio.lowlevel.current_task()
+
+    def turn_handle(self) -> trio.lowlevel.Task:
+        return trio.lowlevel.current_task()
+
+    async def wait_for_turn(self, waiter: Waiter) -> None:
+        def leave(_: object) -> trio.lowlevel.Abort:
+            self.turns.leave(waiter, self)  # now: a wake-up before the cancel lands would fail
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(leave)
+
+    def wake_for_turn(self, waiter: Waiter) -> None:
+        trio.lowlevel.reschedule(waiter.handle)  # type: ignore[arg-type]
 
     async def wait_readable(self, fd: int) -> None:
         await trio.lowlevel.wait_readable(fd)

@@ -20,7 +20,7 @@ import trio.lowlevel
 
 import aos
 import aos._async._tuning as tuning
-from aos._async import _completions, _engine, _inline, _workers
+from aos._async import _completions, _engine, _inline, _loop_slice, _workers
 from aos._async._offload import QUERY, call
 from aos._async._workers import Job, Pool
 from tests.aio._helpers import (
@@ -867,6 +867,50 @@ def test_a_call_made_by_cleanup_while_the_run_ends_is_answered(
         [str(tmp_path), str(tmp_path / "made")],
         3 * _completions.DELIVER_BATCH + 1,
     ]
+
+
+@pytest.mark.skipif(not _inline.enabled, reason="no openat2/statmount on this kernel")
+def test_a_refused_inline_call_that_waited_for_its_turn_as_the_run_ended_is_answered(
+    anyio_backend: tuple[str, dict[str, Any]], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cleanup's call the kernel cannot answer inline (procfs) waits for its turn first; the
+    run's channel may close meanwhile, and its worker must then be reached through the channel
+    of now (through the old one, the call was never answered and the run never ended)."""
+    backend, options = anyio_backend
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", 0.0)  # every inline call waits its turn
+    answers: list[object] = []
+
+    async def cleanup() -> None:
+        answers.append((await aos.stat(tmp_path)).st_ino)
+        await aos.mkdir(tmp_path / "made")
+        answers.append(await aos.path.isdir("/proc/self"))
+
+    async def lingering() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await cleanup()
+
+    async def main() -> None:
+        if backend == "trio":
+            trio.lowlevel.spawn_system_task(lingering)
+        else:
+            asyncio.get_running_loop().create_task(lingering())
+        await aos.stat(tmp_path)  # the run's channel exists
+        await anyio.sleep(0.01)
+
+    done = threading.Event()
+
+    def run() -> None:
+        anyio.run(main, backend=backend, backend_options=options)
+        done.set()
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    assert done.wait(WAIT_S), "the run never ended"
+    runner.join()
+    assert answers == [os.stat(tmp_path).st_ino, True]
 
 
 def _open_fds() -> set[int]:

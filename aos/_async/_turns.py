@@ -1,0 +1,116 @@
+"""Whose turn it is to answer inline once a slice has passed: a queue of parked tasks.
+
+Inline answers (see :mod:`aos._async._inline`) share a slice of the loop's time
+(:data:`aos._async._loop_slice.INLINE_SLICE`). A task whose call finds the slice passed parks
+here until its turn. Its turn comes after the loop has run, in order of when each waiting task
+last began a slice (a task never served goes first, so a lone request is not put behind bulk
+callers). Only the task whose turn it is is woken: polling every waiter each loop iteration cost
+64 concurrent callers 63 task steps a slice.
+
+The turn passes in two ways:
+
+- the task that sees the slice pass hands it to the first waiter and parks itself;
+- if the slice's holder stops making inline calls before the slice passes (it awaits
+  something else, or ends), nobody sees it pass: at the end of the next loop iteration
+  (:meth:`Turns.pass_if_idle`) every waiter is woken, the first to begin a slice and the others
+  to share it while it lasts (the others park again once it has passed).
+
+A woken waiter that is cancelled before it resumes hands its turn on: no wake-up is lost.
+"""
+
+from __future__ import annotations
+
+import heapq
+from itertools import count
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from aos._async._completions import Channel
+
+SHARE_AT_ONCE = 8
+"""Waiters woken at once when the slice's holder stopped before the slice passed."""
+
+_SERVED_KEPT: Final = 256  # tasks whose last turn a loop remembers, at most
+
+
+class Waiter:
+    """One task parked for a turn; :attr:`handle` is the loop's own (a future, a trio task)."""
+
+    __slots__ = ("gone", "handle", "task_id", "woken")
+
+    def __init__(self, task_id: int, handle: object) -> None:
+        self.task_id = task_id
+        self.handle = handle
+        self.woken = False  # its wake-up is on its way (it may still be cancelled)
+        self.gone = False  # it left the queue before its turn (cancelled)
+
+
+class Turns:
+    """The waiting tasks of one loop, and the one whose turn it is (loop thread only)."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[float, int, Waiter]] = []  # heap: (served, order, waiter)
+        self._order = count()
+        self._waiting = 0  # entries of the queue whose task still waits
+        self.granted: Waiter | None = None  # woken to begin the next slice, not resumed yet
+        self._served: dict[int, float] = {}  # task id -> when it last began a slice
+
+    def busy(self) -> bool:
+        """Whether a task waits for a turn, or has been given one: a call must queue."""
+        return self.granted is not None or self._waiting > 0
+
+    def join(self, waiter: Waiter) -> None:
+        """Queue ``waiter`` by when its task last began a slice (never: first)."""
+        served = self._served.get(waiter.task_id, 0.0)
+        heapq.heappush(self._queue, (served, next(self._order), waiter))
+        self._waiting += 1
+
+    def _pop(self) -> Waiter | None:
+        while self._queue:
+            waiter = heapq.heappop(self._queue)[2]
+            if not waiter.gone:
+                self._waiting -= 1
+                return waiter
+        return None
+
+    def grant_next(self, channel: Channel, me: Waiter | None = None) -> bool:
+        """Give the turn to the task served longest ago, waking it; ``True`` if that is
+        ``me`` (the caller, running: it lets the loop run itself)."""
+        waiter = self._pop()
+        self.granted = waiter
+        if waiter is None:
+            return False
+        if waiter is me:
+            return True
+        waiter.woken = True
+        channel.wake_for_turn(waiter)
+        return False
+
+    def pass_if_idle(self, channel: Channel) -> None:
+        """The loop has run since the last slice began and nobody handed the turn on: wake
+        every waiter, the first to begin a slice (called at the end of a loop iteration)."""
+        if self.granted is not None or not self._waiting:
+            return
+        self.grant_next(channel)
+        for _ in range(SHARE_AT_ONCE - 1):
+            waiter = self._pop()
+            if waiter is None:
+                break
+            waiter.woken = True
+            channel.wake_for_turn(waiter)
+
+    def leave(self, waiter: Waiter, channel: Channel) -> None:
+        """``waiter`` gives up (cancelled): out of the queue, its turn handed on if it had it."""
+        if self.granted is waiter:
+            self.grant_next(channel)
+        elif not waiter.woken and not waiter.gone:
+            waiter.gone = True
+            self._waiting -= 1
+
+    def begin(self, waiter: Waiter, now: float) -> None:
+        """``waiter``'s task begins a slice at ``now``."""
+        self.granted = None
+        served = self._served
+        if len(served) >= _SERVED_KEPT:  # forget tasks that do not wait now
+            self._served = served = {w.task_id: s for s, _, w in self._queue if not w.gone}
+        served[waiter.task_id] = now
