@@ -810,6 +810,42 @@ def test_channel_fd_closes_when_the_loop_ends_even_with_a_call_running(backend: 
     assert until(lambda: _open_fds() <= before)  # the last running job closed it
 
 
+def run_with_cleanup_at_its_end(
+    anyio_backend: tuple[str, dict[str, Any]],
+    cleanup: Callable[[], Awaitable[None]],
+    path: Any,
+) -> None:
+    """Run a loop whose end runs ``cleanup``: in a trio system task's shielded cleanup, or in
+    an asyncio task that the shutdown of the run cancels. Fails if the run never ends."""
+    backend, options = anyio_backend
+
+    async def lingering() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await cleanup()
+
+    async def main() -> None:
+        if backend == "trio":
+            trio.lowlevel.spawn_system_task(lingering)
+        else:
+            asyncio.get_running_loop().create_task(lingering())
+        await aos.stat(path)  # the run's channel exists
+        await anyio.sleep(0.01)
+
+    done = threading.Event()
+
+    def run() -> None:
+        anyio.run(main, backend=backend, backend_options=options)
+        done.set()
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    assert done.wait(WAIT_S), "the run never ended"
+    runner.join()
+
+
 @pytest.mark.parametrize("late", [False, True], ids=["channel-open", "channel-closed"])
 def test_a_call_made_by_cleanup_while_the_run_ends_is_answered(
     anyio_backend: tuple[str, dict[str, Any]],
@@ -819,7 +855,6 @@ def test_a_call_made_by_cleanup_while_the_run_ends_is_answered(
 ) -> None:
     """trio: a system task's shielded cleanup; asyncio: a task the shutdown of the run cancels.
     The run's own channel is still closing, or has closed already (a new one serves)."""
-    backend, options = anyio_backend
     monkeypatch.setattr(_inline, "enabled", False)  # a worker answers: the channel must serve
     answers: list[object] = []
 
@@ -836,31 +871,7 @@ def test_a_call_made_by_cleanup_while_the_run_ends_is_answered(
                 tg.start_soon(aos.stat, tmp_path)
         answers.append(len(await aos.listdir(tmp_path / "made")))
 
-    async def lingering() -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await cleanup()
-
-    async def main() -> None:
-        if backend == "trio":
-            trio.lowlevel.spawn_system_task(lingering)
-        else:
-            asyncio.get_running_loop().create_task(lingering())
-        await aos.stat(tmp_path)  # the run's channel exists
-        await anyio.sleep(0.01)
-
-    done = threading.Event()
-
-    def run() -> None:
-        anyio.run(main, backend=backend, backend_options=options)
-        done.set()
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    assert done.wait(WAIT_S), "the run never ended"
-    runner.join()
+    run_with_cleanup_at_its_end(anyio_backend, cleanup, tmp_path)
     assert answers == [
         os.stat(tmp_path).st_ino,
         True,
@@ -876,7 +887,6 @@ def test_a_refused_inline_call_that_waited_for_its_turn_as_the_run_ended_is_answ
     """A cleanup's call the kernel cannot answer inline (procfs) waits for its turn first; the
     run's channel may close meanwhile, and its worker must then be reached through the channel
     of now (through the old one, the call was never answered and the run never ended)."""
-    backend, options = anyio_backend
     monkeypatch.setattr(_loop_slice, "INLINE_SLICE", 0.0)  # every inline call waits its turn
     answers: list[object] = []
 
@@ -885,31 +895,7 @@ def test_a_refused_inline_call_that_waited_for_its_turn_as_the_run_ended_is_answ
         await aos.mkdir(tmp_path / "made")
         answers.append(await aos.path.isdir("/proc/self"))
 
-    async def lingering() -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await cleanup()
-
-    async def main() -> None:
-        if backend == "trio":
-            trio.lowlevel.spawn_system_task(lingering)
-        else:
-            asyncio.get_running_loop().create_task(lingering())
-        await aos.stat(tmp_path)  # the run's channel exists
-        await anyio.sleep(0.01)
-
-    done = threading.Event()
-
-    def run() -> None:
-        anyio.run(main, backend=backend, backend_options=options)
-        done.set()
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    assert done.wait(WAIT_S), "the run never ended"
-    runner.join()
+    run_with_cleanup_at_its_end(anyio_backend, cleanup, tmp_path)
     assert answers == [os.stat(tmp_path).st_ino, True]
 
 

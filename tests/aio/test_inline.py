@@ -117,6 +117,23 @@ async def count_ticks_during(work: Callable[[], Awaitable[object]]) -> int:
     return counted
 
 
+async def runs_between_ticks(work: Callable[[list[str]], Awaitable[object]]) -> list[int]:
+    """Await ``work(events)`` while another task appends a "t" to ``events`` each time it
+    runs; the number of other events (``work``'s) between each two ticks."""
+    events: list[str] = []
+
+    async def tick() -> None:
+        while True:
+            events.append("t")
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        await work(events)
+        tg.cancel_scope.cancel()
+    return [len(run) for run in "".join(events).split("t")]
+
+
 async def test_an_inline_answer_raises_a_pending_cancel(
     place: Path, monkeypatch: pytest.MonkeyPatch, loop_slice: float
 ) -> None:
@@ -229,19 +246,9 @@ async def test_tasks_answered_inline_share_one_slice_per_loop_turn(
     order, so two of its batches can fall between ticks."""
     take_route("inline", monkeypatch)
     turns = 2 if anyio_backend[0] == "trio" else 1
-    events: list[str] = []
-    tasks = 8
-
-    async def tick() -> None:
-        while True:
-            events.append("t")
-            await anyio.lowlevel.checkpoint()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(tick)
-        await answer_side_by_side(place / "file", tasks=tasks, calls=30, events=events)
-        tg.cancel_scope.cancel()
-    runs = [len(run) for run in "".join(events).split("t")]
+    runs = await runs_between_ticks(
+        lambda events: answer_side_by_side(place / "file", tasks=8, calls=30, events=events)
+    )
     assert max(runs) <= 3 * turns, runs
 
 
@@ -433,30 +440,22 @@ async def test_attempts_wait_for_turns_whether_answered_or_refused(
     of tasks in either order, so two of its batches can fall between ticks."""
     monkeypatch.setattr(_loop_slice, "INLINE_SLICE", EVERY_TIME)
     turns = 2 if anyio_backend[0] == "trio" else 1
-    events: list[str] = []
-
-    def refuse_odd(value: int) -> tuple[int, None] | None:
-        events.append("a")
-        return None if value % 2 else (value, None)
-
     results: list[int] = []
 
-    async def ask(value: int) -> None:
-        results.append(await _engine.run_query(lambda v: v, (value,), {}, refuse_odd))
+    async def ask_32(events: list[str]) -> None:
+        def refuse_odd(value: int) -> tuple[int, None] | None:
+            events.append("a")
+            return None if value % 2 else (value, None)
 
-    async def tick() -> None:
-        while True:
-            events.append("t")
-            await anyio.lowlevel.checkpoint()
+        async def ask(value: int) -> None:
+            results.append(await _engine.run_query(lambda v: v, (value,), {}, refuse_odd))
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(tick)
         async with anyio.create_task_group() as callers:
             for value in range(32):
                 callers.start_soon(ask, value)  # all start in the same loop iteration
-        tg.cancel_scope.cancel()
+
+    runs = await runs_between_ticks(ask_32)
     assert sorted(results) == list(range(32))
-    runs = [len(run) for run in "".join(events).split("t")]
     assert sum(runs) == 32
     assert max(runs) <= 2 * turns, runs
 
