@@ -31,7 +31,7 @@ import sys
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
 import anyio
@@ -371,6 +371,16 @@ class Channel:
     def wake_for_turn(self, waiter: Waiter) -> None:
         """Resume a task parked in :meth:`wait_for_turn`, at the loop's next iteration."""
         raise NotImplementedError
+
+    def ki_protected(self, turn: Awaitable[None]) -> Awaitable[None]:
+        """``turn`` (the wait for a turn), safe from a KeyboardInterrupt landing between its
+        steps where the loop raises one at any line (trio)."""
+        return turn
+
+    def begin_slice(self, now: float) -> None:
+        """A slice of inline answers begins at ``now``."""
+        self.loop_ran_at = now
+        self.watch_for_turn()
 
     def watch_for_turn(self) -> None:
         """A slice begins: set :attr:`turn_seen` once the loop has run, where that costs little

@@ -60,14 +60,17 @@ async def run_query(
     """A query answered on the loop's thread if ``inline`` can (after
     :func:`~aos._async._loop_slice.slice_point`), else run like :func:`run_abandonable`."""
     channel = _completions.current()
-    if not _inline.enabled:  # (read at each call: tests switch the route off)
-        result: T = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
+    result: T
+    turn = slice_point(channel) if _inline.enabled else None  # (tests switch the route off)
+    if turn is None:  # recent attempts were mostly refused: do not try
+        result = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
         return result
-    await slice_point(channel)
+    await turn
     try:
         answer = inline(*args, **kwargs)
     except TypeError:  # arguments os refuses: os raises its own error on the worker
         answer = None
+    channel.turns.note_attempt(answer is not None)
     if answer is None:
         # Refused (its syscalls ran on the loop's thread all the same, e.g. on overlayfs, within
         # the slice): a worker answers, through the channel of now (the run may have ended

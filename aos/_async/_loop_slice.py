@@ -10,11 +10,10 @@ inline answers once :data:`INLINE_SLICE` has, and a cancellation still lands at 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from time import perf_counter as _now  # a name of its own, for tests to drive
 from typing import Final
 
-from aos._async import _completions
-from aos._async._turns import Waiter
+from aos._async import _completions, _turns
+from aos._async._turns import ANSWERED_TO_TRY, Waiter
 
 __all__ = ["INLINE_SLICE", "LOOP_SLICE", "let_loop_run", "slice_point"]
 
@@ -58,24 +57,28 @@ async def let_loop_run() -> None:
     await _completions.current().let_loop_run()
 
 
-def slice_point(channel: _completions.Channel) -> Awaitable[None]:
+def slice_point(channel: _completions.Channel) -> Awaitable[None] | None:
     """The await point before a call answered on the loop's thread: it raises the caller's
     cancellation, if any, and once :data:`INLINE_SLICE` has passed since a slice began, waits
     for the caller's turn (see :mod:`aos._async._turns`), unless the loop has run meanwhile and
     nobody waits (where the channel can tell: asyncio and uvloop). So a task making such calls
     back to back keeps other tasks waiting for about a slice, as a walk does, and a call that
-    comes after the task awaited something else costs no scheduling point.
+    comes after the task awaited something else costs no scheduling point. ``None``: recent
+    attempts were mostly refused, go to a worker (see
+    :data:`~aos._async._turns.ANSWERED_TO_TRY`).
 
     A scheduling point before every answer doubled the cost of a sequential ``await aos.stat``
     on trio (see ``benchmarks/RESULTS.md``). A deadline (trio's, anyio's, ``asyncio.timeout``)
     is noticed at the next scheduling point: up to a slice late. Not a coroutine itself: one
     frame less on the fast path."""
-    now = _now()
+    turns = channel.turns
+    if turns.answered < ANSWERED_TO_TRY and turns.skip_attempt():
+        return None
+    now = _turns.clock()
     if now - channel.loop_ran_at > INLINE_SLICE:
-        if not channel.turn_seen or channel.turns.busy():
-            return _take_turn(channel)
-        channel.loop_ran_at = now  # the loop ran since the last slice began: a new one
-        channel.watch_for_turn()
+        if turns.busy() or not channel.turn_seen:
+            return channel.ki_protected(_take_turn(channel))
+        channel.begin_slice(now)  # the loop ran since the last slice began: a new one
     return channel.checkpoint_if_cancelled()
 
 
@@ -86,7 +89,7 @@ async def _take_turn(channel: _completions.Channel) -> None:
     task_id = id(channel.current_task())  # (a task that reuses the number inherits its turns)
     while True:
         waiter = Waiter(task_id, channel.turn_handle())
-        turns.join(waiter)
+        turns.join(waiter, _turns.clock())
         mine = turns.granted is None and turns.grant_next(channel, waiter)
         try:
             if mine:
@@ -98,10 +101,10 @@ async def _take_turn(channel: _completions.Channel) -> None:
             raise
         if turns.granted is waiter:
             break
-        if _now() - channel.loop_ran_at <= INLINE_SLICE:
-            return  # woken with every waiter: share the slice that another began
-    now = channel.loop_ran_at = _now()
-    channel.watch_for_turn()
+        if _turns.clock() - channel.loop_ran_at <= INLINE_SLICE:
+            return  # woken to share the slice that another began
+    now = _turns.clock()
+    channel.begin_slice(now)
     turns.begin(waiter, now)
     if turns.busy():
         channel.pass_turn_later()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
@@ -58,6 +58,9 @@ class TrioChannel(Channel):
     def wake_for_turn(self, waiter: Waiter) -> None:
         trio.lowlevel.reschedule(waiter.handle)  # type: ignore[arg-type]
 
+    def ki_protected(self, turn: Awaitable[None]) -> Awaitable[None]:
+        return _ki_protected(turn)
+
     async def wait_readable(self, fd: int) -> None:
         await trio.lowlevel.wait_readable(fd)
 
@@ -107,6 +110,9 @@ class TrioChannel(Channel):
         try:
             while True:
                 self.end_batch()
+                if self._batch_ending:  # it asked for the next batch's end: no one to wake
+                    await trio.lowlevel.checkpoint()
+                    continue
                 self._batch_ender = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(self._ender_aborted)
         finally:
@@ -194,6 +200,13 @@ class TrioChannel(Channel):
         job = self.submit(pool, fn, args, kwargs, task, ring=ring)
         await trio.lowlevel.wait_task_rescheduled(_refuse_abort)  # a cancel waits for the call
         return await after_completion(job, None, release)
+
+
+@trio.lowlevel.enable_ki_protection
+async def _ki_protected(awaitable: Awaitable[None]) -> None:
+    """Await ``awaitable`` with KeyboardInterrupt held back to a checkpoint: one raised after a
+    waiter joined the queue, or after it was given its turn, would leave the turn taken."""
+    await awaitable
 
 
 def _refuse_abort(_: object) -> Any:

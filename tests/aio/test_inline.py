@@ -9,6 +9,7 @@ import os
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -196,7 +197,7 @@ class DrivenClock:
 @pytest.fixture
 def driven_clock(monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
     clock = DrivenClock()
-    monkeypatch.setattr(_loop_slice, "_now", clock)
+    monkeypatch.setattr(_turns, "clock", clock)
     return clock
 
 
@@ -360,7 +361,8 @@ async def test_only_the_task_whose_turn_it_is_is_woken(
     place: Path, monkeypatch: pytest.MonkeyPatch, driven_clock: DrivenClock
 ) -> None:
     """Tasks parked for a turn are not polled: 16 tasks making 30 calls each, three to a slice,
-    wake about once per slice, plus a few when a task ends its last slice early."""
+    wake about once per slice, plus a few when a task ends its last slice early (then waiters
+    are woken to share what is left of it)."""
     take_route("inline", monkeypatch)
     channel = _completions.current()
     wakes = 0
@@ -374,7 +376,34 @@ async def test_only_the_task_whose_turn_it_is_is_woken(
     monkeypatch.setattr(channel, "wake_for_turn", counted)
     await answer_side_by_side(place / "file", tasks=16, calls=30)
     slices = 16 * 30 / 3
-    assert wakes <= slices + 16 * _turns.SHARE_AT_ONCE, wakes
+    assert wakes <= slices + 16 * _turns.SHARE_AT_ONCE, wakes  # polled: 15 each iteration
+
+
+async def test_on_trio_turns_are_taken_under_ki_protection(
+    place: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, object]
+) -> None:
+    """A KeyboardInterrupt raised after a waiter joined the queue would leave it there (its task
+    gone, trio then fails to reschedule it), and after a task was given its turn, the turn
+    taken (every later inline call would wait for ever)."""
+    if anyio_backend[0] != "trio":
+        pytest.skip("a trio property: asyncio delivers KeyboardInterrupt outside the tasks")
+    import trio
+
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", EVERY_TIME)
+    take_route("inline", monkeypatch)
+    protected: dict[str, list[bool]] = {"join": [], "begin": []}
+    for name, seen in protected.items():
+        step = getattr(_turns.Turns, name)
+
+        def watching(self: _turns.Turns, *args: Any, _step: Any = step, _seen: Any = seen) -> Any:
+            _seen.append(trio.lowlevel.currently_ki_protected())
+            return _step(self, *args)
+
+        monkeypatch.setattr(_turns.Turns, name, watching)
+    await answer_side_by_side(place / "file", tasks=3, calls=5)
+    assert protected["join"]
+    assert protected["begin"]
+    assert all(protected["join"] + protected["begin"]), protected
 
 
 async def test_an_answer_after_the_loop_ran_needs_no_scheduling_point(
