@@ -70,7 +70,9 @@ async def run_query(
         answer = inline(*args, **kwargs)
     except TypeError:  # arguments os refuses: os raises its own error on the worker
         answer = None
-    channel.turns.note_attempt(answer is not None)
+    turns = channel.turns
+    if answer is None or turns.answered != 1.0:  # (the usual case, all answered: no update)
+        turns.note_attempt(answer is not None)
     if answer is None:
         # Refused (its syscalls ran on the loop's thread all the same, e.g. on overlayfs, within
         # the slice): a worker answers, through the channel of now (the run may have ended

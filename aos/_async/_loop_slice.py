@@ -10,9 +10,10 @@ inline answers once :data:`INLINE_SLICE` has, and a cancellation still lands at 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from time import perf_counter as _now  # a name of its own, for tests to drive
 from typing import Final
 
-from aos._async import _completions, _turns
+from aos._async import _completions
 from aos._async._turns import ANSWERED_TO_TRY, Waiter
 
 __all__ = ["INLINE_SLICE", "LOOP_SLICE", "let_loop_run", "slice_point"]
@@ -74,7 +75,7 @@ def slice_point(channel: _completions.Channel) -> Awaitable[None] | None:
     turns = channel.turns
     if turns.answered < ANSWERED_TO_TRY and turns.skip_attempt():
         return None
-    now = _turns.clock()
+    now = _now()
     if now - channel.loop_ran_at > INLINE_SLICE:
         if turns.busy() or not channel.turn_seen:
             return channel.ki_protected(_take_turn(channel))
@@ -89,7 +90,7 @@ async def _take_turn(channel: _completions.Channel) -> None:
     task_id = id(channel.current_task())  # (a task that reuses the number inherits its turns)
     while True:
         waiter = Waiter(task_id, channel.turn_handle())
-        turns.join(waiter, _turns.clock())
+        turns.join(waiter, _now())
         mine = turns.granted is None and turns.grant_next(channel, waiter)
         try:
             if mine:
@@ -101,9 +102,9 @@ async def _take_turn(channel: _completions.Channel) -> None:
             raise
         if turns.granted is waiter:
             break
-        if _turns.clock() - channel.loop_ran_at <= INLINE_SLICE:
+        if _now() - channel.loop_ran_at <= INLINE_SLICE:
             return  # woken to share the slice that another began
-    now = _turns.clock()
+    now = _now()
     channel.begin_slice(now)
     turns.begin(waiter, now)
     if turns.busy():

@@ -27,14 +27,10 @@ from __future__ import annotations
 
 import heapq
 from itertools import count
-from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from aos._async._completions import Channel
-
-clock = perf_counter
-"""The clock of slices (a name of its own, for tests to drive)."""
 
 SHARE_AT_ONCE = 8
 """Waiters woken at once when the slice's holder stopped before the slice passed."""
@@ -55,6 +51,7 @@ calls than with the route off."""
 RECENT: Final = 16
 """Inline attempts that the answered share mostly reflects (each weighs 1/16 in it)."""
 
+_ALL_ANSWERED: Final = 0.999  # an answered share above this counts as all
 _SERVED_KEPT: Final = 256  # tasks whose last slice a loop remembers, at least
 
 
@@ -95,7 +92,8 @@ class Turns:
 
     def note_attempt(self, answered: bool) -> None:
         """An inline attempt was answered, or refused."""
-        self.answered += (answered - self.answered) / RECENT
+        share = self.answered + (answered - self.answered) / RECENT
+        self.answered = 1.0 if share > _ALL_ANSWERED else share
 
     def join(self, waiter: Waiter, now: float) -> None:
         """Queue ``waiter`` by when its task last began a slice (see

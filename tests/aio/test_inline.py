@@ -197,7 +197,7 @@ class DrivenClock:
 @pytest.fixture
 def driven_clock(monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
     clock = DrivenClock()
-    monkeypatch.setattr(_turns, "clock", clock)
+    monkeypatch.setattr(_loop_slice, "_now", clock)
     return clock
 
 
