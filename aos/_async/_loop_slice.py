@@ -91,7 +91,10 @@ async def _take_turn(channel: _completions.Channel) -> None:
     while True:
         waiter = Waiter(task_id, channel.turn_handle())
         turns.join(waiter, _now())
-        mine = turns.granted is None and turns.grant_next(channel, waiter)
+        # The task that used up its slice hands it to one task; any other (it came when the
+        # slice had passed) to a few, who may each have a call or two to make.
+        share = not turns.held_the_slice(task_id, channel.loop_ran_at)
+        mine = turns.granted is None and turns.grant_next(channel, waiter, share=share)
         try:
             if mine:
                 await channel.checkpoint()  # nobody waits before it: let the loop run once
@@ -100,7 +103,7 @@ async def _take_turn(channel: _completions.Channel) -> None:
         except BaseException:
             turns.leave(waiter, channel)
             raise
-        if turns.granted is waiter:
+        if turns.begins(waiter):
             break
         if _now() - channel.loop_ran_at <= INLINE_SLICE:
             return  # woken to share the slice that another began

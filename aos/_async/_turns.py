@@ -58,13 +58,14 @@ _SERVED_KEPT: Final = 256  # tasks whose last slice a loop remembers, at least
 class Waiter:
     """One task parked for a turn; :attr:`handle` is the loop's own (a future, a trio task)."""
 
-    __slots__ = ("gone", "handle", "task_id", "woken")
+    __slots__ = ("gone", "group", "handle", "task_id", "woken")
 
     def __init__(self, task_id: int, handle: object) -> None:
         self.task_id = task_id
         self.handle = handle
         self.woken = False  # its wake-up is on its way (it may still be cancelled)
         self.gone = False  # it left the queue before its turn (cancelled)
+        self.group = 0  # the idle hand-on that woke it (see Turns.pass_if_idle), if any
 
 
 class Turns:
@@ -76,6 +77,7 @@ class Turns:
         self._waiting = 0  # entries of the queue whose task still waits
         self.granted: Waiter | None = None  # woken to begin the next slice, not resumed yet
         self._served: dict[int, float] = {}  # task id -> when it last began a slice
+        self._groups = 0  # idle hand-ons so far
         self._served_limit = _SERVED_KEPT  # pruned of tasks that do not wait when it grows to this
         self.answered = 1.0  # share of recent inline attempts that were answered
         self._skipped = 0  # attempts skipped (see ANSWERED_TO_TRY)
@@ -110,40 +112,58 @@ class Turns:
                 return waiter
         return None
 
-    def grant_next(self, channel: Channel, me: Waiter | None = None) -> bool:
-        """Give the turn to the task served longest ago, waking it; ``True`` if that is
-        ``me`` (the caller, running: it lets the loop run itself)."""
-        waiter = self._pop()
-        self.granted = waiter
-        if waiter is None:
+    def grant_next(self, channel: Channel, me: Waiter | None = None, *, share: bool) -> bool:
+        """Give the turn to the task served longest ago, waking it, and with ``share`` up to
+        :data:`SHARE_AT_ONCE` - 1 more to share its slice; ``True`` if the turn went to ``me``
+        (the caller, running: it lets the loop run itself)."""
+        grantee = self.granted = self._pop()
+        if grantee is None:
             return False
-        if waiter is me:
-            return True
-        waiter.woken = True
-        channel.wake_for_turn(waiter)
-        return False
-
-    def pass_if_idle(self, channel: Channel) -> None:
-        """Called at the end of each loop iteration while tasks wait: if the last slice began
-        since the loop last ran and nobody handed the turn on, wake the first
-        :data:`SHARE_AT_ONCE` waiters, the first of them to begin a slice."""
-        if not self._waiting:
-            return
-        if self.granted is None:
-            self.grant_next(channel)
+        grantee.woken = True
+        if share:
+            self._groups += 1
+            grantee.group = self._groups
             for _ in range(SHARE_AT_ONCE - 1):
                 waiter = self._pop()
                 if waiter is None:
                     break
                 waiter.woken = True
+                waiter.group = grantee.group
                 channel.wake_for_turn(waiter)
+        if grantee is me:
+            return True
+        channel.wake_for_turn(grantee)
+        return False
+
+    def pass_if_idle(self, channel: Channel) -> None:
+        """Called at the end of each loop iteration while tasks wait: if the last slice began
+        since the loop last ran and nobody handed the turn on, wake the first
+        :data:`SHARE_AT_ONCE` waiters, the first of them to begin a slice (or whichever of
+        them resumes first: see :meth:`begins`)."""
+        if not self._waiting:
+            return
+        if self.granted is None:
+            self.grant_next(channel, share=True)
         if self._waiting:
             channel.pass_turn_later()
+
+    def held_the_slice(self, task_id: int, began: float) -> bool:
+        """Whether the task ``task_id`` began the slice that began at ``began``."""
+        return self._served.get(task_id) == began
+
+    def begins(self, waiter: Waiter) -> bool:
+        """Whether ``waiter``, resumed, begins a slice: it was given the turn, or woken with the
+        one given it, which has not resumed yet (trio runs each batch of tasks in either order:
+        those resumed before it found the last slice passed, and parked again)."""
+        granted = self.granted
+        return granted is waiter or (
+            granted is not None and waiter.group != 0 and granted.group == waiter.group
+        )
 
     def leave(self, waiter: Waiter, channel: Channel) -> None:
         """``waiter`` gives up (cancelled): out of the queue, its turn handed on if it had it."""
         if self.granted is waiter:
-            self.grant_next(channel)
+            self.grant_next(channel, share=False)
         elif not waiter.woken and not waiter.gone:
             waiter.gone = True
             self._waiting -= 1
