@@ -97,7 +97,7 @@ async def _take_turn(channel: _completions.Channel) -> None:
         mine = turns.granted is None and turns.grant_next(channel, waiter, share=share)
         try:
             if mine:
-                await channel.checkpoint()  # nobody waits before it: let the loop run once
+                await channel.checkpoint()  # its own hand-on chose it: let the loop run once
             else:
                 await channel.wait_for_turn(waiter)
         except BaseException:

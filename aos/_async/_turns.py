@@ -114,26 +114,23 @@ class Turns:
 
     def grant_next(self, channel: Channel, me: Waiter | None = None, *, share: bool) -> bool:
         """Give the turn to the task served longest ago, waking it, and with ``share`` up to
-        :data:`SHARE_AT_ONCE` - 1 more to share its slice; ``True`` if the turn went to ``me``
-        (the caller, running: it lets the loop run itself)."""
+        :data:`SHARE_AT_ONCE` - 1 more to share its slice; ``True`` if ``me`` (the caller,
+        running: it lets the loop run itself, never woken) is among them."""
         grantee = self.granted = self._pop()
         if grantee is None:
             return False
-        grantee.woken = True
+        woken = [grantee]
         if share:
             self._groups += 1
             grantee.group = self._groups
-            for _ in range(SHARE_AT_ONCE - 1):
-                waiter = self._pop()
-                if waiter is None:
-                    break
-                waiter.woken = True
+            while len(woken) < SHARE_AT_ONCE and (waiter := self._pop()) is not None:
                 waiter.group = grantee.group
+                woken.append(waiter)
+        for waiter in woken:
+            waiter.woken = True
+            if waiter is not me:
                 channel.wake_for_turn(waiter)
-        if grantee is me:
-            return True
-        channel.wake_for_turn(grantee)
-        return False
+        return me is not None and me.woken
 
     def pass_if_idle(self, channel: Channel) -> None:
         """Called at the end of each loop iteration while tasks wait: if the last slice began
