@@ -66,13 +66,15 @@ async def run_query(
         result = await channel.run_abandonable(FILESYSTEM, fn, args, kwargs)
         return result
     await turn
+    asked = _inline.asked
     try:
         answer = inline(*args, **kwargs)
     except TypeError:  # arguments os refuses: os raises its own error on the worker
         answer = None
     turns = channel.turns
     if answer is None or turns.answered != 1.0:  # (the usual case, all answered: no update)
-        turns.note_attempt(answer is not None)
+        if _inline.asked != asked:  # (else not a plain path: the kernel was not asked)
+            turns.note_attempt(answer is not None)
     if answer is None:
         # Refused (its syscalls ran on the loop's thread all the same, e.g. on overlayfs, within
         # the slice): a worker answers, through the channel of now (the run may have ended

@@ -111,11 +111,17 @@ _buffers = threading.local()  # .statx: this thread's buffer (threads running lo
 
 ENV_SWITCH: Final = "AOS_INLINE"
 
+asked = 0
+"""How many times a path was put to the kernel (an argument that is not a plain path is not:
+its refusal says nothing of how often the kernel answers)."""
+
 
 def _statx_cached(at: int, raw: bytes, follow: bool) -> tuple[int, ...] | int | None:
     """The statx fields of ``raw`` (relative to ``at``) if every component is cached, read
     without a round trip to a server; else the errno of the lookup (``EAGAIN``: not cached),
     or ``None`` if the lookup succeeded but the statx did not."""
+    global asked
+    asked += 1
     fd = _syscall(_SYS_OPENAT2, at, raw, _HOWS[follow], _HOW_SIZE)
     if fd < 0:
         return ctypes.get_errno()

@@ -98,8 +98,13 @@ class TrioChannel(Channel):
         await trio.lowlevel.wait_readable(self._fd)
 
     def end_batch_later(self) -> None:
-        if not self._ender_alive:  # the run is ending: end the batch now
-            self.end_batch()
+        if not self._ender_alive:  # the run is ending: end the batch at the next batch
+            # (not now: handing the turn on asks for the next batch's end, endlessly)
+            try:
+                self.key.run_sync_soon(self.end_batch)  # type: ignore[attr-defined]
+            except trio.RunFinishedError:  # (no task is left to hand the turn to)
+                self._batch_ending = False
+                self.flush()
             return
         ender, self._batch_ender = self._batch_ender, None
         if ender is not None:  # else it has not started yet, and ends the batch when it does

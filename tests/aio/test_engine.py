@@ -880,6 +880,48 @@ def test_a_call_made_by_cleanup_while_the_run_ends_is_answered(
     ]
 
 
+def test_trio_system_tasks_taking_turns_as_the_run_ends_finish_their_cleanup(
+    anyio_backend_name: str, tmp_path: Any
+) -> None:
+    """Once trio's batch ender has stopped, a batch's end (handing the inline turn on, sending
+    the ring's queue) runs at the next batch: run at once, handing the turn on asked for the
+    next batch's end from within, endlessly (RecursionError; the run hung or trio failed)."""
+    if anyio_backend_name != "trio":
+        pytest.skip("trio's system tasks outlive the run's other tasks")
+    done: list[int] = []
+    target = tmp_path / "target"
+    target.write_bytes(b"")
+
+    async def worker(i: int) -> None:
+        try:
+            while True:
+                await aos.stat(target)
+        finally:
+            with trio.CancelScope(shield=True):
+                for _ in range(5):
+                    await aos.stat(target)
+                await aos.symlink(target, tmp_path / f"l{i}")  # the ring, if usable
+                await aos.unlink(tmp_path / f"l{i}")
+                done.append(i)
+
+    async def main() -> None:
+        for i in range(32):
+            trio.lowlevel.spawn_system_task(worker, i)
+        await trio.sleep(0.02)
+
+    finished = threading.Event()
+
+    def run() -> None:
+        trio.run(main)
+        finished.set()
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    assert finished.wait(WAIT_S), f"the run never ended ({len(done)} of 32 cleanups done)"
+    runner.join()
+    assert sorted(done) == list(range(32))
+
+
 @pytest.mark.skipif(not _inline.enabled, reason="no openat2/statmount on this kernel")
 def test_a_refused_inline_call_that_waited_for_its_turn_as_the_run_ended_is_answered(
     anyio_backend: tuple[str, dict[str, Any]], tmp_path: Any, monkeypatch: pytest.MonkeyPatch

@@ -522,6 +522,25 @@ async def test_calls_stop_trying_inline_while_the_kernel_keeps_refusing(
     assert attempts == 50
 
 
+async def test_arguments_that_are_not_plain_paths_do_not_count_as_refusals(
+    place: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aos.stat(fd)`` is never put to the kernel inline (only paths are): a program that
+    stats its open files must not stop path calls from trying inline."""
+    answered = take_route("inline", monkeypatch)
+    fd = await off_loop(os.open, place / "file", os.O_RDONLY)
+    try:
+        for _ in range(100):
+            assert (await aos.stat(fd)).st_size == 5
+    finally:
+        await off_loop(os.close, fd)
+    assert _completions.current().turns.answered == 1.0
+    assert answered() == 0
+    for _ in range(16):
+        await aos.stat(place / "file")
+    assert answered() == 16
+
+
 async def test_a_stream_of_new_tasks_does_not_starve_a_task_served_before(
     place: Path, monkeypatch: pytest.MonkeyPatch, driven_clock: DrivenClock
 ) -> None:
