@@ -3,24 +3,29 @@
 Inline answers (see :mod:`aos._async._inline`) share a slice of the loop's time
 (:data:`aos._async._loop_slice.INLINE_SLICE`). A task whose call finds the slice passed parks
 here until its turn. Its turn comes after the loop has run, in order of when each waiting task
-last began a slice (a task with none on record goes early, see :data:`NEW_TASK_HEAD_START`, so
-a lone request is not put behind bulk callers). Only the task whose turn it is is woken: polling every waiter each loop iteration cost
-64 concurrent callers 63 task steps a slice. Against polling, in one process, interleaved, 7
-rounds, 64 concurrent ``aos.stat`` on asyncio / uvloop / trio took 10.0-8.7 / 8.3-7.3 /
-8.2-9.7 us a call instead of 11.8-12.0 / 11.2-9.0 / 10.9-10.3, and a 1 ms heartbeat's longest
-lateness fell from 0.62-0.70 / 0.24-0.28 / 0.40-1.94 ms to 0.35-0.47 / 0.15 / 0.26-0.29 ms.
+last began a slice (a task with none on record goes early, see :data:`NEW_TASK_HEAD_START`,
+so a lone request is not put behind bulk callers). Only the tasks whose turn it is are woken:
+polling every waiter each loop iteration cost 64 concurrent callers 63 task steps a slice.
+Against polling, in one process, interleaved, 7 rounds, 64 concurrent ``aos.stat`` on asyncio
+/ uvloop / trio took 10.0-8.7 / 8.3-7.3 / 8.2-9.7 us a call instead of 11.8-12.0 / 11.2-9.0 /
+10.9-10.3, and a 1 ms heartbeat's longest lateness fell from 0.62-0.70 / 0.24-0.28 /
+0.40-1.94 ms to 0.35-0.47 / 0.15 / 0.26-0.29 ms (the first version of this queue).
 
-The turn passes in two ways:
+The turn passes
 
-- the task that sees the slice pass hands it to the first waiter and parks itself;
-- if the slice's holder stops making inline calls before the slice passes (it awaits
-  something else, or ends), nobody sees it pass: at the end of the next loop iteration
-  (:meth:`Turns.pass_if_idle`, again at each while tasks wait) up to :data:`SHARE_AT_ONCE`
-  waiters are woken, the first to begin a slice and the others to share it while it lasts
-  (they park again once it has passed), so tasks that make one call at a time are not
-  answered one a loop iteration.
+- from the task that used its slice up and sees it pass, to the first waiter alone (bulk
+  callers each use whole slices: the others would only park again);
+- from a task that came after the slice had passed, to up to :data:`SHARE_AT_ONCE` waiters,
+  the first to begin a slice and the others to share it while it lasts (they park again once
+  it has passed);
+- if the slice's holder stops making inline calls before it passes (it awaits something else,
+  or ends), nobody sees it pass: at the end of the next loop iteration, and of each while tasks
+  wait (:meth:`Turns.pass_if_idle`), to up to :data:`SHARE_AT_ONCE` waiters as well.
 
-A woken waiter that is cancelled before it resumes hands its turn on: no wake-up is lost.
+So tasks that make one call at a time are answered several a loop iteration, not one. Of the
+waiters woken together, whichever resumes first begins the slice (:meth:`Turns.begins`: trio
+runs a batch of tasks in either order). A woken waiter that is cancelled before it resumes
+hands its turn on: no wake-up is lost.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
     from aos._async._completions import Channel
 
 SHARE_AT_ONCE = 8
-"""Waiters woken at once when the slice's holder stopped before the slice passed."""
+"""Waiters woken at once, but by a task that used its slice up (see above)."""
 
 NEW_TASK_HEAD_START: Final = 0.01
 """Seconds by which a task with no slice on record goes before the tasks that began one: it
