@@ -72,9 +72,10 @@ async def run_query(
     except TypeError:  # arguments os refuses: os raises its own error on the worker
         answer = None
     turns = channel.turns
-    if answer is None or turns.answered != 1.0:  # (the usual case, all answered: no update)
-        if _inline.asked != asked:  # (else not a plain path: the kernel was not asked)
-            turns.note_attempt(answer is not None)
+    # Not when all recent ones were answered and this one is (no change), nor when the kernel
+    # was not asked (not a plain path).
+    if (answer is None or turns.answered != 1.0) and _inline.asked != asked:
+        turns.note_attempt(answer is not None)
     if answer is None:
         # Refused (its syscalls ran on the loop's thread all the same, e.g. on overlayfs, within
         # the slice): a worker answers, through the channel of now (the run may have ended

@@ -70,7 +70,7 @@ class Waiter:
         self.handle = handle
         self.woken = False  # its wake-up is on its way (it may still be cancelled)
         self.gone = False  # it left the queue before its turn (cancelled)
-        self.group = 0  # the idle hand-on that woke it (see Turns.pass_if_idle), if any
+        self.group: Waiter | None = None  # the task given the turn it was woken to share
 
 
 class Turns:
@@ -82,7 +82,6 @@ class Turns:
         self._waiting = 0  # entries of the queue whose task still waits
         self.granted: Waiter | None = None  # woken to begin the next slice, not resumed yet
         self._served: dict[int, float] = {}  # task id -> when it last began a slice
-        self._groups = 0  # idle hand-ons so far
         self._served_limit = _SERVED_KEPT  # pruned of tasks that do not wait when it grows to this
         self.answered = 1.0  # share of recent inline attempts that were answered
         self._skipped = 0  # attempts skipped (see ANSWERED_TO_TRY)
@@ -125,12 +124,9 @@ class Turns:
         if grantee is None:
             return False
         woken = [grantee]
-        if share:
-            self._groups += 1
-            grantee.group = self._groups
-            while len(woken) < SHARE_AT_ONCE and (waiter := self._pop()) is not None:
-                waiter.group = grantee.group
-                woken.append(waiter)
+        while share and len(woken) < SHARE_AT_ONCE and (waiter := self._pop()) is not None:
+            waiter.group = grantee
+            woken.append(waiter)
         for waiter in woken:
             waiter.woken = True
             if waiter is not me:
@@ -158,9 +154,7 @@ class Turns:
         one given it, which has not resumed yet (trio runs each batch of tasks in either order:
         those resumed before it found the last slice passed, and parked again)."""
         granted = self.granted
-        return granted is waiter or (
-            granted is not None and waiter.group != 0 and granted.group == waiter.group
-        )
+        return granted is not None and (granted is waiter or waiter.group is granted)
 
     def leave(self, waiter: Waiter, channel: Channel) -> None:
         """``waiter`` gives up (cancelled): out of the queue, its turn handed on if it had it."""
