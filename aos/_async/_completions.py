@@ -96,6 +96,8 @@ class Channel:
         self._ring_reaped_seen = -1  # ...and at the last watch_ring
         # Inline answers' slices (see aos._async._loop_slice.slice_point), loop thread only:
         self.loop_ran_at = 0.0  # when the current slice began (perf_counter)
+        self.slice_start = 0.0  # ...moved on by the time others ran amid it (see slice_point)
+        self.answer_at = 0.0  # when the last inline attempt ended (perf_counter)
         self.turns = Turns()  # tasks waiting for a turn to answer inline
         self.turn_seen = False  # the loop has run since the slice began (see watch_for_turn)
         self._batch_ending = False  # an end_batch is scheduled
@@ -379,7 +381,7 @@ class Channel:
 
     def begin_slice(self, now: float) -> None:
         """A slice of inline answers begins at ``now``."""
-        self.loop_ran_at = now
+        self.loop_ran_at = self.slice_start = self.answer_at = now
         self.watch_for_turn()
 
     def watch_for_turn(self) -> None:

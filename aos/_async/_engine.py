@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aos._async import _completions, _inline
 from aos._async._completions import RingRequest
-from aos._async._loop_slice import slice_point
+from aos._async._loop_slice import attempt_done, slice_point
 from aos._async._workers import FILESYSTEM, WAIT_LANE, Pool
 
 T = TypeVar("T")
@@ -71,6 +71,7 @@ async def run_query(
         answer = inline(*args, **kwargs)
     except TypeError:  # arguments os refuses: os raises its own error on the worker
         answer = None
+    attempt_done(channel)
     turns = channel.turns
     # Not when all recent ones were answered and this one is (no change), nor when the kernel
     # was not asked (not a plain path).
