@@ -27,15 +27,19 @@ waiters woken together, whichever resumes first begins the slice (:meth:`Turns.b
 runs a batch of tasks in either order). A woken waiter that is cancelled before it resumes
 hands its turn on: no wake-up is lost.
 
-A group starts at :data:`SHARE_AT_ONCE`, doubles while all of the last one answered in their
-slice and halves when some found it passed. A shared slice's clock stands still between the
-end of one answer and the next sharer's resume (see :func:`aos._async._loop_slice.slice_point`):
-other tasks' steps between them (new tasks starting, a handler's own work) are theirs, not
-the slice's. Counted in time since the slice began, on trio a task making calls back to back
-while 8 new one-call tasks started every loop turn made 146-287 calls a second, and the new
-tasks waited 110-225 ms (median), the queue growing to thousands; woken 8 at a time, 1,000 and
-23-36 ms; now 7,400-8,400 and 1.5 ms (on asyncio 1,400-4,600 and 6-26 ms before; now
-9,400-11,500 and 0.6 ms).
+A group starts at :data:`SHARE_AT_ONCE` and is then sized by how the last one fared (see
+:meth:`Turns._size_group`). A shared slice counts the time of its answers: its clock stands
+still from the end of one answer to the next sharer's resume (see
+:func:`aos._async._loop_slice.slice_point`), so other tasks' steps between them (new tasks
+starting, a handler's own work) are not the slice's, for up to
+:data:`~aos._async._loop_slice.SHARED_SLICE_SPAN` slices since it began. Counted in time since
+the slice began, with groups of 8, on trio a task making calls back to back while 8 new
+one-call tasks started every loop turn made 245-353 calls a second, and the new tasks waited
+82-122 ms (median), the queue growing to thousands; now 2,600-3,900 and 2.5-3.4 ms (on asyncio
+and uvloop the new tasks' longest wait fell from 36-55 ms to 2.6-3.9 ms). The cost: 64 tasks
+making one call a loop turn each make 5-10% fewer calls, and a 1 ms heartbeat's 99th
+percentile lateness rises from 0.42 to 0.75 ms (asyncio) and from 0.32 to 0.56 ms (trio), as
+more of them are answered in a loop turn.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ SHARE_AT_ONCE: Final = 8
 """Waiters woken at once, at first (see above), but by a task that used its slice up."""
 
 SHARE_LIMIT: Final = 256
-"""The most waiters woken at once (in a slice of 0.1 ms, about 30 ``stat`` answers fit)."""
+"""The most waiters woken at once (the largest groups seen held 20-33: about what a slice's
+answers take)."""
 
 NEW_TASK_HEAD_START: Final = 0.01
 """Seconds by which a task with no slice on record goes before the tasks that began one: it
@@ -69,8 +74,22 @@ calls than with the route off."""
 RECENT: Final = 16
 """Inline attempts that the answered share mostly reflects (each weighs 1/16 in it)."""
 
+_FEWEST_SHARING: Final = 2  # the smallest group: one to begin the slice, one to share it
 _ALL_ANSWERED: Final = 0.999  # an answered share above this counts as all
 _SERVED_KEPT: Final = 256  # tasks whose last slice a loop remembers, at least
+
+
+class Group:
+    """Waiters woken together to share a slice, and how those woken to share it fared."""
+
+    __slots__ = ("answered", "grantee", "late", "size", "used")
+
+    def __init__(self, grantee: Waiter) -> None:
+        self.grantee = grantee  # the one given the turn: it begins the slice
+        self.size = 1  # waiters woken
+        self.answered = 0  # woken to share, resumed in time to answer in the slice
+        self.late = 0  # ...and resumed to find it passed
+        self.used = 0.0  # share of the slice used as the last of them resumed in time
 
 
 class Waiter:
@@ -83,7 +102,7 @@ class Waiter:
         self.handle = handle
         self.woken = False  # its wake-up is on its way (it may still be cancelled)
         self.gone = False  # it left the queue before its turn (cancelled)
-        self.group: Waiter | None = None  # the task given the turn it was woken to share
+        self.group: Group | None = None  # woken to share the slice of this group's grantee
 
 
 class Turns:
@@ -98,9 +117,8 @@ class Turns:
         self._served_limit = _SERVED_KEPT  # pruned of tasks that do not wait when it grows to this
         self.answered = 1.0  # share of recent inline attempts that were answered
         self._skipped = 0  # attempts skipped (see ANSWERED_TO_TRY)
-        self.share_at_once = SHARE_AT_ONCE  # waiters woken together (see grant_next)
-        self._shared = 0  # sharers that answered in their slice, since the last group was woken
-        self._late = 0  # ...and that found it passed
+        self.share_at_once = SHARE_AT_ONCE  # waiters woken together (see _size_group)
+        self._last_group: Group | None = None
 
     def busy(self) -> bool:
         """Whether a task waits for a turn, or has been given one: a call must queue."""
@@ -133,39 +151,49 @@ class Turns:
         return None
 
     def grant_next(self, channel: Channel, me: Waiter | None = None, *, share: bool) -> bool:
-        """Give the turn to the task served longest ago, waking it, and with ``share`` up to
-        :data:`SHARE_AT_ONCE` - 1 more to share its slice; ``True`` if ``me`` (the caller,
-        running: it lets the loop run itself, never woken) is among them."""
+        """Give the turn to the task served longest ago, waking it, and with ``share`` a group
+        of up to :attr:`share_at_once` with it to share its slice; ``True`` if ``me`` (the
+        caller, running: it lets the loop run itself, never woken) is among them."""
         grantee = self.granted = self._pop()
         if grantee is None:
             return False
         woken = [grantee]
         if share:
-            self._size_group()
-        while share and len(woken) < self.share_at_once and (waiter := self._pop()) is not None:
-            waiter.group = grantee
-            woken.append(waiter)
+            group = Group(grantee)
+            size = self._size_group()
+            while len(woken) < size and (waiter := self._pop()) is not None:
+                waiter.group = group
+                woken.append(waiter)
+            group.size = len(woken)
+            self._last_group = group
         for waiter in woken:
             waiter.woken = True
             if waiter is not me:
                 channel.wake_for_turn(waiter)
         return me is not None and me.woken
 
-    def _size_group(self) -> None:
-        """Halve the waiters woken together if some of the last group found the slice passed,
-        double them if all answered in it (up to :data:`SHARE_LIMIT`)."""
-        size = self.share_at_once
-        if self._late:
-            self.share_at_once = max(SHARE_AT_ONCE, size // 2)
-        elif self._shared >= size - 1:
-            self.share_at_once = min(SHARE_LIMIT, size * 2)
-        self._shared = self._late = 0
+    def _size_group(self) -> int:
+        """The waiters to wake together: as many as answered in the last group's slice if some
+        of it found the slice passed; if all of a full group answered, as many as would have
+        used the slice up at the rate they used it (at least one more, at most twice as many,
+        and :data:`SHARE_LIMIT`). (Those of the last group that resume after this count for
+        it.) Growing by a quarter instead, 64 tasks making one call a loop turn woke twice as
+        many that found their slice passed."""
+        size, last = self.share_at_once, self._last_group
+        if last is not None:
+            if last.late:
+                size = max(_FEWEST_SHARING, 1 + last.answered)
+            elif last.size == size and last.answered == size - 1:
+                fill = int(size / last.used) if last.used > 0.5 else 2 * size
+                size = min(SHARE_LIMIT, max(size + 1, fill))
+            self.share_at_once = size
+        return size
 
     def pass_if_idle(self, channel: Channel) -> None:
         """Called at the end of each loop iteration while tasks wait: if the last slice began
-        since the loop last ran and nobody handed the turn on, wake the first
-        :data:`SHARE_AT_ONCE` waiters, the first of them to begin a slice (or whichever of
-        them resumes first: see :meth:`begins`)."""
+        since the loop last ran and nobody handed the turn on, wake a group of the first
+        waiters, the first of them to begin a slice (or whichever of them resumes first: see
+        :meth:`begins`)."""
         if not self._waiting:
             return
         if self.granted is None:
@@ -181,8 +209,10 @@ class Turns:
         """Whether ``waiter``, resumed, begins a slice: it was given the turn, or woken with the
         one given it, which has not resumed yet (trio runs each batch of tasks in either order:
         those resumed before it found the last slice passed, and parked again)."""
-        granted = self.granted
-        return granted is not None and (granted is waiter or waiter.group is granted)
+        granted, group = self.granted, waiter.group
+        return granted is not None and (
+            granted is waiter or (group is not None and group.grantee is granted)
+        )
 
     def leave(self, waiter: Waiter, channel: Channel) -> None:
         """``waiter`` gives up (cancelled): out of the queue, its turn handed on if it had it."""
@@ -197,14 +227,20 @@ class Turns:
         self.granted = None
         self._served_at(waiter, now)
 
-    def shared(self, waiter: Waiter, began: float, *, in_time: bool) -> None:
-        """``waiter``, woken to share the slice that began at ``began``, resumed ``in_time``
-        to answer in it (its task is served then), or found it passed."""
+    def shared(self, waiter: Waiter, began: float, used: float) -> None:
+        """``waiter``, woken to share the slice that began at ``began``, resumed once ``used``
+        of it was: at most all, in time to answer in it (its task is served then), else it
+        found it passed."""
+        group = waiter.group
+        in_time = used <= 1.0
         if in_time:
-            self._shared += 1
             self._served_at(waiter, began)
-        else:
-            self._late += 1
+        if group is not None:
+            if in_time:
+                group.answered += 1
+                group.used = used
+            else:
+                group.late += 1
 
     def _served_at(self, waiter: Waiter, began: float) -> None:
         served = self._served
