@@ -48,12 +48,13 @@ SHARED_SLICE_SPAN: Final = 2
 """Slices (:data:`INLINE_SLICE`) since a slice began after which a task woken to share it finds
 it passed, however little of it the answers used: the steps of those sharing it (their own work
 between answers) would otherwise all run in one loop iteration. 256 tasks that each made a call
-then worked for 0.1 ms, a 1 ms heartbeat (asyncio / trio, two runs each): its 99th-percentile
-lateness with no such bound was 4.1-4.9 / 2.4-2.8 ms; with 5 slices, 1.8-1.9 / 1.3-1.4 ms; 2.5,
-1.3 / 1.0 ms; 2, 0.93-0.97 / 0.75 ms; 1, 0.80 / 0.52 ms (0.49 / 0.36 ms when a slice was counted
-in time since it began, with 20% fewer calls). On trio a task making calls back to back beside 8
-new one-call tasks every loop turn needs 2: the new tasks waited 2.7 ms (median); with 1.5,
-10-110 ms, with 1, 227-249 ms (2026-12-07)."""
+then worked for 0.1 ms, a 1 ms heartbeat (asyncio / trio, two runs each, with an earlier sizing
+of groups): its 99th-percentile lateness with no such bound was 4.1-4.9 / 2.4-2.8 ms; with 5
+slices, 1.8-1.9 / 1.3-1.4 ms; 2.5, 1.3 / 1.0 ms; 2, 0.93-0.97 / 0.75 ms; 1, 0.80 / 0.52 ms (with
+groups as sized now and 2, 0.78-0.86 / 0.52 ms; when a slice was counted in time since it began,
+0.49-0.58 / 0.36-0.43 ms, with 20% fewer calls). On trio a task making calls back to back
+beside 8 new one-call tasks every loop turn needs 2: the new tasks waited 2.7 ms (median); with
+1.5, 10-110 ms, with 1, 227-249 ms (2026-12-07)."""
 
 
 async def let_loop_run() -> None:

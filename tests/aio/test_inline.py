@@ -7,6 +7,7 @@ import asyncio
 import math
 import os
 import random
+import statistics
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -585,10 +586,11 @@ async def test_tasks_making_one_call_at_a_time_are_answered_several_a_loop_turn(
 ) -> None:
     """32 tasks that each let the loop run between calls (as request handlers do) come when
     the slice has passed, or stop before it does: either way a few waiters are woken at once to
-    share the next slice, each loop iteration. Measured: 70-84 loop turns for the 320 calls on
-    each loop (72-74 before a shared slice counted only its answers' time; with a clock that
-    moved 0.4 of a slice a reading, 109-117, and 135-155 when a task that came late woke only
-    one); one answer a turn would take 320."""
+    share the next slice, each loop iteration. Measured: 70 loop turns for the 320 calls on
+    asyncio and uvloop, 76-113 on trio (its batch order varies, and a group woken may resume a
+    batch later); with a clock that moved 0.4 of a slice a reading, before a shared slice
+    counted only its answers' time, 114 and 109-117 (135-155 when a task that came late woke
+    only one); one answer a turn would take 320."""
     take_route("inline", monkeypatch)
 
     async def one_at_a_time() -> None:
@@ -602,36 +604,39 @@ async def test_tasks_making_one_call_at_a_time_are_answered_several_a_loop_turn(
                 callers.start_soon(one_at_a_time)
 
     ticks = await count_ticks_during(all_32)
-    assert ticks <= 100, ticks
+    assert ticks <= (130 if anyio_backend[0] == "trio" else 90), ticks
 
 
 async def test_a_shared_slice_counts_its_answers_not_the_work_between_them(
     place: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A slice that tasks woken together share is the time of their answers, within
-    :data:`~aos._async._loop_slice.SHARED_SLICE_SPAN` slices since it began: 96 tasks that each
-    make one call, then work for a quarter of a slice before they end (as request handlers do),
-    are answered in 17-21 loop turns. Counted in time since the slice began, each task's own
-    work would use the others' shares up: 28-32. (A cheap clock: a slice holds about 50
-    answers.)"""
+    :data:`~aos._async._loop_slice.SHARED_SLICE_SPAN` slices since it began: of 64 tasks that
+    each make one call, then work for a quarter of a slice before they end (as request handlers
+    do), six or seven answer in the slice of a typical group (the median). Counted in time
+    since the slice began, each task's own work would use the others' shares up: three. (A
+    cheap clock: a slice holds about 50 answers.)"""
     take_route("inline", monkeypatch)
     clock = DrivenClock(step=0.01)
     monkeypatch.setattr(_loop_slice, "_now", clock)
-    answered: list[int] = []
+    in_time: dict[_turns.Group | None, int] = {}  # sharers that answered in its slice
+    shared = _turns.Turns.shared
 
-    async def call_then_work(index: int) -> None:
+    def counted(turns: _turns.Turns, waiter: _turns.Waiter, began: float, used: float) -> None:
+        if used <= 1.0:
+            in_time[waiter.group] = in_time.get(waiter.group, 0) + 1
+        shared(turns, waiter, began, used)
+
+    monkeypatch.setattr(_turns.Turns, "shared", counted)
+
+    async def call_then_work() -> None:
         await aos.stat(place / "file")
-        answered.append(index)
         clock.now += _loop_slice.INLINE_SLICE / 4  # its own work, on the loop's thread
 
-    async def all_96() -> None:
-        async with anyio.create_task_group() as tg:
-            for index in range(96):
-                tg.start_soon(call_then_work, index)
-
-    ticks = await count_ticks_during(all_96)
-    assert sorted(answered) == list(range(96))
-    assert ticks <= 24, ticks  # measured: 17-21
+    async with anyio.create_task_group() as tg:
+        for _ in range(64):
+            tg.start_soon(call_then_work)
+    assert statistics.median(in_time.values()) >= 5, sorted(in_time.values())
 
 
 async def test_waiters_woken_together_shrink_to_those_that_answer(
@@ -663,7 +668,7 @@ async def test_waiters_woken_together_shrink_to_those_that_answer(
     async with anyio.create_task_group() as tg:
         for _ in range(64):
             tg.start_soon(call_then_work)
-    assert wakes <= 320, wakes  # for 256 calls; measured: 227-247 (groups kept at 8: 617-645)
+    assert wakes <= 320, wakes  # for 256 calls; measured: 259-269 (groups kept at 8: 617-651)
 
 
 async def test_waiters_woken_together_grow_in_number_while_all_answer(
@@ -672,7 +677,7 @@ async def test_waiters_woken_together_grow_in_number_while_all_answer(
     """While every task woken to share a slice answers in it, the next group is larger (as
     many as the slice would hold at their rate, at most twice as many): 800 new tasks that each
     make one call, queued behind a task making calls back to back, get their answers in a few
-    loop turns; woken 8 at a time they took 105 (asyncio, uvloop) and 158-169 (trio). (A cheap
+    loop turns; woken 8 at a time they took 105 (asyncio, uvloop) and 150-169 (trio). (A cheap
     clock: a slice holds about 50 answers.)"""
     take_route("inline", monkeypatch)
     monkeypatch.setattr(_loop_slice, "_now", DrivenClock(step=0.01))
@@ -696,7 +701,7 @@ async def test_waiters_woken_together_grow_in_number_while_all_answer(
         await started.wait()
         ticks = await count_ticks_during(all_800)
         tg.cancel_scope.cancel()
-    assert ticks <= 70, ticks  # measured: 16 (asyncio, uvloop), 21-39 (trio)
+    assert ticks <= 70, ticks  # measured: 16 (asyncio, uvloop), 18-45 (trio)
 
 
 async def test_the_route_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
