@@ -205,6 +205,25 @@ def driven_clock(monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
     return clock
 
 
+def count_wakes(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Count the running loop's wake-ups of tasks parked for a turn from now on (the result
+    says how many so far), checking that none wakes the task handing the turn on: it may be
+    among those it chooses, but it is running and lets the loop run itself (woken as well,
+    trio would fail on its next cancel)."""
+    channel = _completions.current()
+    wakes = 0
+    wake = channel.wake_for_turn
+
+    def counted(waiter: _turns.Waiter) -> None:
+        nonlocal wakes
+        wakes += 1
+        assert waiter.task_id != id(channel.current_task())
+        wake(waiter)
+
+    monkeypatch.setattr(channel, "wake_for_turn", counted)
+    return lambda: wakes
+
+
 async def answer_side_by_side(
     path: Path, tasks: int, calls: int, events: list[str] | None = None
 ) -> list[int]:
@@ -368,22 +387,10 @@ async def test_only_the_task_whose_turn_it_is_is_woken(
     wake about once per slice, plus a few when a task ends its last slice early (then waiters
     are woken to share what is left of it)."""
     take_route("inline", monkeypatch)
-    channel = _completions.current()
-    wakes = 0
-    wake = channel.wake_for_turn
-
-    def counted(waiter: _turns.Waiter) -> None:
-        nonlocal wakes
-        wakes += 1
-        # A task that hands the turn on may be among those it chooses: it is running, and
-        # lets the loop run itself (woken as well, trio would fail on its next cancel).
-        assert waiter.task_id != id(channel.current_task())
-        wake(waiter)
-
-    monkeypatch.setattr(channel, "wake_for_turn", counted)
+    wakes = count_wakes(monkeypatch)
     await answer_side_by_side(place / "file", tasks=16, calls=30)
     slices = 16 * 30 / 3
-    assert wakes <= slices + 16 * _turns.SHARE_AT_ONCE, wakes  # polled: 15 each iteration
+    assert wakes() <= slices + 16 * _turns.SHARE_AT_ONCE, wakes()  # polled: 15 each iteration
 
 
 async def test_on_trio_turns_are_taken_under_ki_protection(
@@ -648,16 +655,7 @@ async def test_waiters_woken_together_shrink_to_those_that_answer(
     take_route("inline", monkeypatch)
     clock = DrivenClock(step=0.01)
     monkeypatch.setattr(_loop_slice, "_now", clock)
-    channel = _completions.current()
-    wakes = 0
-    wake = channel.wake_for_turn
-
-    def counted(waiter: _turns.Waiter) -> None:
-        nonlocal wakes
-        wakes += 1
-        wake(waiter)
-
-    monkeypatch.setattr(channel, "wake_for_turn", counted)
+    wakes = count_wakes(monkeypatch)
 
     async def call_then_work() -> None:
         for _ in range(4):
@@ -668,7 +666,7 @@ async def test_waiters_woken_together_shrink_to_those_that_answer(
     async with anyio.create_task_group() as tg:
         for _ in range(64):
             tg.start_soon(call_then_work)
-    assert wakes <= 320, wakes  # for 256 calls; measured: 259-269 (groups kept at 8: 617-651)
+    assert wakes() <= 320, wakes()  # for 256 calls; measured: 259-269 (groups kept at 8: 617-651)
 
 
 async def test_waiters_woken_together_grow_in_number_while_all_answer(
