@@ -620,9 +620,10 @@ async def test_a_shared_slice_counts_its_answers_not_the_work_between_them(
     """A slice that tasks woken together share is the time of their answers, within
     :data:`~aos._async._loop_slice.SHARED_SLICE_SPAN` slices since it began: of 64 tasks that
     each make one call, then work for a quarter of a slice before they end (as request handlers
-    do), six or seven answer in the slice of a typical group (the median). Counted in time
-    since the slice began, each task's own work would use the others' shares up: three. (A
-    cheap clock: a slice holds about 50 answers.)"""
+    do), six or seven answer in the slice of a typical group (the median): not more, as two
+    slices since it began it has passed. Counted in time since the slice began, each task's own
+    work would use the others' shares up: three; not bounded in time since it began, eleven
+    (asyncio, uvloop). (A cheap clock: a slice holds about 50 answers.)"""
     take_route("inline", monkeypatch)
     clock = DrivenClock(step=0.01)
     monkeypatch.setattr(_loop_slice, "_now", clock)
@@ -643,7 +644,38 @@ async def test_a_shared_slice_counts_its_answers_not_the_work_between_them(
     async with anyio.create_task_group() as tg:
         for _ in range(64):
             tg.start_soon(call_then_work)
-    assert statistics.median(in_time.values()) >= 5, sorted(in_time.values())
+    per_group = sorted(in_time.values())
+    assert 5 <= statistics.median(per_group) <= 9, per_group  # and 2 slices are 8 tasks' work
+
+
+async def test_tasks_making_one_call_a_loop_turn_are_answered_evenly(
+    place: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    driven_clock: DrivenClock,
+    anyio_backend: tuple[str, object],
+) -> None:
+    """A task that answered in a slice it shared goes behind those not served since: when the
+    first of 32 tasks making one call a loop turn has made 40, each of the others has made 38
+    (asyncio, uvloop), 19-37 (trio: its batch order varies; 19-24 after hypothesis has seeded
+    its scheduler). Queued by the last slice each began, the tasks that only shared kept their
+    places at the front: some had made 6 (asyncio, uvloop), 13-23 (trio, whose bound here only
+    catches far worse: polling once let one task make 2 calls to another's 2,000)."""
+    take_route("inline", monkeypatch)
+    made = [0] * 32
+    when_first_done: list[int] = []
+
+    async def one_a_turn(index: int) -> None:
+        for _ in range(40):
+            await aos.stat(place / "file")
+            made[index] += 1
+            await anyio.lowlevel.checkpoint()
+        if not when_first_done:
+            when_first_done.extend(made)
+
+    async with anyio.create_task_group() as tg:
+        for index in range(32):
+            tg.start_soon(one_a_turn, index)
+    assert min(when_first_done) >= (12 if anyio_backend[0] == "trio" else 30), when_first_done
 
 
 async def test_waiters_woken_together_shrink_to_those_that_answer(
