@@ -90,10 +90,9 @@ _SERVED_KEPT: Final = 256  # tasks whose last slice a loop remembers, at least
 class Group:
     """Waiters woken together to share a slice, and how those woken to share it fared."""
 
-    __slots__ = ("answered", "grantee", "late", "size", "used")
+    __slots__ = ("answered", "late", "size", "used")
 
-    def __init__(self, grantee: Waiter) -> None:
-        self.grantee = grantee  # the one given the turn: it begins the slice
+    def __init__(self) -> None:
         self.size = 1  # waiters woken
         self.answered = 0  # woken to share, resumed in time to answer in the slice
         self.late = 0  # ...and resumed to find it passed
@@ -110,7 +109,7 @@ class Waiter:
         self.handle = handle
         self.woken = False  # its wake-up is on its way (it may still be cancelled)
         self.gone = False  # it left the queue before its turn (cancelled)
-        self.group: Group | None = None  # woken with this group (to share its grantee's slice)
+        self.group: Group | None = None  # woken with these (one given the turn, the rest to share)
 
 
 class Turns:
@@ -167,7 +166,7 @@ class Turns:
             return False
         woken = [grantee]
         if share:
-            group = grantee.group = Group(grantee)  # (counted as a sharer if another begins)
+            group = grantee.group = Group()  # (it counts as a sharer if another begins)
             size = self._size_group()
             while len(woken) < size and (waiter := self._pop()) is not None:
                 waiter.group = group
@@ -221,7 +220,7 @@ class Turns:
         those resumed before it found the last slice passed, and parked again)."""
         granted, group = self.granted, waiter.group
         return granted is not None and (
-            granted is waiter or (group is not None and group.grantee is granted)
+            granted is waiter or (group is not None and granted.group is group)
         )
 
     def leave(self, waiter: Waiter, channel: Channel) -> None:
