@@ -36,7 +36,9 @@ starting, a handler's own work) are not the slice's, for up to
 the slice began, with groups of 8, on trio a task making calls back to back while 8 new
 one-call tasks started every loop turn made 245-353 calls a second, and the new tasks waited
 82-122 ms (median), the queue growing to thousands; now 2,600-3,900 and 2.5-3.4 ms (on asyncio
-and uvloop the new tasks' longest wait fell from 36-55 ms to 2.6-3.9 ms). The cost: 64 tasks
+and uvloop the new tasks' longest wait fell from 36-55 ms to 2.6-3.9 ms). That stream is close
+to what trio can start: an hour later, on a slower stretch of the same VM, the new tasks waited
+250-287 ms before and 8-133 ms now (asyncio: 24-68 ms before, 0.7-0.8 ms now). The cost: 64 tasks
 making one call a loop turn each (three runs, 1 s, asyncio / uvloop / trio) made 80-81k /
 88-99k / 64-74k calls a second instead of 81-90k / 97-109k / 78-81k, and a 1 ms heartbeat's
 99th-percentile lateness rose from 0.42-0.47 / 0.13 / 0.31-0.32 ms to 0.74-0.77 / 0.13-0.19 /
