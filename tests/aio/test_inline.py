@@ -198,11 +198,21 @@ class DrivenClock:
         return self.now
 
 
-@pytest.fixture
-def driven_clock(monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
-    clock = DrivenClock()
+def drive_clock(monkeypatch: pytest.MonkeyPatch, clock: DrivenClock) -> DrivenClock:
+    """``clock`` is the slices' clock for the test."""
     monkeypatch.setattr(_loop_slice, "_now", clock)
     return clock
+
+
+@pytest.fixture
+def driven_clock(monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
+    return drive_clock(monkeypatch, DrivenClock())
+
+
+@pytest.fixture
+def cheap_clock(monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
+    """A clock that moves 0.01 of a slice a reading: a slice holds about 50 answers."""
+    return drive_clock(monkeypatch, DrivenClock(step=0.01))
 
 
 def count_wakes(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
@@ -615,7 +625,7 @@ async def test_tasks_making_one_call_at_a_time_are_answered_several_a_loop_turn(
 
 
 async def test_a_shared_slice_counts_its_answers_not_the_work_between_them(
-    place: Path, monkeypatch: pytest.MonkeyPatch
+    place: Path, monkeypatch: pytest.MonkeyPatch, cheap_clock: DrivenClock
 ) -> None:
     """A slice that tasks woken together share is the time of their answers, within
     :data:`~aos._async._loop_slice.SHARED_SLICE_SPAN` slices since it began: of 64 tasks that
@@ -623,10 +633,8 @@ async def test_a_shared_slice_counts_its_answers_not_the_work_between_them(
     do), six or seven answer in the slice of a typical group (the median): not more, as two
     slices since it began it has passed. Counted in time since the slice began, each task's own
     work would use the others' shares up: three; not bounded in time since it began, eleven
-    (asyncio, uvloop). (A cheap clock: a slice holds about 50 answers.)"""
+    (asyncio, uvloop)."""
     take_route("inline", monkeypatch)
-    clock = DrivenClock(step=0.01)
-    monkeypatch.setattr(_loop_slice, "_now", clock)
     in_time: dict[_turns.Group | None, int] = {}  # sharers that answered in its slice
     shared = _turns.Turns.shared
 
@@ -639,7 +647,7 @@ async def test_a_shared_slice_counts_its_answers_not_the_work_between_them(
 
     async def call_then_work() -> None:
         await aos.stat(place / "file")
-        clock.now += _loop_slice.INLINE_SLICE / 4  # its own work, on the loop's thread
+        cheap_clock.now += _loop_slice.INLINE_SLICE / 4  # its own work, on the loop's thread
 
     async with anyio.create_task_group() as tg:
         for _ in range(64):
@@ -679,20 +687,18 @@ async def test_tasks_making_one_call_a_loop_turn_are_answered_evenly(
 
 
 async def test_waiters_woken_together_shrink_to_those_that_answer(
-    place: Path, monkeypatch: pytest.MonkeyPatch
+    place: Path, monkeypatch: pytest.MonkeyPatch, cheap_clock: DrivenClock
 ) -> None:
     """Once some of the tasks woken to share a slice find it passed, the next group is only as
     large as the number that answered: 64 tasks that each work for a slice after every call (so
     two or three answer in a shared slice) are not woken many times a call to park again."""
     take_route("inline", monkeypatch)
-    clock = DrivenClock(step=0.01)
-    monkeypatch.setattr(_loop_slice, "_now", clock)
     wakes = count_wakes(monkeypatch)
 
     async def call_then_work() -> None:
         for _ in range(4):
             await aos.stat(place / "file")
-            clock.now += _loop_slice.INLINE_SLICE  # its own work, on the loop's thread
+            cheap_clock.now += _loop_slice.INLINE_SLICE  # its own work, on the loop's thread
             await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
@@ -702,15 +708,13 @@ async def test_waiters_woken_together_shrink_to_those_that_answer(
 
 
 async def test_waiters_woken_together_grow_in_number_while_all_answer(
-    place: Path, monkeypatch: pytest.MonkeyPatch
+    place: Path, monkeypatch: pytest.MonkeyPatch, cheap_clock: DrivenClock
 ) -> None:
     """While every task woken to share a slice answers in it, the next group is larger (as
     many as the slice would hold at their rate, at most twice as many): 800 new tasks that each
     make one call, queued behind a task making calls back to back, get their answers in a few
-    loop turns; woken 8 at a time they took 105 (asyncio, uvloop) and 150-169 (trio). (A cheap
-    clock: a slice holds about 50 answers.)"""
+    loop turns; woken 8 at a time they took 105 (asyncio, uvloop) and 150-169 (trio)."""
     take_route("inline", monkeypatch)
-    monkeypatch.setattr(_loop_slice, "_now", DrivenClock(step=0.01))
     started = anyio.Event()
 
     async def bulk() -> None:
