@@ -3,9 +3,10 @@
 Inline answers (see :mod:`aos._async._inline`) share a slice of the loop's time
 (:data:`aos._async._loop_slice.INLINE_SLICE`). A task whose call finds the slice passed parks
 here until its turn. Its turn comes after the loop has run, in order of when each waiting task
-last began a slice (a task with none on record goes early, see :data:`NEW_TASK_HEAD_START`,
-so a lone request is not put behind bulk callers). Only the tasks whose turn it is are woken:
-polling every waiter each loop iteration cost 64 concurrent callers 63 task steps a slice.
+was last served: began a slice, or answered in one it shared (a task with none on record goes
+early, see :data:`NEW_TASK_HEAD_START`, so a lone request is not put behind bulk callers). Only
+the tasks whose turn it is are woken: polling every waiter each loop iteration cost 64
+concurrent callers 63 task steps a slice.
 Against polling, in one process, interleaved, 7 rounds, 64 concurrent ``aos.stat`` on asyncio
 / uvloop / trio took 10.0-8.7 / 8.3-7.3 / 8.2-9.7 us a call instead of 11.8-12.0 / 11.2-9.0 /
 10.9-10.3, and a 1 ms heartbeat's longest lateness fell from 0.62-0.70 / 0.24-0.28 /
@@ -122,7 +123,7 @@ class Turns:
         self._order = count()
         self._waiting = 0  # entries of the queue whose task still waits
         self.granted: Waiter | None = None  # woken to begin the next slice, not resumed yet
-        self._served: dict[int, float] = {}  # task id -> when it last began a slice
+        self._served: dict[int, float] = {}  # task id -> when the slice it last answered in began
         self._served_limit = _SERVED_KEPT  # pruned of tasks that do not wait when it grows to this
         self.answered = 1.0  # share of recent inline attempts that were answered
         self._skipped = 0  # attempts skipped (see ANSWERED_TO_TRY)
@@ -145,7 +146,7 @@ class Turns:
         self.answered = 1.0 if share > _ALL_ANSWERED else share
 
     def join(self, waiter: Waiter, now: float) -> None:
-        """Queue ``waiter`` by when its task last began a slice (see
+        """Queue ``waiter`` by when its task was last served (see
         :data:`NEW_TASK_HEAD_START` for a task with none on record)."""
         served = self._served.get(waiter.task_id, now - NEW_TASK_HEAD_START)
         heapq.heappush(self._queue, (served, next(self._order), waiter))
@@ -213,7 +214,8 @@ class Turns:
             channel.pass_turn_later()
 
     def held_the_slice(self, task_id: int, began: float) -> bool:
-        """Whether the task ``task_id`` began the slice that began at ``began``."""
+        """Whether the task ``task_id`` began, or answered in, the slice that began at ``began``
+        (so it used it up: it hands the turn to one waiter)."""
         return self._served.get(task_id) == began
 
     def begins(self, waiter: Waiter) -> bool:
