@@ -112,16 +112,13 @@ class Heartbeat:
         if not beats:
             return 0.0, 0.0, 0.0, 0.0
         lateness = sorted(late for _, late in beats)
-        overlapping = [
-            (b, e)
-            for b, e in collections
-            if any(b < start + HEARTBEAT_S + late and e > start for start, late in beats)
-        ]
-        clear = [
-            late
-            for start, late in beats
-            if not any(b < start + HEARTBEAT_S + late and e > start for b, e in overlapping)
-        ]
+
+        def overlap(collection: tuple[float, float], beat: tuple[float, float]) -> bool:
+            (began, ended), (start, late) = collection, beat
+            return began < start + HEARTBEAT_S + late and ended > start
+
+        overlapping = [c for c in collections if any(overlap(c, beat) for beat in beats)]
+        clear = [beat[1] for beat in beats if not any(overlap(c, beat) for c in overlapping)]
         longest_gc = max((e - b for b, e in overlapping), default=0.0)
         return (
             lateness[-1],
