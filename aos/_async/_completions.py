@@ -760,7 +760,7 @@ class AsyncioChannel(Channel):
         except asyncio.CancelledError as exc:
             cancel = exc
         else:
-            return await after_completion(job, None, release)
+            return await after_completion(job, None, release, self._scopes_check)
         # (outside the except clause: the call's own error must not carry the cancel as context)
         try:
             return await self._wait_out_cancel(
@@ -795,7 +795,7 @@ class AsyncioChannel(Channel):
             # A delivery that found the waiter cancelled did not count it as resumed.
             if job.waiter.cancelled():
                 self._unpark()
-            return await after_completion(job, cancelled, release)
+            return await after_completion(job, cancelled, release, self._scopes_check)
         finally:
             del cancel, cancelled
 
@@ -828,13 +828,17 @@ def _by_anyio_alone(
 
 
 async def after_completion(
-    job: Job, cancelled: BaseException | None, release: Callable[[Any], object] | None
+    job: Job,
+    cancelled: BaseException | None,
+    release: Callable[[Any], object] | None,
+    scopes_check: Callable[[], Awaitable[None]],
 ) -> Any:
     """A MUTATE call has returned: raise a pending cancel (releasing the value), or its error.
 
     A native asyncio cancel (``cancelled``, caught while waiting) is raised even if the call
     failed: asyncio delivers it only once. anyio's and trio's own cancels stay pending in their
     scope, so a failed call raises its error and the cancel lands at the next checkpoint.
+    ``scopes_check`` is the loop's check of those scopes (see :func:`_anyio_asyncio_check`).
     """
     failed = job.error is not None  # (outcome takes the error out of the job)
     try:
@@ -842,7 +846,7 @@ async def after_completion(
             raise cancelled
         if failed:
             return outcome(job)
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await scopes_check()
     except BaseException:
         if release is not None and not failed:
             release(job.value)
