@@ -12,6 +12,9 @@ directly, in three syscalls that cannot wait for a disk or a server:
    attributes live in memory (ext2/3/4, xfs, btrfs, f2fs, tmpfs, ramfs), so the answer is
    exactly what ``os.stat`` returns.
 
+The three syscalls and the ``os.stat_result`` are made in C (``_inline_c.c``, 1.5 us a call)
+where aos was built with a C compiler, else through ctypes (4.3 us; ``os.stat``: 0.9 us).
+
 Anything else (a cold path, NFS, FUSE, overlayfs, an error the open could give where ``stat``
 would not, a kernel older than 6.8, a non-plain argument) returns ``None``, and the call goes
 to a worker as before. Errors of the lookup itself (``ENOENT``, ``ENOTDIR``, ``EACCES``,
@@ -25,6 +28,7 @@ import errno
 import os
 import platform
 import threading
+from collections.abc import Callable
 from stat import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 from typing import Any, Final
 
@@ -112,7 +116,7 @@ _buffers = threading.local()  # .statx: this thread's buffer (threads running lo
 ENV_SWITCH: Final = "AOS_INLINE"
 
 asked = 0
-"""How many times a path was put to the kernel (an argument that is not a plain path is not:
+"""How many times :func:`stat` put a path to the kernel (an argument that is not a plain path is not:
 its refusal says nothing of how often the kernel answers)."""
 
 
@@ -120,8 +124,6 @@ def _statx_cached(at: int, raw: bytes, follow: bool) -> tuple[int, ...] | int | 
     """The statx fields of ``raw`` (relative to ``at``) if every component is cached, read
     without a round trip to a server; else the errno of the lookup (``EAGAIN``: not cached),
     or ``None`` if the lookup succeeded but the statx did not."""
-    global asked
-    asked += 1
     fd = _syscall(_SYS_OPENAT2, at, raw, _HOWS[follow], _HOW_SIZE)
     if fd < 0:
         return ctypes.get_errno()
@@ -199,6 +201,36 @@ def is_symlink(path: Any) -> bool | None:
 _MODE: Final = 6  # stx_mode among the unpacked statx fields
 
 
+def _stat_cached_ctypes(
+    at: int, raw: bytes, follow: bool
+) -> tuple[int, os.stat_result] | int | None:
+    """``(mount id, os.stat_result)`` of ``raw`` if every component is cached, else as
+    :func:`_statx_cached`; what :mod:`aos._async._inline_c` does in C."""
+    statx = _statx_cached(at, raw, follow)
+    if not isinstance(statx, tuple):
+        return statx
+    return statx[-1], stat_result(statx)
+
+
+StatCached = Callable[[int, bytes, bool], tuple[int, os.stat_result] | int | None]
+
+
+def _c_route() -> StatCached | None:
+    try:  # built from _inline_c.c where a C compiler was (see hatch_build.py)
+        from aos._async._inline_c import stat_cached
+    except ImportError:
+        return None
+    return stat_cached
+
+
+stat_cached_in_c: Final = _c_route()
+""":func:`_stat_cached_ctypes` in C, or ``None`` where aos was built without a C compiler."""
+
+_stat_cached: StatCached = stat_cached_in_c or _stat_cached_ctypes
+"""The same syscalls and result either way: in C 1.5 us, through ctypes 4.3 (``os.stat``: 0.9;
+a cached file on ext4, 2026-12-07)."""
+
+
 def stat(
     path: Any, *, dir_fd: Any = None, follow_symlinks: Any = True
 ) -> tuple[os.stat_result | None, OSError | None] | None:
@@ -208,16 +240,25 @@ def stat(
     raw, at = encoded(path), dir_fd_of(dir_fd)
     if raw is None or at is None:
         return None
-    statx = _statx_cached(at, raw, follow_symlinks)
-    if not isinstance(statx, tuple):
-        if statx in _FINAL_ERRORS:  # the lookup's own error, as stat gives it
-            return None, OSError(statx, os.strerror(statx), filename_of(path))
+    global asked
+    asked += 1
+    found = _stat_cached(at, raw, follow_symlinks)
+    if isinstance(found, int):  # the lookup failed: not cached (EAGAIN), or its own error
+        if found in _FINAL_ERRORS:  # as stat gives it
+            return None, OSError(found, os.strerror(found), filename_of(path))
         return None
-    mount = statx[-1]
-    in_memory = _in_memory_mounts.get(mount)
-    if in_memory is None:
-        in_memory = _in_memory_mounts[mount] = _superblock_magic(mount) in _IN_MEMORY_ATTRIBUTES
-    return (stat_result(statx), None) if in_memory else None
+    if found is None:
+        return None
+    mount, result = found
+    return (result, None) if _in_memory(mount) else None
+
+
+def _in_memory(mount: int) -> bool:
+    """Whether the mount with unique id ``mount`` keeps its attributes in memory (asked once)."""
+    known = _in_memory_mounts.get(mount)
+    if known is None:
+        known = _in_memory_mounts[mount] = _superblock_magic(mount) in _IN_MEMORY_ATTRIBUTES
+    return known
 
 
 def lstat(path: Any, *, dir_fd: Any = None) -> tuple[os.stat_result | None, OSError | None] | None:

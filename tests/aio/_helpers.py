@@ -103,7 +103,7 @@ def take_route(route: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]
     """
     pushed = answered = 0
     push = _uring.Ring.push
-    stat_result = _kernel_form.stat_result  # what _inline imported
+    in_memory = _inline._in_memory
     filename_of = _kernel_form.filename_of
 
     def counting_push(self: _uring.Ring, *args: int) -> None:
@@ -111,10 +111,11 @@ def take_route(route: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]
         pushed += 1
         push(self, *args)
 
-    def counting_stat_result(statx: tuple[int, ...]) -> os.stat_result:
+    def counting_in_memory(mount: int) -> bool:  # inline answers with the result if so
         nonlocal answered
-        answered += 1
-        return stat_result(statx)
+        answer = in_memory(mount)
+        answered += answer
+        return answer
 
     def counting_filename_of(path: object) -> object:  # inline builds an error with it
         nonlocal answered
@@ -122,7 +123,7 @@ def take_route(route: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]
         return filename_of(path)
 
     monkeypatch.setattr(_uring.Ring, "push", counting_push)
-    monkeypatch.setattr(_inline, "stat_result", counting_stat_result)
+    monkeypatch.setattr(_inline, "_in_memory", counting_in_memory)
     monkeypatch.setattr(_inline, "filename_of", counting_filename_of)
     if route != "inline":
         monkeypatch.setattr(_inline, "enabled", False)

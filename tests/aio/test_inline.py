@@ -4,10 +4,14 @@ same, and the loop's turn once a slice has passed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
+import shlex
+import shutil
 import statistics
+import sysconfig
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ import pytest
 
 import aos
 from aos._async import _completions, _engine, _inline, _loop_slice, _turns
+from aos._async._kernel_form import AT_FDCWD
 from tests.aio._helpers import error_facts, off_loop, os_error, take_route
 
 pytestmark = [
@@ -27,7 +32,9 @@ pytestmark = [
 
 
 def fields(result: os.stat_result) -> dict[str, object]:
-    return {name: getattr(result, name) for name in dir(result) if name.startswith("st_")}
+    """Every field: the named ones, and the sequence (whose times are whole seconds)."""
+    named = {name: getattr(result, name) for name in dir(result) if name.startswith("st_")}
+    return {**named, "sequence": tuple(result)}
 
 
 @pytest.fixture(params=["ext4", "tmpfs"])
@@ -49,8 +56,20 @@ def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     place.rmdir()
 
 
+@pytest.fixture(params=["C", "ctypes"])
+def stat_route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The inline stat's syscalls and result built in C (where the module was compiled), or
+    through ctypes: the same answers either way."""
+    route = _inline._stat_cached_ctypes if request.param == "ctypes" else _inline.stat_cached_in_c
+    if route is None:
+        pytest.skip("aos was built without its C module (no C compiler)")
+    monkeypatch.setattr(_inline, "_stat_cached", route)
+    name: str = request.param
+    return name
+
+
 async def test_cached_paths_are_answered_inline_like_os(
-    place: Path, monkeypatch: pytest.MonkeyPatch
+    place: Path, monkeypatch: pytest.MonkeyPatch, stat_route: str
 ) -> None:
     answered = take_route("inline", monkeypatch)
     calls: list[tuple[Path | str | bytes, bool]] = [
@@ -64,7 +83,9 @@ async def test_cached_paths_are_answered_inline_like_os(
     assert answered() == len(calls)
 
 
-async def test_a_missing_name_fails_like_os(place: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_missing_name_fails_like_os(
+    place: Path, monkeypatch: pytest.MonkeyPatch, stat_route: str
+) -> None:
     calls = [
         ("lstat", place / "missing"), ("stat", str(place / "file" / "below")),
         ("stat", os.fsencode(place / "missing")),
@@ -80,11 +101,63 @@ async def test_a_missing_name_fails_like_os(place: Path, monkeypatch: pytest.Mon
         assert taken() == 2  # so both ENOENT misses are answered inline (ENOTDIR is not)
 
 
-async def test_other_filesystems_go_to_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_other_filesystems_go_to_a_worker(
+    monkeypatch: pytest.MonkeyPatch, stat_route: str
+) -> None:
     answered = take_route("inline", monkeypatch)
     expected = await off_loop(os.stat, "/proc")
     assert await aos.stat("/proc") == expected  # procfs is not on the in-memory list
     assert answered() == 0
+
+
+def test_both_routes_answer_every_kind_of_file_as_os_does(tmp_path: Path) -> None:
+    """The C and the ctypes route give ``os.stat``'s result for each kind of file, owner and
+    group apart, times before 1970 and after 2038 included; a time past 2262 (nanoseconds beyond 64 bits) the C route
+    leaves to ``os`` on a worker."""
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "file").write_bytes(b"x" * 5000)
+    (links / "link").symlink_to("file")
+    (links / "dangling").symlink_to("missing")
+    os.mkfifo(links / "fifo")
+    # (0.000181133 s past a second is where sec + ns * 1e-9, os's float, and sec + ns / 1e9 differ)
+    times = {"epoch": 1_000_181_133, "old": -1_500_000_001, "y2100": 4_102_444_800_123_456_789}
+    for name, ns in times.items():
+        (links / name).touch()
+        os.utime(links / name, ns=(ns + 3 * 86_400 * 10**9, ns))  # atime 3 days later
+    with contextlib.suppress(PermissionError):  # (root only: else they stay the caller's)
+        os.chown(links / "file", 1234, 5678)
+    paths = [*sorted(links.iterdir()), links, Path("/dev/null"), Path("/"), Path("/usr/bin")]
+    in_c = _inline.stat_cached_in_c
+    routes: list[_inline.StatCached] = [_inline._stat_cached_ctypes]
+    routes += [] if in_c is None else [in_c]
+    for path in paths:
+        for follow in (True, False):
+            try:
+                expected: object = fields(os.stat(path, follow_symlinks=follow))
+            except OSError as error:
+                expected = error.errno
+            for route in routes:
+                found = route(AT_FDCWD, os.fsencode(path), follow)
+                got = fields(found[1]) if isinstance(found, tuple) else found
+                assert got == expected, (route, path, follow)
+    (links / "y2300").touch()
+    os.utime(links / "y2300", ns=(10_413_792_000 * 10**9,) * 2)  # 2300-01-01
+    y2300 = os.fsencode(links / "y2300")
+    answer = _inline._stat_cached_ctypes(AT_FDCWD, y2300, True)
+    assert isinstance(answer, tuple)
+    assert fields(answer[1]) == fields(os.stat(links / "y2300"))
+    assert in_c is None or in_c(AT_FDCWD, y2300, True) is None
+
+
+def test_the_c_route_is_built_where_a_compiler_is() -> None:
+    """The wheel's build hook compiles the C route when it can; a failure would only warn."""
+    if os.environ.get("AOS_NO_EXTENSION"):
+        pytest.skip("built without the C module on purpose (AOS_NO_EXTENSION)")
+    linker = shlex.split(str(sysconfig.get_config_var("LDSHARED") or "cc"))[0]
+    if shutil.which(linker) is None:
+        pytest.skip(f"no C compiler ({linker}): the ctypes route answers")
+    assert _inline.stat_cached_in_c is not None
 
 
 EVERY_TIME = 0.0  # a slice that has always passed: every inline answer lets the loop run
