@@ -31,7 +31,7 @@ import sys
 import threading
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
 import anyio
@@ -105,17 +105,22 @@ class Channel:
     # worker side
 
     def finish(self, job: Job) -> None:
-        """Hand a finished job back to the loop (called on the worker)."""
+        """Hand a finished job back to the loop (called on the worker). Once the channel or its
+        loop is closed, nobody will take the value: it is released (a MUTATE call's fd)."""
         with self._lock:
             self._completed += 1
-            if self._closed:
-                if self._completed == self._submitted:
-                    os.close(self._fd)
+            gone = self._closed or self.loop_is_closed()
+            if self._closed and self._completed == self._submitted:
+                os.close(self._fd)
+            if not gone:
+                self._done.append(job)
+                if not self._signalled:
+                    self._signalled = True
+                    self.wake_loop()
                 return
-            self._done.append(job)
-            if not self._signalled:
-                self._signalled = True
-                self.wake_loop()
+            orphans = [job, *self._done]  # (the loop closed: none of them will be delivered)
+            self._done.clear()
+        release_orphans(orphans)
 
     def wake_loop(self) -> None:
         """Wake the loop side once for a batch (called on the worker with the lock held)."""
@@ -132,10 +137,12 @@ class Channel:
         waiter: object,
         *,
         ring: RingRequest | None = None,
+        release: Callable[[Any], object] | None = None,
     ) -> Job:
         """Queue a call on the ring if ``ring`` makes a request of it, else on ``pool``.
 
-        ``waiter`` is resumed when the call has finished.
+        ``waiter`` is resumed when the call has finished. ``release`` frees its value if nobody
+        takes it (see :meth:`finish`).
         """
         request = None
         if ring is not None and self._ring is not False and self._busy():
@@ -145,6 +152,7 @@ class Channel:
                 request = None
         job = Job(fn, args, kwargs, self.finish)
         job.waiter = waiter
+        job.release = release
         on_ring = request is not None and self._push(job, request)  # may raise: count after
         if not on_ring:
             self._submitted += 1
@@ -399,6 +407,11 @@ class Channel:
         """Raise the caller's cancellation, if it has one, without a scheduling point otherwise."""
         raise NotImplementedError
 
+    def loop_is_closed(self) -> bool:
+        """Whether the channel's loop has been closed, its waiting tasks with it (called on
+        workers too). A trio run ends only once its tasks have."""
+        return False
+
     async def wait_readable(self, fd: int) -> None:
         """Wait until a private ``fd`` (one no other task watches) is readable, with the loop's
         own primitive: a child's exit reaches its waiter sooner than through anyio's. Raises
@@ -442,11 +455,13 @@ class Channel:
             os.sched_yield()
         try:
             self._closed = True
+            orphans = list(self._done)
             self._done.clear()
             if self._completed == self._submitted:
                 os.close(self._fd)
         finally:
             self._lock.release()
+        release_orphans(orphans)
 
     def _close_ring(self, *, wait: bool = True) -> None:
         """Close the ring; while the kernel still runs operations of it, a thread of its own
@@ -524,6 +539,24 @@ def take_error(holder: HoldsError) -> BaseException | None:
     hold the holder, and a holder that still held the error would make a reference cycle."""
     error, holder.error = holder.error, None
     return error
+
+
+def release_orphans(jobs: Iterable[Job]) -> None:
+    """Release the values of finished calls that nobody will take (their loop was closed while
+    their callers waited): a MUTATE call's fd is closed, as for a cancelled caller."""
+    for job in jobs:
+        release, job.release = job.release, None
+        if release is not None and job.error is None:
+            with contextlib.suppress(OSError):  # (on a worker, or while a task is collected)
+                release(job.value)
+        job.value = None
+
+
+def abandoned(job: Job) -> None:
+    """``job``'s caller will never resume (its task destroyed with its closed loop): release its
+    value if it was delivered; else :meth:`Channel.finish` releases it when it finishes."""
+    if job.delivered:
+        release_orphans([job])
 
 
 def settle(value: Any, error: BaseException | None) -> Any:
@@ -688,7 +721,6 @@ class AsyncioChannel(Channel):
             await asyncio.wait([self._guard])
 
     def loop_is_closed(self) -> bool:
-        """Whether the channel's loop has been closed."""
         return self._loop.is_closed()
 
     def close_after_closed_loop(self) -> None:
@@ -754,11 +786,15 @@ class AsyncioChannel(Channel):
     ) -> Any:
         task = asyncio.current_task()
         asked = task.cancelling() if task is not None else 0  # cancels requested before
-        job = self.submit(pool, fn, args, kwargs, self._loop.create_future(), ring=ring)
+        waiter = self._loop.create_future()
+        job = self.submit(pool, fn, args, kwargs, waiter, ring=ring, release=release)
         try:
             await job.waiter  # resolved by the delivery only
         except asyncio.CancelledError as exc:
             cancel = exc
+        except GeneratorExit:  # the task destroyed with its closed loop: the value is nobody's
+            abandoned(job)
+            raise
         else:
             return await after_completion(job, None, release, self._scopes_check)
         # (outside the except clause: the call's own error must not carry the cancel as context)
@@ -792,6 +828,9 @@ class AsyncioChannel(Channel):
                         await job.waiter
                     except asyncio.CancelledError as again:  # native: asyncio delivers it once
                         cancelled = again
+                    except GeneratorExit:  # (as in run_to_completion)
+                        abandoned(job)
+                        raise
             # A delivery that found the waiter cancelled did not count it as resumed.
             if job.waiter.cancelled():
                 self._unpark()
@@ -867,11 +906,12 @@ def current() -> Channel:
 def _open_current() -> Channel:
     anyio.get_current_task()  # outside an event loop: anyio's own error
     channel: Channel
-    trio = sys.modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_task():
+    # (no lowlevel while another thread imports trio: no trio run has begun yet)
+    trio_lowlevel = getattr(sys.modules.get("trio"), "lowlevel", None)
+    if trio_lowlevel is not None and trio_lowlevel.in_trio_task():
         from aos._async._trio_channel import TrioChannel
 
-        token = trio.lowlevel.current_trio_token()
+        token = trio_lowlevel.current_trio_token()
         found = _channels.get(id(token))
         if isinstance(found, TrioChannel) and found.key is token and found.open:
             channel = found

@@ -34,6 +34,7 @@ Passed through from :mod:`aos.blocking` (they never block): ``kill``, ``killpg``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import os
@@ -45,7 +46,7 @@ import anyio
 import anyio.lowlevel
 
 from aos import blocking
-from aos._async import _engine
+from aos._async import _completions, _engine
 from aos._async._child_wait import (
     subject_of_pid,
     wait_for,
@@ -122,15 +123,29 @@ def _spawns(fn: Callable[P, int], *, search_path: bool) -> Callable[P, Coroutine
 
 
 async def _run_prepared(prepared: Prepared) -> int:
-    """Spawn on a spawner thread; a cancel waits for the spawn, then kills and reaps the child."""
+    """Spawn on a spawner thread; a cancel waits for the spawn, then kills and reaps the child.
+    A task destroyed with its closed loop cannot await: a worker reaps the child instead."""
     unreceived: list[int] = []
+    destroyed = False
+    loop_is_closed = _completions.current().loop_is_closed
+
+    def release(pid: int) -> None:  # the caller will not receive this child
+        if destroyed or loop_is_closed():  # it never will: the spawn outlived its loop
+            _kill_and_reap_later(pid)
+        else:
+            unreceived.append(pid)
+
     try:
-        pid: int = await _engine.run_to_completion(
-            prepared.run, (), {}, unreceived.append, pool=SPAWNERS
-        )
+        pid: int = await _engine.run_to_completion(prepared.run, (), {}, release, pool=SPAWNERS)
+    except GeneratorExit:
+        destroyed = True
+        raise
     finally:
         prepared.release()  # if it never ran (no thread could start); the spawn is over now
         for orphan in unreceived:
+            if destroyed:
+                _kill_and_reap_later(orphan)
+                continue
             with anyio.CancelScope(shield=True):
                 await _kill_and_reap(orphan)
     return pid
@@ -280,7 +295,14 @@ async def _spawn(mode: int, file: StrOrBytesPath, args: Any, env: Any, *, search
             _, status = await waitpid(pid, 0)
             if not os.WIFSTOPPED(status):
                 return os.waitstatus_to_exitcode(status)
-    except anyio.get_cancelled_exc_class():
+    except Exception:  # the wait's own error: the child's state is not known, it is left be
+        raise
+    except BaseException as error:  # nobody else knows of the child: it must not be left
+        if isinstance(error, GeneratorExit) or not isinstance(
+            error, anyio.get_cancelled_exc_class()
+        ):  # the task destroyed with its closed loop (no loop to ask), or an interrupt
+            _kill_and_reap_later(pid)
+            raise
         with anyio.CancelScope(shield=True):
             await _kill_and_reap(pid)
         raise
@@ -325,8 +347,20 @@ async def _kill_and_reap(pid: int) -> None:
     except ChildProcessError:
         pass
     except BaseException:
-        WAIT_LANE.submit(Job(_reap, (pid,), {}, drop))
+        _reap_later(pid)
         raise
+
+
+def _kill_and_reap_later(pid: int) -> None:
+    """End a child that nobody else knows of without awaiting: SIGKILL, then a ``WAIT`` worker
+    reaps it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _reap_later(pid)
+
+
+def _reap_later(pid: int) -> None:
+    WAIT_LANE.submit(Job(_reap, (pid,), {}, drop))
 
 
 def _reap(pid: int) -> None:

@@ -202,7 +202,7 @@ class TrioChannel(Channel):
         ring: RingRequest | None,
     ) -> Any:
         task = trio.lowlevel.current_task()
-        job = self.submit(pool, fn, args, kwargs, task, ring=ring)
+        job = self.submit(pool, fn, args, kwargs, task, ring=ring, release=release)
         await trio.lowlevel.wait_task_rescheduled(_refuse_abort)  # a cancel waits for the call
         return await after_completion(job, None, release, trio.lowlevel.checkpoint_if_cancelled)
 

@@ -52,6 +52,7 @@ class Job:
         "fn",
         "kwargs",
         "notify",
+        "release",
         "request",
         "value",
         "waiter",
@@ -74,6 +75,7 @@ class Job:
         self.delivered = False  # loop side: the loop has taken the finished job back
         self.request: Any = None  # loop side: the io_uring operation it runs as, if any
         self.notify: Callable[[Job], None] | None = None  # loop side: called instead of a waiter
+        self.release: Callable[[Any], object] | None = None  # frees a value nobody will take
 
     def run(self) -> None:
         """Run the call (on a worker), keep its outcome, and report completion."""

@@ -31,7 +31,7 @@ from tests.aio._helpers import (
     run_child,
     until,
 )
-from tests.conftest import eager_loop
+from tests.conftest import child_pids, eager_loop, open_fds
 
 pytestmark = pytest.mark.anyio
 
@@ -646,6 +646,62 @@ def test_a_loop_closed_without_shutting_down_leaves_no_channel_behind(
     gc.collect()
     assert closed_ref() is None  # nothing of aos keeps the closed loop alive
     assert "destroyed but it is pending" not in caplog.text
+
+
+async def _open_and_close(path: str) -> None:
+    while True:
+        os.close(await aos.open(path, os.O_RDONLY))
+
+
+async def _fwalk(path: str) -> None:
+    while True:
+        async for _ in aos.fwalk(path):
+            pass
+
+
+async def _spawnv(path: str) -> None:
+    while True:
+        await aos.spawnv(os.P_WAIT, "/bin/sleep", ["sleep", "0.02"])
+
+
+@pytest.mark.parametrize("factory", loop_factories())
+@pytest.mark.parametrize(
+    "calls", [_open_and_close, _fwalk, _spawnv], ids=["open", "fwalk", "spawnv"]
+)
+def test_a_loop_closed_while_calls_wait_leaves_no_fd_or_child(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+    calls: Callable[[str], Awaitable[None]],
+    tmp_path: Any,
+) -> None:
+    """Tasks still awaiting aos calls when their loop is closed (``run_until_complete``, then
+    ``close``) never resume: the fds their calls opened are closed (fwalk's directory fds too),
+    and the children ``spawnv`` started are killed and reaped, as the calls finish, as the tasks
+    are collected, or when the next loop opens a channel and closes that one."""
+    for name in ("a", "b", "a/c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "file").write_bytes(b"x")
+    before = open_fds()
+
+    path = str(tmp_path / "a" / "file" if calls is _open_and_close else tmp_path)
+
+    async def main() -> None:
+        pending = [asyncio.ensure_future(calls(path)) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        assert not any(task.done() for task in pending)
+
+    closed = factory()
+    closed.run_until_complete(main())
+    closed.close()  # the four tasks are still pending
+    del closed
+    gc.collect()
+    with asyncio.Runner(loop_factory=factory) as runner:  # the next loop to use aos
+        runner.run(aos.stat("/"))
+
+    def released() -> bool:
+        gc.collect()  # (the destroyed tasks, and what they held)
+        return not child_pids() and open_fds() <= before
+
+    assert until(released), (sorted(open_fds() - before), child_pids())
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import types
 from pathlib import Path
 
 import anyio
 import pytest
 
 import aos
+from aos._async import _completions
 
 
 async def churn(base: Path, tag: str) -> list[str]:
@@ -72,3 +75,15 @@ def test_outside_an_event_loop_gives_anyios_error() -> None:
 @pytest.mark.anyio
 async def test_every_backend_runs_aos() -> None:
     assert (await aos.stat("/")).st_ino > 0
+
+
+async def test_a_loop_opens_its_channel_while_another_thread_imports_trio(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, object]
+) -> None:
+    """While another thread imports trio, ``sys.modules`` holds a trio without its ``lowlevel``
+    yet: an asyncio loop's first call opens its channel all the same (it did fail, with
+    ``AttributeError``, when a thread ran asyncio loops while another imported trio)."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("asyncio's lookup: a trio run has imported trio whole")
+    monkeypatch.setitem(sys.modules, "trio", types.ModuleType("trio"))
+    assert isinstance(_completions._open_current(), _completions.AsyncioChannel)
