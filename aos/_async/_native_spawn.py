@@ -116,12 +116,12 @@ def prepare_call(
 class Prepared:
     """One spawn, converted to C and ready to run on a worker (run it once)."""
 
-    __slots__ = ("_argv", "_attr", "_envp", "_file_actions", "_keep", "_mask", "_path",
+    __slots__ = ("_argv", "_attr", "_envp", "_file_actions", "_filename", "_keep", "_mask",
                  "_path_bytes", "_spawn")  # fmt: skip
 
     def __init__(self, spawn: Callable[..., int], path: object, path_bytes: bytes) -> None:
         self._spawn = spawn
-        self._path = path
+        self._filename = os.fspath(path)  # type: ignore[call-overload]  # (os names it so)
         self._path_bytes = path_bytes
         self._argv: Any = None
         self._envp: Any = None
@@ -145,7 +145,7 @@ class Prepared:
                 _held["pthread_sigmask"](_SIG_SETMASK, own_mask, None)
             self.release()
         if error:
-            raise OSError(error, os.strerror(error), self._path)
+            raise OSError(error, os.strerror(error), self._filename)
         return pid.value
 
     def release(self) -> None:
@@ -201,8 +201,8 @@ class Prepared:
                 return False
             _held[setter](self._attributes(), sigset)
             flags |= flag
-        if setpgroup is not None:
-            if not _ints((setpgroup,)):
+        if setpgroup is not _OMITTED:
+            if not _ints((setpgroup,)):  # (None too: os refuses it)
                 return False
             _held["posix_spawnattr_setpgroup"](self._attributes(), setpgroup)
             flags |= _SETPGROUP
@@ -224,7 +224,8 @@ class Prepared:
 
 
 class _Omitted:
-    """The default of ``setsigmask`` and ``setsigdef``: ``os`` tells omitted from ``()``."""
+    """The default of the options ``os`` tells omitted from any value given: ``setsigmask`` and
+    ``setsigdef`` from ``()``, ``setpgroup`` and ``scheduler`` from ``None`` (which it refuses)."""
 
 
 _OMITTED: Final = _Omitted()
@@ -238,12 +239,12 @@ def prepare(
     /,
     *,
     file_actions: object = (),
-    setpgroup: object = None,
+    setpgroup: object = _OMITTED,
     resetids: object = False,
     setsid: object = False,
     setsigmask: object = _OMITTED,
     setsigdef: object = _OMITTED,
-    scheduler: object = None,
+    scheduler: object = _OMITTED,
 ) -> Prepared | None:
     """The spawn ``os.posix_spawn[p]`` would make of these arguments, ready for a worker; or
     ``None`` where the arguments are not in the forms converted here (then call ``os``).
@@ -254,7 +255,7 @@ def prepare(
     envp = _environment(env)
     if path_bytes is None or not argv_bytes or not argv_bytes[0] or envp is None:
         return None
-    if scheduler is not None or not isinstance(file_actions, list | tuple | None):
+    if scheduler is not _OMITTED or not isinstance(file_actions, list | tuple | None):
         return None
     spawn = _released["posix_spawnp" if search_path else "posix_spawn"]
     prepared = Prepared(spawn, path, path_bytes)

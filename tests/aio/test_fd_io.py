@@ -10,6 +10,7 @@ import pty
 import select
 import socket
 import sys
+import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -340,6 +341,42 @@ async def _os_error(fn: Any, *args: Any) -> BaseException:
     return await call(QUERY, None, run)  # aos workers are daemon threads
 
 
+async def test_a_length_that_is_not_an_int_waits_as_one_does(pipe: tuple[int, int]) -> None:
+    """``os.read`` takes any integer-like length (a ``bool``, anything with ``__index__``): such
+    a read waits on the loop too, and a cancel lands at once (it went to a worker, where the
+    read blocked for good)."""
+    r, w = pipe
+
+    class Five:
+        def __index__(self) -> int:
+            return 5
+
+    with anyio.move_on_after(0.05) as scope:
+        await aos.read(r, Five())  # type: ignore[arg-type]
+    assert scope.cancelled_caught
+    await aos.write(w, b"hello world")
+    assert await aos.read(r, Five()) == b"hello"  # type: ignore[arg-type]
+    assert await aos.read(r, True) == b" "
+
+
+async def test_a_huge_length_reads_what_is_there_without_a_buffer_of_that_size() -> None:
+    """A blocking pipe's read gets a buffer the size of what is there, as ``os.read`` touches
+    only that much of the ``length`` bytes it allocates: zeroing 1 GiB took seconds."""
+    r, w = os.pipe()
+    try:
+        await aos.write(w, b"hello")
+        tracemalloc.start()
+        try:
+            assert await aos.read(r, 1 << 30) == b"hello"
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 async def test_errors_are_those_of_os(pipe: tuple[int, int]) -> None:
     r, w = pipe
     closed_r, closed_w = os.pipe()
@@ -355,6 +392,9 @@ async def test_errors_are_those_of_os(pipe: tuple[int, int]) -> None:
         ("readv", (r, [b"immutable"])),
         ("readv", (closed_r, [bytearray(1)])),
         ("readv", (r, {0: bytearray(1)})),  # a dict is no sequence to os
+        ("readv", (r, iter([bytearray(1)]))),  # (preadv words it as its own)
+        ("readv", (r, None)),
+        ("read", (r, sys.maxsize)),  # too large for a bytes object
         ("writev", (w, {0: b"x"})),
     ]
     try:

@@ -431,6 +431,9 @@ ERROR_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsigmask": None}),
     ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsigdef": None}),
     ("posix_spawn", ("/bin/true", ["true"], ENV), {"setpgroup": "x"}),
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"setpgroup": None}),  # os: not "omitted"
+    ("posix_spawn", ("/bin/true", ["true"], ENV), {"scheduler": None}),  # (os: SystemError)
+    ("posix_spawn", (Path("/nonexistent/aos"), ["x"], ENV), {}),  # os names it as a str
 ]  # fmt: skip
 
 
