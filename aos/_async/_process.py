@@ -35,12 +35,13 @@ Passed through from :mod:`aos.blocking` (they never block): ``kill``, ``killpg``
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import operator
 import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -316,7 +317,7 @@ async def _start_as_exec_would(
     Each attempt is an async :func:`posix_spawn`, so it takes the same route (inline, or on a
     spawner while other children are in flight) and a cancel leaves no child behind.
     """
-    environ = os.environ if env is None else env
+    environ = _process_environment() if env is None else env
     try:
         if not search_path or os.path.dirname(file):
             return await posix_spawn(file, args, environ)
@@ -330,6 +331,25 @@ async def _start_as_exec_would(
     except Exception:  # anything exec* would raise in the forked child: it would _exit(127)
         pass
     return await posix_spawn("/bin/sh", ["sh", "-c", f"exit {_EXEC_FAILED_EXIT}"], {})
+
+
+def _process_environment() -> dict[bytes, bytes]:
+    """The environment ``exec*`` hands on: libc's ``environ``, which ``os.putenv`` and
+    ``os.unsetenv`` change without ``os.environ`` seeing it (the first of a name twice, as
+    ``getenv`` finds it)."""
+    environment: dict[bytes, bytes] = {}
+    entries = _ENVIRON
+    i = 0
+    while (entry := entries[i]) is not None:
+        name, equals, value = entry.partition(b"=")
+        if equals:
+            environment.setdefault(name, value)
+        i += 1
+    return environment
+
+
+_ENVIRON: Final = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+"""libc's ``environ``, read anew at each index (``setenv`` may move it)."""
 
 
 async def _kill_and_reap(pid: int) -> None:

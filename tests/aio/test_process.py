@@ -373,6 +373,24 @@ async def test_spawn_family(tmp_path: Path) -> None:
     assert await aos.waitpid(pid, 0) == (pid, 2 << 8)
 
 
+async def test_spawn_family_hands_on_the_environment_exec_would(tmp_path: Path) -> None:
+    """``os.spawnv`` execs with libc's environment, which ``os.putenv`` and ``os.unsetenv``
+    change without ``os.environ`` seeing it: so does ``aos.spawnv`` (it passed ``os.environ``)."""
+    script = 'echo "PUT=${AOS_TEST_PUT-unset} GONE=${AOS_TEST_GONE-unset}" > "$0"'
+    os.putenv("AOS_TEST_PUT", "1")
+    os.environ["AOS_TEST_GONE"] = "1"
+    os.unsetenv("AOS_TEST_GONE")
+    try:
+        by_os, by_aos = tmp_path / "os", tmp_path / "aos"
+        await off_loop(os.spawnv, os.P_WAIT, "/bin/sh", ["sh", "-c", script, str(by_os)])
+        assert await aos.spawnv(os.P_WAIT, "/bin/sh", ["sh", "-c", script, str(by_aos)]) == 0
+        assert await off_loop(by_aos.read_text) == await off_loop(by_os.read_text)
+        assert await off_loop(by_aos.read_text) == "PUT=1 GONE=unset\n"
+    finally:
+        os.unsetenv("AOS_TEST_PUT")
+        os.environ.pop("AOS_TEST_GONE", None)
+
+
 async def test_spawn_of_what_cannot_be_executed_exits_127_as_os(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing")
     if sys.version_info < (3, 12):  # later versions warn about fork() in a threaded process
