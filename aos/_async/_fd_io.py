@@ -14,7 +14,8 @@
   ``MUTATE`` (the file offset moves).
 
 What the caller sees is what ``os`` does: a read returns what is there (at most ``length``);
-``EAGAIN`` is never raised, the call waits instead. A read from a blocking fd gets a buffer the
+``EAGAIN`` is never raised, the call waits instead, unless a blocking socket's ``SO_RCVTIMEO``
+or ``SO_SNDTIMEO`` passes meanwhile: then, as in ``os``, ``EAGAIN``, or a write's short count. A read from a blocking fd gets a buffer the
 size of what is there, not of ``length`` (which ``os`` allocates but never touches): so where
 ``os`` cannot allocate ``length`` bytes (``MemoryError``), aos reads what is there. A write to a blocking fd writes everything,
 as ``os.write`` would; to an ``O_NONBLOCK`` fd it may be short, as ``os.write`` would be.
@@ -28,15 +29,17 @@ non-blocking ``pwritev`` would not.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import fcntl
 import operator
 import os
 import select
+import socket
 import struct
 import sys
 import termios
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -55,6 +58,8 @@ _PIPE_BUF: Final = select.PIPE_BUF  # a writable pipe or tty always has room for
 _READ_MAX: Final = sys.maxsize - sys.getsizeof(b"")  # os.read: beyond it, OverflowError
 _SMALL_READ: Final = 65536  # a read buffer this small costs next to nothing to zero
 _INT_BYTES: Final = bytes(4)
+_TIMEVAL: Final = struct.Struct("@ll")  # struct timeval: seconds, microseconds
+_getsockopt = ctypes.CDLL(None, use_errno=True).getsockopt
 
 
 async def read(fd: int, length: int, /) -> bytes:
@@ -102,6 +107,8 @@ async def _readv_blocking_fd(
     into ``buffers()`` (asked for again before each attempt)."""
     nowait = bool(_NOWAIT)
     ready = False
+    deadline: float | None = None
+    looked_up = False  # (the deadline)
     while True:
         if nowait:
             try:
@@ -114,8 +121,36 @@ async def _readv_blocking_fd(
                 nowait = False  # a tty: read only after readiness
         if ready and not nowait:
             return os.readv(fd, buffers())
-        await _readiness.wait_readable(fd)
+        if not looked_up:
+            deadline, looked_up = _deadline(fd, socket.SO_RCVTIMEO), True
+        if not await _wait_until(_readiness.wait_readable, fd, deadline):
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))  # as the socket's
         ready = True
+
+
+def _deadline(fd: int, option: int) -> float | None:
+    """When a blocking call on ``fd`` would give up waiting (``anyio.current_time``), if ``fd``
+    is a socket with a ``SO_RCVTIMEO``/``SO_SNDTIMEO`` (``option``); else ``None``."""
+    timeval = ctypes.create_string_buffer(_TIMEVAL.size)
+    size = ctypes.c_uint32(_TIMEVAL.size)
+    if _getsockopt(fd, socket.SOL_SOCKET, option, timeval, ctypes.byref(size)):
+        return None  # (ENOTSOCK: a pipe, a tty)
+    seconds, microseconds = _TIMEVAL.unpack(timeval.raw)
+    timeout = seconds + microseconds / 1e6
+    return anyio.current_time() + timeout if timeout > 0 else None
+
+
+async def _wait_until(
+    wait: Callable[[int], Awaitable[None]], fd: int, deadline: float | None
+) -> bool:
+    """``wait(fd)``, until ``deadline`` if any; whether ``fd`` became ready in time."""
+    if deadline is None:
+        await wait(fd)
+        return True
+    with anyio.move_on_at(deadline):
+        await wait(fd)
+        return True
+    return False
 
 
 def _readable_size(fd: int, size: int) -> int:
@@ -171,6 +206,9 @@ async def _writev_blocking_fd(fd: int, views: list[memoryview]) -> int:
     written = 0
     nowait = bool(_NOWAIT)
     ready = False
+    deadline: float | None = None
+    looked_up = False  # (the deadline)
+    in_time = True
     cancelled: asyncio.CancelledError | None = None
     try:
         while True:
@@ -193,14 +231,20 @@ async def _writev_blocking_fd(fd: int, views: list[memoryview]) -> int:
                         raise
             if written == total:
                 break
+            if not looked_up:
+                deadline, looked_up = _deadline(fd, socket.SO_SNDTIMEO), True
             if written:
                 try:
                     with anyio.CancelScope(shield=True):
-                        await _readiness.wait_writable(fd)
+                        in_time = await _wait_until(_readiness.wait_writable, fd, deadline)
                 except asyncio.CancelledError as exc:  # a native cancel: finish all the same
                     cancelled = exc
             else:
-                await _readiness.wait_writable(fd)
+                in_time = await _wait_until(_readiness.wait_writable, fd, deadline)
+            if not in_time:  # the socket's SO_SNDTIMEO passed: os returns what went, or EAGAIN
+                if written:
+                    break
+                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
             ready = True
         if cancelled is not None:
             raise cancelled

@@ -9,6 +9,7 @@ import os
 import pty
 import select
 import socket
+import struct
 import sys
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
@@ -375,6 +376,26 @@ async def test_a_huge_length_reads_what_is_there_without_a_buffer_of_that_size()
     finally:
         os.close(r)
         os.close(w)
+
+
+async def test_a_socket_timeout_ends_a_wait_as_it_ends_os_s_blocking_call() -> None:
+    """A blocking socket's ``SO_RCVTIMEO`` and ``SO_SNDTIMEO`` end a wait as they end a blocking
+    call in os: a read with nothing there raises ``EAGAIN``, a write that sent part of its bytes
+    returns their count, one that sent none raises ``EAGAIN`` (all three waited for good)."""
+    a, b = socket.socketpair()
+    with a, b:
+        twenty_ms = struct.pack("@ll", 0, 20_000)
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, twenty_ms)
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, twenty_ms)
+        expected = await _os_error(os.read, a.fileno(), 5)
+        with pytest.raises(BlockingIOError) as info:
+            await aos.read(a.fileno(), 5)
+        assert info.value.args == expected.args
+        sent = await aos.write(a.fileno(), b"x" * BIG * 8)
+        assert 0 < sent < BIG * 8
+        with pytest.raises(BlockingIOError) as info:
+            await aos.write(a.fileno(), b"y")  # the buffer is full
+        assert info.value.args == expected.args
 
 
 async def test_errors_are_those_of_os(pipe: tuple[int, int]) -> None:
