@@ -28,22 +28,26 @@ class InlineStatExtension(BuildHookInterface):
     _scratch: str | None = None  # where a regular wheel's module is built, removed after
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if self.target_name != "wheel" or not _wanted():
+        if self.target_name != "wheel":
             return
         name = MODULE + str(sysconfig.get_config_var("EXT_SUFFIX"))
         root = Path(self.root)
-        if version == "editable":
-            target = root / name
+        editable = version == "editable"
+        if editable:  # next to its source, for the import to find; the last build's goes first,
+            target = root / name  # so that a refused or failed build leaves none to import
+            target.unlink(missing_ok=True)
         else:
             self._scratch = tempfile.mkdtemp(prefix="aos-build-")
             target = Path(self._scratch) / Path(name).name
+        if not _wanted():
+            return
         failure = _compile(root / SOURCE, target)
         if failure:
             self.app.display_warning(f"aos: no C inline stat ({failure}); ctypes answers instead")
             return
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        if version != "editable":
+        if not editable:
             build_data["force_include"][str(target)] = name
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:

@@ -162,7 +162,19 @@ def _readable_size(fd: int, size: int) -> int:
         there: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, _INT_BYTES))[0]
     except OSError:  # (an eventfd, a timerfd)
         return size
-    return min(size, max(there, _SMALL_READ))
+    room = min(size, max(there, _SMALL_READ))
+    if room < size and _is_datagram_socket(fd):  # a datagram larger than what was there could
+        return size  # come before the read: it would be cut, where os takes it whole
+    return room
+
+
+def _is_datagram_socket(fd: int) -> bool:
+    """Whether ``fd`` is a socket that keeps message boundaries (``SOCK_DGRAM``, ``SEQPACKET``)."""
+    kind = ctypes.c_int()
+    size = ctypes.c_uint32(ctypes.sizeof(kind))
+    if _getsockopt(fd, socket.SOL_SOCKET, socket.SO_TYPE, ctypes.byref(kind), ctypes.byref(size)):
+        return False  # (ENOTSOCK: a pipe, a tty)
+    return kind.value != socket.SOCK_STREAM
 
 
 async def write(fd: int, data: ReadableBuffer, /) -> int:

@@ -108,12 +108,15 @@ stat_cached(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     long at = PyLong_AsLong(args[0]);
-    int follow = PyObject_IsTrue(args[2]);
-    if ((at == -1 && PyErr_Occurred()) || follow < 0) {
+    if (at == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (at < INT_MIN || at > INT_MAX) {
         PyErr_SetString(PyExc_OverflowError, "at: not a C int");
+        return NULL;
+    }
+    int follow = PyObject_IsTrue(args[2]);
+    if (follow < 0) {
         return NULL;
     }
     struct open_how how = {

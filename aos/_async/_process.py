@@ -128,15 +128,15 @@ async def _run_prepared(prepared: Prepared) -> int:
     A task destroyed with its closed loop cannot await: a worker reaps the child instead."""
     unreceived: list[int] = []
     destroyed = False
-    loop_is_closed = _completions.current().loop_is_closed
 
     def release(pid: int) -> None:  # the caller will not receive this child
-        if destroyed or loop_is_closed():  # it never will: the spawn outlived its loop
+        if destroyed or channel.loop_is_closed():  # it never will: the spawn outlived its loop
             _kill_and_reap_later(pid)
         else:
             unreceived.append(pid)
 
     try:
+        channel = _completions.current()
         pid: int = await _engine.run_to_completion(prepared.run, (), {}, release, pool=SPAWNERS)
     except GeneratorExit:
         destroyed = True

@@ -5,6 +5,7 @@ Pipes are made both blocking and ``O_NONBLOCK``; the fd's flag must be the same 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
@@ -376,6 +377,27 @@ async def test_a_huge_length_reads_what_is_there_without_a_buffer_of_that_size()
     finally:
         os.close(r)
         os.close(w)
+
+
+async def test_a_datagram_that_comes_as_the_read_begins_is_read_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A datagram socket's read keeps ``os``'s buffer of ``length`` bytes: one sized by what was
+    there (``FIONREAD``) would cut a larger datagram that came before the read."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b.setblocking(False)  # (its send cannot wait: room for one datagram)
+    with a, b:
+        ioctl = fcntl.ioctl
+        sent: list[int] = []
+
+        def then_a_big_datagram(*args: Any) -> Any:
+            result = ioctl(*args)
+            if not sent:  # (stands in for a sender in another process, between the two calls)
+                sent.append(b.send(bytes(200_000)))
+            return result
+
+        monkeypatch.setattr(fcntl, "ioctl", then_a_big_datagram)
+        assert len(await aos.read(a.fileno(), 1 << 20)) == 200_000
 
 
 async def test_a_socket_timeout_ends_a_wait_as_it_ends_os_s_blocking_call() -> None:
