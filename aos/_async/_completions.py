@@ -796,21 +796,17 @@ class AsyncioChannel(Channel):
             abandoned(job)
             raise
         else:
-            return await after_completion(job, None, release, self._scopes_check)
+            return await after_completion(job, None, self._scopes_check)
         # (outside the except clause: the call's own error must not carry the cancel as context)
         try:
             return await self._wait_out_cancel(
-                job, cancel, _by_anyio_alone(job.waiter, task, asked), release
+                job, cancel, _by_anyio_alone(job.waiter, task, asked)
             )
         finally:
             del cancel  # raised through this frame: no cycle through its local
 
     async def _wait_out_cancel(
-        self,
-        job: Job,
-        cancel: asyncio.CancelledError,
-        by_anyio: bool,
-        release: Callable[[Any], object] | None,
+        self, job: Job, cancel: asyncio.CancelledError, by_anyio: bool
     ) -> Any:
         """The caller of a MUTATE call was cancelled while it ran: wait for it all the same.
 
@@ -834,7 +830,7 @@ class AsyncioChannel(Channel):
             # A delivery that found the waiter cancelled did not count it as resumed.
             if job.waiter.cancelled():
                 self._unpark()
-            return await after_completion(job, cancelled, release, self._scopes_check)
+            return await after_completion(job, cancelled, self._scopes_check)
         finally:
             del cancel, cancelled
 
@@ -867,12 +863,10 @@ def _by_anyio_alone(
 
 
 async def after_completion(
-    job: Job,
-    cancelled: BaseException | None,
-    release: Callable[[Any], object] | None,
-    scopes_check: Callable[[], Awaitable[None]],
+    job: Job, cancelled: BaseException | None, scopes_check: Callable[[], Awaitable[None]]
 ) -> Any:
-    """A MUTATE call has returned: raise a pending cancel (releasing the value), or its error.
+    """A MUTATE call has returned: raise a pending cancel (releasing the value with the job's
+    ``release``), or its error.
 
     A native asyncio cancel (``cancelled``, caught while waiting) is raised even if the call
     failed: asyncio delivers it only once. anyio's and trio's own cancels stay pending in their
@@ -887,8 +881,8 @@ async def after_completion(
             return outcome(job)
         await scopes_check()
     except BaseException:
-        if release is not None and not failed:
-            release(job.value)
+        if job.release is not None and not failed:
+            job.release(job.value)
         raise
     finally:
         del cancelled

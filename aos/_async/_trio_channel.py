@@ -204,7 +204,7 @@ class TrioChannel(Channel):
         task = trio.lowlevel.current_task()
         job = self.submit(pool, fn, args, kwargs, task, ring=ring, release=release)
         await trio.lowlevel.wait_task_rescheduled(_refuse_abort)  # a cancel waits for the call
-        return await after_completion(job, None, release, trio.lowlevel.checkpoint_if_cancelled)
+        return await after_completion(job, None, trio.lowlevel.checkpoint_if_cancelled)
 
 
 @trio.lowlevel.enable_ki_protection
