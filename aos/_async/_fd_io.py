@@ -15,9 +15,10 @@
 
 What the caller sees is what ``os`` does: a read returns what is there (at most ``length``);
 ``EAGAIN`` is never raised, the call waits instead, unless a blocking socket's ``SO_RCVTIMEO``
-or ``SO_SNDTIMEO`` passes meanwhile: then, as in ``os``, ``EAGAIN``, or a write's short count. A read from a blocking fd gets a buffer the
-size of what is there, not of ``length`` (which ``os`` allocates but never touches): so where
-``os`` cannot allocate ``length`` bytes (``MemoryError``), aos reads what is there. A write to a blocking fd writes everything,
+or ``SO_SNDTIMEO`` passes meanwhile: then, as in ``os``, ``EAGAIN``, or a write's short count.
+A read from a blocking fd gets a buffer the size of what is there, not of ``length`` (which
+``os`` allocates but never touches): so where ``os`` cannot allocate ``length`` bytes
+(``MemoryError``), aos reads what is there. A write to a blocking fd writes everything,
 as ``os.write`` would; to an ``O_NONBLOCK`` fd it may be short, as ``os.write`` would be.
 Every call is a checkpoint, before it reads or writes anything, also when the fd is ready.
 Cancellation: a read, or a write that has not written a byte, is cancelled at once; a write
@@ -57,7 +58,8 @@ _NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
 _PIPE_BUF: Final = select.PIPE_BUF  # a writable pipe or tty always has room for this much
 _READ_MAX: Final = sys.maxsize - sys.getsizeof(b"")  # os.read: beyond it, OverflowError
 _SMALL_READ: Final = 65536  # a read buffer this small costs next to nothing to zero
-_INT_BYTES: Final = bytes(4)
+_INT: Final = struct.Struct("@i")
+_INT_BYTES: Final = bytes(_INT.size)
 _TIMEVAL: Final = struct.Struct("@ll")  # struct timeval: seconds, microseconds
 _getsockopt = ctypes.CDLL(None, use_errno=True).getsockopt
 
@@ -131,11 +133,10 @@ async def _readv_blocking_fd(
 def _deadline(fd: int, option: int) -> float | None:
     """When a blocking call on ``fd`` would give up waiting (``anyio.current_time``), if ``fd``
     is a socket with a ``SO_RCVTIMEO``/``SO_SNDTIMEO`` (``option``); else ``None``."""
-    timeval = ctypes.create_string_buffer(_TIMEVAL.size)
-    size = ctypes.c_uint32(_TIMEVAL.size)
-    if _getsockopt(fd, socket.SOL_SOCKET, option, timeval, ctypes.byref(size)):
-        return None  # (ENOTSOCK: a pipe, a tty)
-    seconds, microseconds = _TIMEVAL.unpack(timeval.raw)
+    timeval = _socket_option(fd, option, _TIMEVAL.size)
+    if timeval is None:
+        return None
+    seconds, microseconds = _TIMEVAL.unpack(timeval)
     timeout = seconds + microseconds / 1e6
     return anyio.current_time() + timeout if timeout > 0 else None
 
@@ -159,7 +160,7 @@ def _readable_size(fd: int, size: int) -> int:
     fd does not tell. ``os.read`` allocates ``size`` bytes without touching them; a
     ``bytearray`` of them is zeroed, which took 0.3 s for a 5-byte read of 256 MiB."""
     try:
-        there: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, _INT_BYTES))[0]
+        there: int = _INT.unpack(fcntl.ioctl(fd, termios.FIONREAD, _INT_BYTES))[0]
     except OSError:  # (an eventfd, a timerfd)
         return size
     room = min(size, max(there, _SMALL_READ))
@@ -170,11 +171,18 @@ def _readable_size(fd: int, size: int) -> int:
 
 def _is_datagram_socket(fd: int) -> bool:
     """Whether ``fd`` is a socket that keeps message boundaries (``SOCK_DGRAM``, ``SEQPACKET``)."""
-    kind = ctypes.c_int()
-    size = ctypes.c_uint32(ctypes.sizeof(kind))
-    if _getsockopt(fd, socket.SOL_SOCKET, socket.SO_TYPE, ctypes.byref(kind), ctypes.byref(size)):
-        return False  # (ENOTSOCK: a pipe, a tty)
-    return kind.value != socket.SOCK_STREAM
+    kind = _socket_option(fd, socket.SO_TYPE, _INT.size)
+    return kind is not None and _INT.unpack(kind)[0] != socket.SOCK_STREAM
+
+
+def _socket_option(fd: int, option: int, size: int) -> bytes | None:
+    """The ``SOL_SOCKET`` option ``option`` (``size`` bytes) of ``fd``, or ``None`` if ``fd``
+    is no socket (a pipe, a tty). ``socket.socket(fileno=fd)`` would take the fd over."""
+    value = ctypes.create_string_buffer(size)
+    length = ctypes.c_uint32(size)
+    if _getsockopt(fd, socket.SOL_SOCKET, option, value, ctypes.byref(length)):
+        return None
+    return value.raw
 
 
 async def write(fd: int, data: ReadableBuffer, /) -> int:
