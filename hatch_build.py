@@ -36,11 +36,11 @@ class InlineStatExtension(BuildHookInterface):
         if editable:  # next to its source, for the import to find; the last build's goes first,
             target = root / name  # so that a refused or failed build leaves none to import
             target.unlink(missing_ok=True)
-        else:
-            self._scratch = tempfile.mkdtemp(prefix="aos-build-")
-            target = Path(self._scratch) / Path(name).name
         if not _wanted():
             return
+        if not editable:
+            self._scratch = tempfile.mkdtemp(prefix="aos-build-")
+            target = Path(self._scratch) / Path(name).name
         failure = _compile(root / SOURCE, target)
         if failure:
             self.app.display_warning(f"aos: no C inline stat ({failure}); ctypes answers instead")

@@ -358,10 +358,7 @@ async def _kill_and_reap(pid: int) -> None:
     Interrupted (an anyio shield does not stop a second native asyncio cancel, nor a
     ``KeyboardInterrupt``), it leaves the reaping to a ``WAIT`` worker rather than a zombie.
     """
-    try:
-        os.kill(pid, signal.SIGKILL)  # not reaped yet, so the pid cannot belong to anyone else
-    except ProcessLookupError:
-        pass
+    _kill(pid)
     try:
         await waitpid(pid, 0)
     except ChildProcessError:
@@ -374,9 +371,13 @@ async def _kill_and_reap(pid: int) -> None:
 def _kill_and_reap_later(pid: int) -> None:
     """End a child that nobody else knows of without awaiting: SIGKILL, then a ``WAIT`` worker
     reaps it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    _kill(pid)
     _reap_later(pid)
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # (it exited: a zombie, still ours)
+        os.kill(pid, signal.SIGKILL)  # not reaped yet, so the pid cannot belong to anyone else
 
 
 def _reap_later(pid: int) -> None:
