@@ -92,9 +92,7 @@ def offload(
             return await _engine.run_to_completion(fn, args, kwargs, release, ring)
 
     elif inline is not None:
-
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await _engine.run_query(fn, args, kwargs, inline)
+        wrapper = _engine.answering_inline(fn, inline)
 
     else:
         wait_lane = policy is Policy.WAIT

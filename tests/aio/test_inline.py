@@ -231,6 +231,22 @@ async def test_an_inline_answer_raises_a_pending_cancel(
     assert answered() == 0  # its await point, before the answer, raised the cancel
 
 
+async def test_an_inline_answer_in_a_shield_is_not_cancelled_but_the_next_one_outside_is(
+    place: Path, monkeypatch: pytest.MonkeyPatch, loop_slice: float
+) -> None:
+    """A cancelled scope outside a shield does not reach an answer inside it, nor does one
+    with a deadline still to come; once out of the shield, the cancel lands before the next."""
+    answered = take_route("inline", monkeypatch)
+    with anyio.CancelScope() as outer:
+        outer.cancel()
+        with anyio.CancelScope(shield=True), anyio.CancelScope(deadline=anyio.current_time() + 60):
+            result = await aos.stat(place / "file")
+        assert isinstance(result, os.stat_result)
+        await aos.stat(place / "file")
+    assert outer.cancelled_caught
+    assert answered() == 1
+
+
 async def test_inline_answers_let_the_loop_run_once_their_slice_has_passed(
     place: Path, monkeypatch: pytest.MonkeyPatch, loop_slice: float
 ) -> None:
@@ -597,7 +613,7 @@ async def test_attempts_wait_for_turns_whether_answered_or_refused(
             return None if value % 4 == 1 else (value, None)
 
         async def ask(value: int) -> None:
-            results.append(await _engine.run_query(lambda v: v, (value,), {}, refuse_some))
+            results.append(await _engine.answering_inline(lambda value: value, refuse_some)(value))
 
         async with anyio.create_task_group() as callers:
             for value in range(32):
@@ -626,7 +642,7 @@ async def test_calls_stop_trying_inline_while_the_kernel_keeps_refusing(
         return (value, None) if answering else None
 
     async def ask(value: int) -> int:
-        return await _engine.run_query(lambda v: v, (value,), {}, attempt)
+        return await _engine.answering_inline(lambda value: value, attempt)(value)
 
     assert [await ask(v) for v in range(200)] == list(range(200))  # (workers answer)
     refused_at_first = 11  # while the answered share falls from 1 to below a half
