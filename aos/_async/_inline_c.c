@@ -28,7 +28,10 @@
 #define STATX_MNT_ID_UNIQUE 0x4000U
 #endif
 
-static PyObject *stat_result_type; /* os.stat_result */
+/* The module's state, one per interpreter that imports it */
+typedef struct {
+    PyObject *stat_result_type; /* os.stat_result */
+} state;
 
 /* Whether the times of a statx answer fit 64 bits in nanoseconds (until the year 2262) */
 static int
@@ -62,7 +65,7 @@ ns_time(const struct statx_timestamp *t)
 /* The os.stat_result of a statx answer whose times fit, in os.stat_result's field order; NULL
  * with an error set */
 static PyObject *
-stat_result_of(const struct statx *st)
+stat_result_of(PyObject *stat_result_type, const struct statx *st)
 {
     PyObject *fields = PyTuple_New(19);
     if (fields == NULL) {
@@ -102,7 +105,6 @@ stat_result_of(const struct statx *st)
 static PyObject *
 stat_cached(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    (void)module;
     if (nargs != 3 || !PyLong_Check(args[0]) || !PyBytes_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "stat_cached(at: int, raw: bytes, follow: bool)");
         return NULL;
@@ -134,7 +136,7 @@ stat_cached(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (failed < 0 || !times_fit(&st)) {
         Py_RETURN_NONE;
     }
-    PyObject *result = stat_result_of(&st);
+    PyObject *result = stat_result_of(((state *)PyModule_GetState(module))->stat_result_type, &st);
     if (result == NULL) {
         return NULL;
     }
@@ -147,25 +149,71 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int
+exec_module(PyObject *module)
+{
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return -1;
+    }
+    PyObject *type = PyObject_GetAttrString(os, "stat_result");
+    Py_DECREF(os);
+    if (type == NULL) {
+        return -1;
+    }
+    ((state *)PyModule_GetState(module))->stat_result_type = type;
+    return 0;
+}
+
+static int
+traverse_module(PyObject *module, visitproc visit, void *arg)
+{
+    state *own = PyModule_GetState(module);
+    Py_VISIT(own->stat_result_type);
+    return 0;
+}
+
+static int
+clear_module(PyObject *module)
+{
+    state *own = PyModule_GetState(module);
+    Py_CLEAR(own->stat_result_type);
+    return 0;
+}
+
+static void
+free_module(void *module)
+{
+    clear_module((PyObject *)module);
+}
+
+/* Multi-phase init, state per module: it loads in isolated subinterpreters too, and it runs
+ * without the GIL where Python has none (it shares nothing between calls). */
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "aos._async._inline_c",
     .m_doc = "stat of a cached path on the loop's thread, in C (see aos/_async/_inline.py).",
-    .m_size = -1,
+    .m_size = sizeof(state),
     .m_methods = methods,
+    .m_slots = slots,
+    .m_traverse = traverse_module,
+    .m_clear = clear_module,
+    .m_free = free_module,
 };
 
 PyMODINIT_FUNC
 PyInit__inline_c(void)
 {
-    PyObject *os = PyImport_ImportModule("os");
-    if (os == NULL) {
-        return NULL;
-    }
-    stat_result_type = PyObject_GetAttrString(os, "stat_result");
-    Py_DECREF(os);
-    if (stat_result_type == NULL) {
-        return NULL;
-    }
-    return PyModule_Create(&module);
+    return PyModuleDef_Init(&module);
 }

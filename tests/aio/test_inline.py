@@ -12,6 +12,7 @@ import shlex
 import statistics
 import subprocess
 import sysconfig
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,11 @@ def test_both_routes_answer_every_kind_of_file_as_os_does(tmp_path: Path) -> Non
     (links / "file").write_bytes(b"x" * 5000)
     (links / "link").symlink_to("file")
     (links / "dangling").symlink_to("missing")
+    for link in ("link", "dangling"):
+        # Following a link whose atime is due for an update (relatime: a new link's, until a
+        # clock tick after the follow that updated it) leaves the cached lookup: EAGAIN, and
+        # aos asks a worker. Here the answers themselves are compared: an atime not due.
+        os.utime(links / link, ns=(time.time_ns() + 3_600 * 10**9, 0), follow_symlinks=False)
     os.mkfifo(links / "fifo")
     # (0.000181133 s past a second is where sec + ns * 1e-9, os's float, and sec + ns / 1e9 differ)
     times = {"epoch": 1_000_181_133, "old": -1_500_000_001, "y2100": 4_102_444_800_123_456_789}
@@ -169,6 +175,27 @@ def test_the_c_route_is_built_where_it_can_be(tmp_path: Path) -> None:
     if done.returncode != 0:
         pytest.skip(f"this Python cannot build the C module here: {done.stderr[-200:]!r}")
     assert _inline.stat_cached_in_c is not None
+
+
+def test_the_c_route_loads_in_an_isolated_subinterpreter() -> None:
+    """The C module keeps its state per module (multi-phase init): an isolated subinterpreter
+    (its own GIL) loads it, and its answer is that interpreter's own ``os.stat_result``, where
+    a single-phase module is refused there and the ctypes route answered."""
+    if _inline.stat_cached_in_c is None:
+        pytest.skip("the C module is not built here: the ctypes route answers")
+    interpreters = pytest.importorskip("_interpreters", reason="isolated subinterpreters: 3.13+")
+    code = (
+        "import os, aos._async._inline as inline\n"
+        "assert inline.stat_cached_in_c is not None, 'the C module was refused'\n"
+        "found = inline.stat_cached_in_c(-100, b'/', True)\n"
+        "assert type(found[1]) is os.stat_result and found[1] == os.stat('/'), found\n"
+    )
+    for _ in range(3):  # each new interpreter imports it afresh, and frees it at the end
+        interpreter = interpreters.create()
+        try:
+            assert interpreters.run_string(interpreter, code) is None
+        finally:
+            interpreters.destroy(interpreter)
 
 
 EVERY_TIME = 0.0  # a slice that has always passed: every inline answer lets the loop run
