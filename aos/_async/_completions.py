@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import os
 import sys
@@ -179,9 +180,8 @@ class Channel:
         ring = self._ring
         if ring is None:
             ring = self._ring = self._open_ring()
-        if ring is False:
+        if not isinstance(ring, _uring.Ring):
             return False
-        assert isinstance(ring, _uring.Ring)
         if len(self._in_ring) >= ring.cq_entries:
             return False
         if not ring.has_room():
@@ -205,13 +205,17 @@ class Channel:
                 self._end_batch_soon()
         return True
 
-    def _open_ring(self) -> _uring.Ring | bool:
-        if not _uring.available():
-            return False
+    def _open_ring(self) -> _uring.Ring | bool | None:
+        """The loop's ring; ``False`` where there can be none, ``None`` while the process is out
+        of fds (a worker does the work, and a later call tries again)."""
         try:
+            if not _uring.available():
+                return False
             ring = _uring.Ring(self._fd)
-        except OSError:  # e.g. the memory limit for rings: worker threads do the work
-            return False
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE):
+                return None
+            return False  # e.g. the memory limit for rings: worker threads do the work
         self._limit_ring_workers(ring)
         return ring
 
@@ -600,7 +604,12 @@ class AsyncioChannel(Channel):
                 ending = True
         if ending:
             _ending_loops.add(loop)
-        super().__init__(loop)
+        try:
+            super().__init__(loop)  # (out of fds: raises, and nothing may be left behind)
+        except BaseException:
+            if self._loop_end is not None:
+                self._loop_end.cancel()
+            raise
         self._loop = loop
         self._quiet: asyncio.Future[None] | None = None
         self._ring_watch: asyncio.TimerHandle | None = None

@@ -23,6 +23,7 @@ import mmap
 import os
 import platform
 import struct
+import sys
 from typing import Final
 
 ENV_SWITCH: Final = "AOS_IO_URING"
@@ -42,6 +43,8 @@ _REGISTER_EVENTFD: Final = 4
 _REGISTER_PROBE: Final = 8
 _REGISTER_IOWQ_MAX_WORKERS: Final = 19
 _OFF_SQES: Final = 0x10000000
+_UNTRACKED: Final[dict[str, bool]] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
+"""A mapping that keeps no ``dup`` of the ring's fd (3.13+): one fd a loop, not three."""
 _PROBE_OPS: Final = 256
 _OP_SUPPORTED: Final = 1
 
@@ -150,9 +153,9 @@ class Ring:
         size = max(sq.array + params.sq_entries * 4, cq.cqes + params.cq_entries * _CQE.size)
         protection = mmap.PROT_READ | mmap.PROT_WRITE
         flags = mmap.MAP_SHARED | mmap.MAP_POPULATE
-        self._rings = mmap.mmap(self.fd, size, flags, protection, offset=0)
+        self._rings = mmap.mmap(self.fd, size, flags, protection, offset=0, **_UNTRACKED)
         self._sqes = mmap.mmap(self.fd, params.sq_entries * _SQE.size, flags, protection,
-                               offset=_OFF_SQES)  # fmt: skip
+                               offset=_OFF_SQES, **_UNTRACKED)  # fmt: skip
         self.sq_entries: int = params.sq_entries
         self.cq_entries: int = params.cq_entries
         self._sq_head = sq.head
@@ -296,7 +299,8 @@ class Ring:
 
 
 def available() -> bool:
-    """Whether this process can use io_uring for aos's operations (probed once)."""
+    """Whether this process can use io_uring for aos's operations (probed once it could
+    tell: out of fds, the probe raises :exc:`OSError` and is made again next time)."""
     global _available
     if _available is None:
         _available = _probe()
@@ -308,10 +312,12 @@ def _probe() -> bool:
         return False
     if platform.machine() not in ("x86_64", "AMD64") or not hasattr(os, "eventfd"):
         return False
-    eventfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    eventfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)  # (out of fds: raises)
     try:
         ring = Ring(eventfd, entries=2)
-    except OSError:
+    except OSError as error:
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            raise  # out of fds, not a verdict on io_uring
         return False
     finally:
         os.close(eventfd)
