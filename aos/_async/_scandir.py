@@ -119,7 +119,9 @@ class ScandirIterator(Generic[AnyStr]):
     :meth:`aclose`, on exit of ``async with``, when an iteration is cancelled, and on garbage
     collection. A batch still being read by a worker closes the fd itself when it returns.
     An entry served from the buffer is a checkpoint only once 0.25 ms have passed since the
-    iterator last let the loop run.
+    iterator last let the loop run. A step (or the opening) while another task awaits one
+    raises :exc:`RuntimeError`, as an async generator refuses it: the two would read the
+    directory twice over.
     """
 
     def __init__(self, path: Any) -> None:
@@ -132,9 +134,20 @@ class ScandirIterator(Generic[AnyStr]):
         self._lock = threading.Lock()  # held by whoever touches the os iterator
         self._close_requested = False
         self._yielded_at = 0.0  # when this iterator last let the event loop run
+        self._running = False  # a task awaits a step (or the opening)
 
     async def _open(self) -> ScandirIterator[AnyStr]:
-        """Open the directory and read the first batch, in one hop."""
+        """Open the directory and read the first batch, in one hop (refused while another
+        task awaits a step)."""
+        if self._running:
+            raise RuntimeError("anext(): asynchronous generator is already running")
+        self._running = True
+        try:
+            return await self._open_now()
+        finally:
+            self._running = False
+
+    async def _open_now(self) -> ScandirIterator[AnyStr]:
         if self._it is None and not self._done:
             opened = await call(MUTATE, _close_opened, self._open_and_read)
             self._it = opened[0]
@@ -167,9 +180,12 @@ class ScandirIterator(Generic[AnyStr]):
         return self
 
     async def __anext__(self) -> DirEntry[AnyStr]:
+        if self._running:  # another task's step: refused, as an async generator refuses it
+            raise RuntimeError("anext(): asynchronous generator is already running")
+        self._running = True
         try:
             if self._it is None:
-                await self._open()
+                await self._open_now()
             elif not self._buffer and not self._done and self._error is None:
                 self._batch = min(self._batch * 2, _MAX_BATCH)
                 self._take(*await call(QUERY, None, self._read_batch, self._batch))
@@ -179,6 +195,8 @@ class ScandirIterator(Generic[AnyStr]):
         except BaseException:
             self._close()  # cancelled or failed to open: finished, like an async generator
             raise
+        finally:
+            self._running = False
         if self._buffer:
             return self._buffer.popleft()
         if self._error is not None:

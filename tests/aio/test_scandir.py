@@ -296,6 +296,45 @@ async def _with_a_hanging_batch(
     return it, entered, go_on
 
 
+async def test_a_second_task_stepping_while_one_awaits_is_refused(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one task awaits the opening (or a batch), another's step or ``await`` of the same
+    iterator raises :exc:`RuntimeError`, as an async generator refuses it: it would open and
+    read the directory a second time (every entry twice, the first os iterator left open)."""
+    entered = threading.Event()
+    go_on = threading.Event()
+
+    class SlowEntry(_scandir.DirEntry[Any]):
+        def __init__(self, entry: Any) -> None:
+            if not entered.is_set():  # the first entry of the opening waits
+                entered.set()
+                go_on.wait(10)
+            super().__init__(entry)
+
+    monkeypatch.setattr(_scandir, "DirEntry", SlowEntry)
+    it = scandir(big)  # not opened yet
+    names: list[str] = []
+
+    async def first() -> None:
+        names.append((await it.__anext__()).name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        for _ in range(2000):
+            if entered.is_set():
+                break
+            await anyio.sleep(0.005)
+        with pytest.raises(RuntimeError, match="already running"):
+            await it.__anext__()
+        with pytest.raises(RuntimeError, match="already running"):
+            await it
+        go_on.set()
+    names += [entry.name async for entry in it]
+    assert sorted(names) == sorted(await off_loop(os.listdir, big))
+    assert await fds_under(big) == 0
+
+
 async def test_cancel_during_a_batch_closes_the_fd_when_the_batch_returns(
     big: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
