@@ -47,8 +47,10 @@ async def run_to_completion(
     pool: Pool = FILESYSTEM,
 ) -> T:
     """Run on a worker of ``pool`` (or io_uring); a cancel waits for the call, releases its
-    result, is raised."""
-    channel = _completions.current()
+    result, is raised. A caller cancelled already gets the cancel at once, and nothing runs
+    (as with anyio's and trio's ``to_thread``): every call is a checkpoint."""
+    await _completions.current().checkpoint_if_cancelled()
+    channel = _completions.current()  # (anew: the check may have let the loop run, and end)
     result: T = await channel.run_to_completion(pool, fn, args, kwargs, release, ring)
     return result
 

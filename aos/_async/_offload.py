@@ -8,6 +8,8 @@ runs the function on a worker and applies a cancellation policy:
 - ``MUTATE``: side effects. A cancel waits until the call has returned, then is raised, so no
   syscall is still running once the caller sees the cancellation. With ``release``, a result
   the caller never receives (an fd, a pair of fds) is released, so nothing leaks.
+
+Every call is a checkpoint: a caller cancelled already gets the cancel, and nothing runs.
 - ``WAIT``: may wait forever (``waitpid``, a blocking read). Runs in its own unbounded lane so
   it never holds a worker that filesystem calls need; a cancel returns at once.
 """

@@ -12,10 +12,11 @@ and "the task had every chance to finish" is :func:`anyio.wait_all_tasks_blocked
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,6 +122,58 @@ async def test_mutate_cancel_waits_for_the_syscall_and_releases_the_fd(tmp_path:
     assert isinstance(done[0], anyio.get_cancelled_exc_class())
     await aos.close(reader)
     assert await in_worker(fd_count) == before, "the fd opened for the cancelled caller leaked"
+
+
+@pytest.mark.anyio
+async def test_a_call_made_when_cancelled_already_does_nothing(tmp_path: Path) -> None:
+    """Every call is a checkpoint, as anyio's and trio's ``to_thread`` are: one made in a
+    cancelled scope raises the cancel and runs nothing, whatever its policy or route (a
+    worker, io_uring for overlapping calls, the loop for a pipe)."""
+    (tmp_path / "victim").touch()
+    fd = await aos.open(tmp_path / "file", os.O_WRONLY | os.O_CREAT)
+    calls: list[Callable[[], Coroutine[Any, Any, object]]] = [
+        lambda: aos.mkdir(tmp_path / "made"),
+        lambda: aos.unlink(tmp_path / "victim"),
+        lambda: aos.rename(tmp_path / "victim", tmp_path / "moved"),
+        lambda: aos.symlink("victim", tmp_path / "link"),
+        lambda: aos.write(fd, b"data"),
+        lambda: aos.open(tmp_path / "opened", os.O_WRONLY | os.O_CREAT),
+        lambda: aos.stat(tmp_path / "victim"),
+    ]
+    try:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            for one in calls:
+                with pytest.raises(anyio.get_cancelled_exc_class()):
+                    await one()
+            async with anyio.create_task_group() as tg:  # overlapping: the ring's route
+                for one in calls[:4]:
+                    tg.start_soon(one)
+    finally:
+        await aos.close(fd)
+    assert scope.cancelled_caught
+    assert sorted(await aos.listdir(tmp_path)) == ["file", "victim"]
+    assert (await aos.stat(tmp_path / "file")).st_size == 0
+
+
+@pytest.mark.anyio
+async def test_a_call_made_by_a_task_cancelled_natively_does_nothing(
+    tmp_path: Path, anyio_backend: tuple[str, object]
+) -> None:
+    """asyncio's own cancel (``Task.cancel``, as ``asyncio.timeout`` and Ctrl-C use) pending
+    when a call is made: the same, nothing runs."""
+    if anyio_backend[0] == "trio":
+        pytest.skip("a native asyncio cancel: trio's cancels are its scopes' (tested above)")
+
+    async def cancelled_by_itself() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await aos.mkdir(tmp_path / "made")
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.ensure_future(cancelled_by_itself())
+    assert await aos.listdir(tmp_path) == []
 
 
 @needs_known_syscalls
