@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, ParamSpec, TypeVar
 
 from aos._async import _engine
 from aos._async._completions import RingRequest
+from aos._async._workers import FILESYSTEM, WAIT_LANE
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -68,6 +69,7 @@ def offload(
     release: Callable[[T], object] | None = None,
     ring: RingRequest | None = None,
     inline: Callable[P, tuple[T | None, BaseException | None] | None] | None = None,
+    ready: Callable[P, Awaitable[bool]] | None = None,
 ) -> Callable[P, Coroutine[Any, Any, T]]:
     """Make the async face of the blocking function ``fn``: same signature, run on a worker.
 
@@ -78,6 +80,10 @@ def offload(
     not to block (see :mod:`aos._async._inline`): it returns ``(value, error)``, or ``None``
     to send the call on. An inline answer still raises a pending cancellation (see
     :func:`aos._async._loop_slice.slice_point`).
+    ``ready`` (``MUTATE`` only) waits on the loop, given the call's arguments, until the call
+    can go ahead; ``True`` if it may still wait for good (a pipe, a socket): it then runs in the
+    wait lane, where it holds no worker that filesystem calls need (see
+    :mod:`aos._async._transfer_wait`).
     """
     if release is not None and policy is not Policy.MUTATE:
         raise ValueError(
@@ -87,8 +93,16 @@ def offload(
         raise ValueError("ring goes with MUTATE: a worker answers a query sooner")
     if inline is not None and policy is not Policy.QUERY:
         raise ValueError("inline goes with QUERY: only a query may be answered before a cancel")
+    if ready is not None and policy is not Policy.MUTATE:
+        raise ValueError("ready goes with MUTATE: the wait lane runs queries already")
 
-    if policy is Policy.MUTATE:
+    if ready is not None:
+
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            pool = WAIT_LANE if await ready(*args, **kwargs) else FILESYSTEM
+            return await _engine.run_to_completion(fn, args, kwargs, release, ring, pool=pool)
+
+    elif policy is Policy.MUTATE:
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             return await _engine.run_to_completion(fn, args, kwargs, release, ring)

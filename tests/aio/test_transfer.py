@@ -1,0 +1,176 @@
+"""``splice`` and ``sendfile`` with pipes and sockets: the loop waits for readiness, and the call
+runs in the wait lane, never holding a worker that filesystem calls need."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+import aos
+from tests.aio._helpers import error_facts, off_loop, os_error
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not hasattr(os, "splice"), reason="os.splice is Linux 3.10+ only"),
+]
+
+DEADLOCK = 10.0  # seconds after which a wait counts as stuck (each takes milliseconds)
+DATA = bytes(range(256)) * 400  # 100 KiB
+
+
+@pytest.fixture
+def one_worker() -> Iterator[None]:
+    """A filesystem pool of one thread: a call that held it would starve every other."""
+    before = aos.max_workers()
+    aos.set_max_workers(1)
+    yield
+    aos.set_max_workers(before)
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    yield r, w
+    os.close(r)
+    os.close(w)
+
+
+@contextlib.asynccontextmanager
+async def unstuck_after_a_while(unstick: Callable[[], object]) -> AsyncIterator[None]:
+    """If the block still runs after :data:`DEADLOCK` seconds, ``unstick`` (on anyio's own
+    thread: aos's one worker may be the one held) frees the call it waits on: where that call
+    holds the worker, and a cancel waits for it, the test then fails instead of hanging."""
+
+    async def later() -> None:
+        await anyio.sleep(DEADLOCK)
+        await anyio.to_thread.run_sync(unstick)
+
+    async with anyio.create_task_group() as guard:
+        guard.start_soon(later)
+        yield
+        guard.cancel_scope.cancel()
+
+
+async def test_a_splice_from_an_empty_pipe_holds_no_worker_and_a_cancel_lands_at_once(
+    tmp_path: Path, pipe: tuple[int, int], one_worker: None
+) -> None:
+    r, w = pipe
+    out = await aos.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        async with unstuck_after_a_while(lambda: os.write(w, b"!")):
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(aos.splice, r, out, 10)
+                    await anyio.wait_all_tasks_blocked()
+                    assert await aos.access(tmp_path, os.F_OK)  # the one worker is free
+                    scope.cancel()  # lands at once: the pipe is still empty
+        assert scope.cancelled_caught
+        await aos.write(w, b"late")
+        assert await aos.read(r, 10) == b"late"  # nothing was spliced away
+        assert (await aos.fstat(out)).st_size == 0
+    finally:
+        await aos.close(out)
+
+
+def _drain(sock: socket.socket) -> int:
+    """Bytes read from ``sock`` until nothing more comes for 0.2 s."""
+    sock.settimeout(0.2)
+    total = 0
+    with contextlib.suppress(TimeoutError):
+        while chunk := sock.recv(1 << 20):
+            total += len(chunk)
+    return total
+
+
+async def test_a_sendfile_to_a_full_socket_is_cancelled_before_it_begins(
+    tmp_path: Path, one_worker: None
+) -> None:
+    await off_loop((tmp_path / "in").write_bytes, DATA)
+    ours, peer = socket.socketpair()
+    source = await aos.open(tmp_path / "in", os.O_RDONLY)
+    received = 0
+
+    def take_some() -> None:
+        nonlocal received
+        received += _drain(peer)
+
+    try:
+        ours.setblocking(False)
+        filled = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:  # until its buffer is full
+                filled += ours.send(DATA)
+        ours.setblocking(True)
+        async with unstuck_after_a_while(take_some):
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(aos.sendfile, ours.fileno(), source, 0, len(DATA))
+                    await anyio.wait_all_tasks_blocked()
+                    assert await aos.access(tmp_path, os.F_OK)  # the one worker is free
+                    scope.cancel()  # lands at once: the socket is still full
+        assert scope.cancelled_caught
+        await off_loop(take_some)
+        assert received == filled  # nothing was sent
+    finally:
+        await aos.close(source)
+        ours.close()
+        peer.close()
+
+
+async def test_splice_and_sendfile_move_what_os_moves(
+    tmp_path: Path, pipe: tuple[int, int]
+) -> None:
+    r, w = pipe
+    await off_loop((tmp_path / "in").write_bytes, DATA)
+    source = await aos.open(tmp_path / "in", os.O_RDONLY)
+    out = await aos.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    ours, peer = socket.socketpair()
+    try:
+        assert await aos.splice(source, w, 4096, offset_src=100) == 4096  # file to pipe
+        assert await aos.splice(r, out, len(DATA)) == 4096  # pipe to file: what is there
+        assert await off_loop((tmp_path / "out").read_bytes) == DATA[100:4196]
+        assert await aos.sendfile(ours.fileno(), source, 7, 1000) == 1000  # file to socket
+        assert await off_loop(peer.recv, 2000) == DATA[7:1007]
+    finally:
+        await aos.close(source)
+        await aos.close(out)
+        ours.close()
+        peer.close()
+
+
+async def test_where_os_would_not_wait_the_errors_are_those_of_os(
+    tmp_path: Path, pipe: tuple[int, int]
+) -> None:
+    """An empty pipe under ``SPLICE_F_NONBLOCK``, or ``O_NONBLOCK``: ``EAGAIN`` at once, as
+    ``os`` raises it; bad fds and arguments: ``os``'s own errors."""
+    r, _ = pipe
+    out = await aos.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        cases: list[tuple[tuple[object, ...], dict[str, object]]] = [
+            ((r, out, 10), {"flags": os.SPLICE_F_NONBLOCK}),
+            ((r, out, 10, None, None, os.SPLICE_F_NONBLOCK), {}),
+            ((-1, out, 10), {}),
+            ((r, -1, 10), {}),
+        ]
+        for args, kwargs in cases:
+            expected = await os_error(os.splice, *args, **kwargs)
+            with pytest.raises(expected[0]) as raised, anyio.fail_after(DEADLOCK):
+                await aos.splice(*args, **kwargs)  # type: ignore[arg-type]
+            assert (type(raised.value), error_facts(raised.value)) == expected
+        os.set_blocking(r, False)
+        expected = await os_error(os.splice, r, out, 10)
+        with pytest.raises(BlockingIOError) as raised:
+            await aos.splice(r, out, 10)
+        assert (type(raised.value), error_facts(raised.value)) == expected
+        with pytest.raises(TypeError):
+            await aos.splice("r", out, 10)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await aos.sendfile(out, r)  # type: ignore[call-arg]
+    finally:
+        await aos.close(out)
