@@ -54,6 +54,10 @@ def run_tool(*argv: str) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
 
+def run_tool_bytes(*argv: str) -> bytes:
+    return subprocess.run(argv, check=True, capture_output=True).stdout
+
+
 def as_table(output: str) -> dict[str, str]:
     """``size<TAB>path`` lines as {path: size}."""
     return {path: size for size, path in (line.split("\t", 1) for line in output.splitlines())}
@@ -181,6 +185,30 @@ def test_missing_path_is_one_line_and_status_1(tmp_path: Path) -> None:
             done.stderr
             == f"aos {command}: cannot {'open' if command == 'tree' else 'access'} '{missing}': No such file or directory\n"
         )
+
+
+def run_aos_bytes(*argv: str) -> bytes:
+    """``python -m aos ARGV``'s stdout as bytes, under a strict UTF-8 stdout (as in a UTF-8 locale)."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run(
+        [sys.executable, "-m", "aos", *argv], capture_output=True, env=env, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    return done.stdout
+
+
+def test_names_that_are_not_utf8_are_printed_as_their_bytes(tmp_path: Path) -> None:
+    """GNU tools print such a name's raw bytes; aos used to die of a UnicodeEncodeError."""
+    os.mkdir(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))
+    open(os.path.join(os.fsencode(tmp_path), b"caf\xe9", b"na\xefve"), "w").close()
+    top = str(tmp_path)
+    found = run_aos_bytes("find", top)
+    assert sorted(found.splitlines()) == sorted(run_tool_bytes("find", top).splitlines())
+    du = run_aos_bytes("du", "-ab", top)
+    assert du == run_tool_bytes("du", "-ab", top)
+    drawn = run_aos_bytes("tree", top)
+    last = "└── ".encode()
+    assert drawn.endswith(last + b"caf\xe9\n    " + last + b"na\xefve\n\n1 directory, 1 file\n")
 
 
 def test_other_paths_are_still_reported_after_an_error(

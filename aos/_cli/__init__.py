@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 
 from aos._cli import du, find, tree
-from aos._cli._common import guarded, run_on_loop
+from aos._cli._common import guarded, raw_names_on_stdout, run_on_loop
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,4 +25,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit status."""
     args = build_parser().parse_args(argv)
+    raw_names_on_stdout()
     return guarded(lambda: run_on_loop(functools.partial(args.run, args), args.loop))

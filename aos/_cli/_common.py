@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     shown.add_argument(
         "--no-progress", dest="progress", action="store_false", help="never show progress"
     )
+
+
+def raw_names_on_stdout() -> None:
+    """Let stdout carry any file name: one that is not valid text goes out as its raw bytes, as in GNU tools.
+
+    ``os.fsdecode`` turns such bytes into lone surrogates, which a strict UTF-8 stdout refuses to encode.
+    """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 def run_on_loop(fn: Callable[[], Awaitable[int]], loop: str) -> int:
