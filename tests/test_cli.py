@@ -89,6 +89,18 @@ def test_du_equals_du(tree: Path, options: list[str], capsys: pytest.CaptureFixt
     assert len(out.splitlines()) == len(expected)  # no path printed twice
 
 
+@pytest.mark.parametrize(
+    "options", [["-b"], ["-a", "-b"], ["-a", "-b", "--max-depth=1"]], ids=" ".join
+)
+def test_du_prints_in_the_order_du_does(
+    tree: Path, options: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each directory after what is in it, siblings in directory order, files (-a) where met."""
+    status, out, _ = run_cli("du", *options, str(tree), capsys=capsys)
+    assert status == 0
+    assert out.splitlines() == run_tool("du", *options, str(tree)).splitlines()
+
+
 def test_du_counts_hard_links_once_across_paths(
     tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aos._cli._common import ErrorLog, Progress, add_common_options, human_size
 from aos._cli._scan import scan
@@ -92,6 +93,15 @@ async def run(args: argparse.Namespace) -> int:
     return errors.status
 
 
+@dataclass(slots=True)
+class _Open:
+    """A directory the walk is still inside: its total so far."""
+
+    path: str
+    depth: int
+    size: int
+
+
 async def _du_one(
     top: str,
     apparent: bool,
@@ -102,10 +112,8 @@ async def _du_one(
     progress: Progress,
     show: Callable[[int, str], None],
 ) -> None:
-    """Walk ``top``, then print the totals, each directory after everything inside it."""
-    totals: dict[str, int] = {}  # directory -> bytes, in the order the walk met them
-    parents: dict[str, str] = {}
-    files: list[tuple[str, str, int]] = []  # (parent, path, size) shown with --all
+    """Walk ``top`` and print as du does: in walk order, each directory once the walk leaves it."""
+    inside: list[_Open] = []  # the directories from ``top`` down to where the walk is
     skipped: set[str] = set()  # directories met before, through another PATH: not counted again
     async for found in scan(top, want_stat=True, on_error=errors):
         st = found.st
@@ -123,29 +131,25 @@ async def _du_one(
             seen.add(inode)
         size = st.st_size if apparent else st.st_blocks * 512
         progress.advance(found.path, size)
+        _leave(inside, found.depth, max_depth, show)
         if found.is_dir:
-            totals[found.path] = size
-            parents[found.path] = found.parent
+            inside.append(_Open(found.path, found.depth, size))
+        elif found.top:
+            show(size, top)
         else:
-            if found.top:
-                show(size, top)
-                return
-            totals[found.parent] += size
+            inside[-1].size += size
             if all_files and (max_depth is None or found.depth <= max_depth):
-                files.append((found.parent, found.path, size))
-    # Walk order puts parents before children, so the reverse order sums each child into its parent first.
-    for path in reversed(totals):
-        if parents[path]:
-            totals[parents[path]] += totals[path]
-    depths = {top: 0}
-    shown_files: dict[str, list[tuple[str, int]]] = {}
-    for parent, path, size in files:
-        shown_files.setdefault(parent, []).append((path, size))
-    for path in totals:
-        if parents[path]:
-            depths[path] = depths[parents[path]] + 1
-    for path in reversed(totals):
-        for file_path, size in shown_files.get(path, ()):
-            show(size, file_path)
-        if max_depth is None or depths[path] <= max_depth:
-            show(totals[path], path)
+                show(size, found.path)
+    _leave(inside, 0, max_depth, show)
+
+
+def _leave(
+    inside: list[_Open], depth: int, max_depth: int | None, show: Callable[[int, str], None]
+) -> None:
+    """Print the directories at ``depth`` or deeper, which the walk has left, adding each into its parent."""
+    while inside and inside[-1].depth >= depth:
+        done = inside.pop()
+        if inside:
+            inside[-1].size += done.size
+        if max_depth is None or done.depth <= max_depth:
+            show(done.size, done.path)
