@@ -111,6 +111,29 @@ def test_du_counts_hard_links_once_across_paths(
 
 
 @pytest.mark.parametrize(
+    "paths",
+    [["t/a.txt", "t"], ["t/a.txt", "t/a.txt"], ["t", "t/sub/f"]],
+    ids=" ".join,
+)
+@pytest.mark.parametrize("options", [["-b"], ["-sb"]], ids=" ".join)
+def test_du_counts_a_path_given_twice_once(
+    tmp_path: Path,
+    paths: list[str],
+    options: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With more than one PATH du remembers every inode, not only hard-linked ones."""
+    (tmp_path / "t" / "sub").mkdir(parents=True)
+    (tmp_path / "t" / "a.txt").write_text("x")
+    (tmp_path / "t" / "sub" / "f").write_text("hi")
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = run_cli("du", *options, *paths, capsys=capsys)
+    assert status == 0
+    assert out.splitlines() == run_tool("du", *options, *paths).splitlines()
+
+
+@pytest.mark.parametrize(
     ("ours", "theirs"),
     [
         ([], []),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aos._cli._common import ErrorLog, Progress, add_common_options, human_size
 from aos._cli._scan import scan
@@ -78,7 +79,7 @@ async def run(args: argparse.Namespace) -> int:
     block_size = 1 if args.bytes else args.block_size
     max_depth = 0 if args.summarize else args.max_depth
     errors = ErrorLog("du", "cannot access")
-    seen: set[tuple[int, int]] = set()  # directories and hard-linked inodes counted, over all PATHs
+    inodes = _Inodes(every=len(args.paths) > 1)
 
     def show(size: int, path: str) -> None:
         text = human_size(size) if args.human_readable else str(-(-size // block_size))
@@ -87,10 +88,32 @@ async def run(args: argparse.Namespace) -> int:
     with Progress("du:", args.progress) as progress:
         for top in args.paths:
             try:
-                await _du_one(top, apparent, max_depth, args.all, seen, errors, progress, show)
+                await _du_one(top, apparent, max_depth, args.all, inodes, errors, progress, show)
             except OSError as err:
                 errors(err)
     return errors.status
+
+
+@dataclass(slots=True)
+class _Inodes:
+    """The inodes counted so far, over all PATHs, so that du counts each one once.
+
+    Like du: directories and hard-linked files, and with ``every`` (more than one PATH) every
+    inode, since a file given as a PATH may also be inside another PATH.
+    """
+
+    every: bool
+    seen: set[tuple[int, int]] = field(default_factory=set)
+
+    def first_visit(self, st: os.stat_result, is_dir: bool) -> bool:
+        """Remember ``st``'s inode if du does; ``False`` if it was counted before."""
+        if not (self.every or is_dir or st.st_nlink > 1):
+            return True
+        inode = (st.st_dev, st.st_ino)
+        if inode in self.seen:
+            return False
+        self.seen.add(inode)
+        return True
 
 
 @dataclass(slots=True)
@@ -107,7 +130,7 @@ async def _du_one(
     apparent: bool,
     max_depth: int | None,
     all_files: bool,
-    seen: set[tuple[int, int]],
+    inodes: _Inodes,
     errors: ErrorLog,
     progress: Progress,
     show: Callable[[int, str], None],
@@ -118,17 +141,10 @@ async def _du_one(
     async for found in scan(top, want_stat=True, on_error=errors):
         st = found.st
         assert st is not None
-        if found.parent in skipped:
+        if found.parent in skipped or not inodes.first_visit(st, found.is_dir):
             if found.is_dir:
                 skipped.add(found.path)
             continue
-        if found.is_dir or st.st_nlink > 1:  # what du remembers, to count each inode once
-            inode = (st.st_dev, st.st_ino)
-            if inode in seen:
-                if found.is_dir:
-                    skipped.add(found.path)
-                continue
-            seen.add(inode)
         size = st.st_size if apparent else st.st_blocks * 512
         progress.advance(found.path, size)
         _leave(inside, found.depth, max_depth, show)
