@@ -78,6 +78,17 @@ def as_table(output: str) -> dict[str, str]:
         ["-h", "-a"],
         ["--apparent-size", "-h"],
         ["-B", "512"],
+        ["-B", "1KB"],  # SI units are powers of 1000, the others of 1024
+        ["-B", "2MB"],
+        ["-B", "1KiB"],
+        ["-B", "010"],  # octal, as strtoumax reads it
+        ["-B", "K"],  # a unit alone is printed after each size
+        ["-a", "--block-size=KB"],
+        ["-B", "kB"],
+        ["-B", "KiB"],
+        ["-B", "MB"],
+        ["-B", "KD"],
+        ["-B", "E"],
     ],
     ids=lambda options: " ".join(options),
 )
@@ -87,6 +98,17 @@ def test_du_equals_du(tree: Path, options: list[str], capsys: pytest.CaptureFixt
     expected = as_table(run_tool("du", *options, str(tree)))
     assert as_table(out) == expected
     assert len(out.splitlines()) == len(expected)  # no path printed twice
+
+
+@pytest.mark.parametrize("size", ["kb", "KIB", "1K ", "Ki", "1e", "Z", "1Y", "B", "0", "1.5K"])
+def test_du_rejects_the_block_sizes_du_rejects(
+    tmp_path: Path, size: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert subprocess.run(["du", "-B", size, str(tmp_path)], capture_output=True).returncode == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["du", "-B", size, str(tmp_path)])
+    assert exit_info.value.code == 2  # an argparse usage error
+    assert "block size" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from aos._cli._common import ErrorLog, Progress, add_common_options, human_size
 from aos._cli._scan import scan
 
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
-
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
@@ -44,18 +42,27 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-B",
         "--block-size",
         type=_block_size,
-        default=1024,
+        default=BlockSize(1024),
         metavar="SIZE",
-        help="print sizes in units of SIZE bytes (1, 512, K, M, G ...; default 1024)",
+        help="print sizes in units of SIZE bytes: a number and/or a unit, K M G T P E (of 1024) "
+        "or KB MB GB ... (of 1000); a unit alone is printed after each size (default 1024)",
     )
     unit.add_argument(
         "-b", "--bytes", action="store_true", help="same as --apparent-size --block-size=1"
     )
     unit.add_argument(
-        "-k", dest="block_size", action="store_const", const=1024, help="same as --block-size=1K"
+        "-k",
+        dest="block_size",
+        action="store_const",
+        const=BlockSize(1024),
+        help="same as --block-size=1K",
     )
     unit.add_argument(
-        "-m", dest="block_size", action="store_const", const=1024**2, help="same as --block-size=1M"
+        "-m",
+        dest="block_size",
+        action="store_const",
+        const=BlockSize(1024**2),
+        help="same as --block-size=1M",
     )
     unit.add_argument(
         "-h", "--human-readable", action="store_true", help="print sizes like 1.5K, 23M, 2.0G"
@@ -64,25 +71,70 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(run=run)
 
 
-def _block_size(text: str) -> int:
-    match = re.fullmatch(r"(\d*)([KMGTP]?)(i?B)?", text.strip(), re.IGNORECASE)
+# -B SIZE as GNU du reads it: a number (octal after 0, hex after 0x) and/or a unit K M G T P E Z Y
+# (k m g t too), of 1024 or, followed by B or D (KB, MB), of 1000; KiB, MiB are 1024 as well.
+_BLOCK_SIZE = re.compile(
+    r"\s*(\+?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*))?(?:([KkMmGgTtPEZY])(iB|B|D)?)?"
+)
+_POWERS = "KMGTPEZY"
+_MAX_BLOCK_SIZE = 2**64 - 1  # du reads SIZE into a uintmax_t
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSize:
+    """du's unit of output: counts of ``size`` bytes, rounded up, each followed by ``suffix``."""
+
+    size: int
+    suffix: str = ""  # for a -B SIZE with no number: -B K prints 28K, -B KB 29kB
+
+    def format(self, n: int) -> str:
+        return f"{-(-n // self.size)}{self.suffix}"
+
+
+def _block_size(text: str) -> BlockSize:
+    match = _BLOCK_SIZE.fullmatch(text)
     if not match or not (match[1] or match[2]):
-        raise argparse.ArgumentTypeError(f"invalid block size: {text!r}")
-    size = int(match[1] or 1) * _UNITS[match[2].upper()]
-    if size <= 0:
-        raise argparse.ArgumentTypeError(f"invalid block size: {text!r}")
-    return size
+        raise argparse.ArgumentTypeError(f"invalid block size {text!r}")
+    number, letter, tail = match[1], match[2] or "", match[3] or ""
+    base = 1000 if tail in ("B", "D") else 1024
+    power = _POWERS.index(letter.upper()) + 1 if letter else 0
+    size = (_parse_number(number) if number else 1) * base**power
+    if size == 0:
+        raise argparse.ArgumentTypeError(f"invalid block size {text!r}")
+    if size > _MAX_BLOCK_SIZE:
+        raise argparse.ArgumentTypeError(f"block size {text!r} is too large")
+    return BlockSize(size, "" if number else _unit_suffix(size, tail))
+
+
+def _parse_number(digits: str) -> int:
+    """A number as C's ``strtoumax`` reads it with base 0: hex after 0x, octal after 0."""
+    digits = digits.lstrip("+")
+    if digits[:2] in ("0x", "0X"):
+        return int(digits, 16)
+    return int(digits, 8) if digits.startswith("0") else int(digits)
+
+
+def _unit_suffix(size: int, tail: str) -> str:
+    """What du prints after each count for a -B with a unit and no number (GNU's ``human_SI``)."""
+    base = 1000 if tail == "B" else 1024
+    exponent = 0
+    while base**exponent < size and exponent < len(_POWERS):
+        exponent += 1
+    letter = "" if not exponent else "k" if (base, exponent) == (1000, 1) else _POWERS[exponent - 1]
+    if tail not in ("B", "iB"):
+        return letter
+    return letter + ("i" if base == 1024 and exponent else "") + "B"
 
 
 async def run(args: argparse.Namespace) -> int:
     apparent = bool(args.apparent_size or args.bytes)
-    block_size = 1 if args.bytes else args.block_size
+    block_size: BlockSize = BlockSize(1) if args.bytes else args.block_size
     max_depth = 0 if args.summarize else args.max_depth
     errors = ErrorLog("du", "cannot access")
     inodes = _Inodes(every=len(args.paths) > 1)
 
     def show(size: int, path: str) -> None:
-        text = human_size(size) if args.human_readable else str(-(-size // block_size))
+        text = human_size(size) if args.human_readable else block_size.format(size)
         sys.stdout.write(f"{text}\t{path}\n")
 
     with Progress("du:", args.progress) as progress:
