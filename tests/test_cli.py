@@ -191,6 +191,27 @@ def test_find_equals_find(
     assert out  # every case above matches something
 
 
+@pytest.mark.parametrize(
+    ("top", "pattern"), [("t/sub", "sub"), ("t/", "t"), ("t//", "t"), ("t/sub/.", "."), ("/", "/")]
+)
+@pytest.mark.parametrize("option", ["name", "iname"])
+def test_find_matches_the_name_of_the_starting_point(
+    tmp_path: Path,
+    top: str,
+    pattern: str,
+    option: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """find tests a starting point's last component, without its trailing slashes."""
+    (tmp_path / "t" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    theirs = ["-maxdepth", "0", f"-{option}", pattern]
+    status, out, err = run_cli("find", top, "--max-depth=0", f"--{option}", pattern, capsys=capsys)
+    assert (status, err) == (0, "")
+    assert out == run_tool("find", top, *theirs) == f"{top}\n"
+
+
 def test_tree_draws_sorted_entries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "b" / "inner").mkdir(parents=True)
     (tmp_path / "a.txt").write_text("a")

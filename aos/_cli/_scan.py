@@ -24,7 +24,8 @@ class Found:
 
     @property
     def name(self) -> str:
-        return os.path.basename(self.path) if not self.top else self.path
+        """The base name as find's ``-name`` sees it, trailing slashes dropped: ``t/`` is ``t``."""
+        return os.path.basename(self.path.rstrip("/")) or self.path[:1]
 
 
 async def scan(
