@@ -212,6 +212,61 @@ def test_find_matches_the_name_of_the_starting_point(
     assert out == run_tool("find", top, *theirs) == f"{top}\n"
 
 
+GLOB_NAMES = [
+    "a*b",
+    "axb",
+    "bcd",
+    "]x",
+    "-y",
+    "A1",
+    "b\\c",
+    "[ab]",
+    "a[b",
+    "^a",
+    "!a",
+    "a?",
+    "z9",
+    "[",
+]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "[^a]*",  # ^ negates, as ! does
+        "[!a]*",
+        "a\\*b",  # a backslash quotes the next character
+        "a\\?",
+        "\\[ab]",
+        "b\\\\c",
+        "[\\]]x",
+        "[]]*",  # ] first in a bracket is literal
+        "[!]]*",
+        "[]-a]*",
+        "[a-]*",
+        "[z-a]*",  # an empty range
+        "*[[:digit:]]",
+        "[[:upper:]]*",
+        "a[b",  # never closed: a literal [
+        "[",
+        "[[]*",
+        "?",
+    ],
+)
+@pytest.mark.parametrize("option", ["name", "iname"])
+def test_find_reads_name_patterns_as_find_does(
+    tmp_path: Path, pattern: str, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in GLOB_NAMES:
+        (tmp_path / name).touch()
+    status, out, err = run_cli(
+        "find", str(tmp_path), "--min-depth=1", f"--{option}", pattern, capsys=capsys
+    )
+    assert (status, err) == (0, "")
+    expected = run_tool("find", str(tmp_path), "-mindepth", "1", f"-{option}", pattern)
+    assert sorted(out.splitlines()) == sorted(expected.splitlines())
+
+
 def test_tree_draws_sorted_entries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "b" / "inner").mkdir(parents=True)
     (tmp_path / "a.txt").write_text("a")

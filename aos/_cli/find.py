@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import re
 import stat
@@ -83,11 +82,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _matcher(args: argparse.Namespace) -> Callable[[Found], bool]:
     tests: list[Callable[[Found], bool]] = []
     if args.name is not None:
-        pattern: str = args.name
-        tests.append(lambda found: fnmatch.fnmatchcase(found.name, pattern))
+        tests.append(_name_test(args.name, ignore_case=False))
     if args.iname is not None:
-        ipattern: str = args.iname.lower()
-        tests.append(lambda found: fnmatch.fnmatchcase(found.name.lower(), ipattern))
+        tests.append(_name_test(args.iname, ignore_case=True))
     if args.type is not None:
         kinds = args.type.split(",")
         unknown = [k for k in kinds if k not in _TYPES]
@@ -97,6 +94,96 @@ def _matcher(args: argparse.Namespace) -> Callable[[Found], bool]:
         tests.append(lambda found: any(check(_mode(found)) for check in checks))
     tests.extend(_size_check(size_test) for size_test in args.size or ())
     return lambda found: all(test(found) for test in tests)
+
+
+def _name_test(pattern: str, *, ignore_case: bool) -> Callable[[Found], bool]:
+    regex = _glob_regex(pattern, ignore_case=ignore_case)
+    return lambda found: regex.fullmatch(found.name) is not None
+
+
+def _glob_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+    """``pattern`` as find's ``-name`` reads it (glibc's ``fnmatch``), as a regular expression.
+
+    ``*`` and ``?``; ``[...]`` with ranges and ``[:digit:]``-style classes, negated by ``!`` or ``^``,
+    a ``]`` first in it literal, never closed a literal ``[``; ``\\`` quotes the next character.
+    """
+    parts: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        i += 1
+        if char == "*":
+            if parts[-1:] != [".*"]:  # one is enough
+                parts.append(".*")
+        elif char == "?":
+            parts.append(".")
+        elif char == "[" and (bracket := _bracket(pattern, i)) is not None:
+            part, i = bracket
+            parts.append(part)
+        elif char == "\\" and i == len(pattern):
+            parts.append("(?!)")  # a trailing backslash quotes nothing: fnmatch matches nothing
+        else:
+            literal, i = _quoted(pattern, i - 1)
+            parts.append(re.escape(literal))
+    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+_CLASSES = {  # POSIX classes for [[:digit:]] (ASCII only), as regex class contents
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "blank": r" \t",
+    "cntrl": r"\x00-\x1f\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": r"!-/:-@\[-`{-~",
+    "space": r" \t\n\r\f\v",
+    "upper": "A-Z",
+    "xdigit": "0-9A-Fa-f",
+}
+_CLASS = re.compile(r"\[:([a-z]+):\]")
+
+
+def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
+    """The bracket expression opened before ``pattern[start]``, as a regex, and where it ends.
+
+    ``None`` when no ``]`` closes it.
+    """
+    negate = pattern[start : start + 1] in ("!", "^")
+    i = first = start + negate
+    chars: list[str] = []  # single characters and ranges
+    classes: list[str] = []  # [:name:] classes, each a regex
+    while i < len(pattern):
+        if pattern[i] == "]" and i > first:
+            return _either(chars, classes, negate), i + 1
+        if named := _CLASS.match(pattern, i):
+            known = _CLASSES.get(named[1])
+            classes.append("(?!)" if known is None else f"(?-i:[{known}])")  # not case-folded
+            i = named.end()
+            continue
+        low, i = _quoted(pattern, i)
+        if pattern[i : i + 1] == "-" and pattern[i + 1 : i + 2] not in ("", "]"):
+            high, i = _quoted(pattern, i + 1)
+            if low <= high:  # else an empty range
+                chars.append(f"{re.escape(low)}-{re.escape(high)}")
+        else:
+            chars.append(re.escape(low))
+    return None
+
+
+def _either(chars: list[str], classes: list[str], negate: bool) -> str:
+    """One character that is (or with ``negate``, is not) in ``chars`` or one of ``classes``."""
+    choices = [f"[{''.join(chars)}]"] if chars else []
+    either = "|".join(choices + classes) or "(?!)"
+    return f"(?!{either})." if negate else f"(?:{either})"
+
+
+def _quoted(pattern: str, i: int) -> tuple[str, int]:
+    """The character at ``pattern[i]`` (the next one, if that is a backslash) and the index after it."""
+    if pattern[i] == "\\" and i + 1 < len(pattern):
+        return pattern[i + 1], i + 2
+    return pattern[i], i + 1
 
 
 def _size_check(test: SizeTest) -> Callable[[Found], bool]:
