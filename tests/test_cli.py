@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import aos
 from aos._cli import main
 from aos._cli._common import Progress, human_size
 
@@ -290,6 +291,50 @@ def test_tree_draws_sorted_entries(tmp_path: Path, capsys: pytest.CaptureFixture
     assert out == f"{tmp_path}\n└── b\n\n1 directory\n"
     _, out, _ = run_cli("tree", "-a", str(tmp_path / "b" / "inner"), capsys=capsys)
     assert out.endswith("└── deep.txt\n\n0 directories, 1 file\n")
+
+
+def test_tree_lists_a_link_to_a_directory_as_one_without_entering_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "f").touch()
+    (tmp_path / "file").touch()
+    os.symlink("dir", tmp_path / "ldir")
+    os.symlink("nowhere", tmp_path / "dangling")
+    status, out, err = run_cli("tree", str(tmp_path), capsys=capsys)
+    assert (status, err) == (0, "")
+    assert out == (
+        f"{tmp_path}\n"
+        "├── dangling -> nowhere\n"
+        "├── dir\n"
+        "│   └── f\n"
+        "├── file\n"
+        "└── ldir -> dir\n"
+        "\n2 directories, 3 files\n"
+    )
+    _, out, _ = run_cli("tree", "-d", str(tmp_path), capsys=capsys)
+    assert out == f"{tmp_path}\n├── dir\n└── ldir -> dir\n\n2 directories\n"
+
+
+def test_tree_shows_a_link_it_cannot_read_and_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link removed between the directory read and its readlink: tree's words, not a lost listing."""
+    (tmp_path / "a").touch()
+    os.symlink("a", tmp_path / "gone")
+
+    async def removed_meanwhile(path: str) -> str:
+        os.unlink(path)
+        return await real_readlink(path)
+
+    real_readlink = aos.readlink
+    monkeypatch.setattr(aos, "readlink", removed_meanwhile)
+    status, out, err = run_cli("tree", str(tmp_path), capsys=capsys)
+    assert (status, err) == (0, "")
+    assert out == (
+        f"{tmp_path}\n├── a\n└── gone -> [Error reading symbolic link information]\n"
+        "\n0 directories, 2 files\n"
+    )
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop", "trio"])

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 
 import aos
+from aos._async._scandir import DirEntry
 from aos._cli._common import ErrorLog, Progress, add_common_options
 
 
@@ -61,7 +62,7 @@ async def run(args: argparse.Namespace) -> int:
                     files += 1
                     continue
                 directories += 1
-                if args.level is None or item.depth < args.level:
+                if item.link is None and (args.level is None or item.depth < args.level):
                     inner = item.prefix + ("    " if item.last else "│   ")
                     stack.extend(await _children(item.path, inner, item.depth + 1, args, errors))
     dirs_word = "directory" if directories == 1 else "directories"
@@ -82,11 +83,11 @@ async def _children(
             async for entry in entries:
                 if not args.all and entry.name.startswith("."):
                     continue
-                is_dir = entry.is_dir(follow_symlinks=False)
+                is_dir = _is_dir(entry)
                 if args.dirs_only and not is_dir:
                     continue
                 path = os.path.join(directory, entry.name)
-                link = await aos.readlink(path) if entry.is_symlink() else None
+                link = await _link_target(path) if entry.is_symlink() else None
                 items.append(_Item(path, entry.name, prefix, False, depth, is_dir, link))
     except OSError as err:
         errors(err)
@@ -96,3 +97,19 @@ async def _children(
         items[-1].last = True
     items.reverse()
     return items
+
+
+def _is_dir(entry: DirEntry[str]) -> bool:
+    """Whether tree counts ``entry`` as a directory: a link to one is (but is not entered)."""
+    try:
+        return entry.is_dir()
+    except OSError:  # a link that cannot be followed (a loop, no permission)
+        return False
+
+
+async def _link_target(path: str) -> str:
+    """What a symbolic link points to, or tree's words when it cannot be read (removed since)."""
+    try:
+        return await aos.readlink(path)
+    except OSError:
+        return "[Error reading symbolic link information]"
