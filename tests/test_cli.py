@@ -389,6 +389,29 @@ def test_names_that_are_not_utf8_are_printed_as_their_bytes(tmp_path: Path) -> N
     assert drawn.endswith(last + b"caf\xe9\n    " + last + b"na\xefve\n\n1 directory, 1 file\n")
 
 
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (["du", "-d", "-1"], ["du", "-d", "-1"]),
+        (["find", "--max-depth", "-1"], ["find", "-maxdepth", "-1"]),
+        (["find", "--min-depth=-1"], ["find", "-mindepth", "-1"]),
+        (["tree", "-L", "0"], ["tree", "-L", "0"]),
+    ],
+    ids=lambda argv: " ".join(argv),
+)
+def test_a_depth_out_of_range_is_rejected_as_gnu_does(
+    tmp_path: Path, ours: list[str], theirs: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    if shutil.which(theirs[0]) is None:
+        pytest.skip(f"needs GNU {theirs[0]}")
+    tool, *options = theirs
+    assert subprocess.run([tool, str(tmp_path), *options], capture_output=True).returncode == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main([*ours, str(tmp_path)])
+    assert exit_info.value.code == 2  # an argparse usage error
+    assert "or more, not" in capsys.readouterr().err
+
+
 def test_other_paths_are_still_reported_after_an_error(
     tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -38,6 +38,18 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number, ``minimum`` or more (GNU tools reject a negative depth)."""
+
+    def number(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {text!r}")
+        return value
+
+    return number
+
+
 def raw_names_on_stdout() -> None:
     """Let stdout carry any file name: one that is not valid text goes out as its raw bytes, as in GNU tools.
 

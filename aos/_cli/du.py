@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aos._cli._common import ErrorLog, Progress, add_common_options, human_size
+from aos._cli._common import ErrorLog, Progress, add_common_options, at_least, human_size
 from aos._cli._scan import scan
 
 
@@ -30,7 +30,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-s", "--summarize", action="store_true", help="show only a total for each PATH"
     )
     parser.add_argument(
-        "-d", "--max-depth", type=int, metavar="N", help="show directories down to depth N"
+        "-d", "--max-depth", type=at_least(0), metavar="N", help="show directories down to depth N"
     )
     parser.add_argument(
         "--apparent-size",

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aos._cli._common import ErrorLog, Progress, add_common_options
+from aos._cli._common import ErrorLog, Progress, add_common_options, at_least
 from aos._cli._scan import Found, scan
 
 _TYPES: dict[str, Callable[[int], bool]] = {
@@ -71,9 +71,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="[+-]N[cwbkMG]",
         help="size in units (default b, 512 bytes), rounded up; +N more than N, -N less than N",
     )
-    parser.add_argument("--max-depth", type=int, metavar="N", help="descend at most N levels")
     parser.add_argument(
-        "--min-depth", type=int, default=0, metavar="N", help="print nothing above level N"
+        "--max-depth", type=at_least(0), metavar="N", help="descend at most N levels"
+    )
+    parser.add_argument(
+        "--min-depth", type=at_least(0), default=0, metavar="N", help="print nothing above level N"
     )
     add_common_options(parser)
     parser.set_defaults(run=run)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import aos
 from aos._async._scandir import DirEntry
-from aos._cli._common import ErrorLog, Progress, add_common_options
+from aos._cli._common import ErrorLog, Progress, add_common_options, at_least
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +22,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("paths", nargs="*", default=["."], metavar="PATH")
     parser.add_argument("-a", "--all", action="store_true", help="show hidden entries too")
     parser.add_argument("-d", "--dirs-only", action="store_true", help="show directories only")
-    parser.add_argument("-L", "--level", type=int, metavar="N", help="descend at most N levels")
+    parser.add_argument(
+        "-L", "--level", type=at_least(1), metavar="N", help="descend at most N levels"
+    )
     add_common_options(parser)
     parser.set_defaults(run=run)
 
