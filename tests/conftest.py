@@ -99,6 +99,15 @@ def _uvloop_warmed_up() -> None:
         new_uvloop().close()
 
 
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A blocking pipe ``(read end, write end)``, closed after the test."""
+    r, w = os.pipe()
+    yield r, w
+    os.close(r)
+    os.close(w)
+
+
 def open_fds() -> set[int]:
     """The fds this process has open now."""
     return {int(fd) for fd in os.listdir("/proc/self/fd")} - {-1}

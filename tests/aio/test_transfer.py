@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -33,14 +34,6 @@ def one_worker() -> Iterator[None]:
     aos.set_max_workers(before)
 
 
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    os.close(r)
-    os.close(w)
-
-
 @contextlib.asynccontextmanager
 async def unstuck_after_a_while(unstick: Callable[[], object]) -> AsyncIterator[None]:
     """If the block still runs after :data:`DEADLOCK` seconds, ``unstick`` (on anyio's own
@@ -57,20 +50,28 @@ async def unstuck_after_a_while(unstick: Callable[[], object]) -> AsyncIterator[
         guard.cancel_scope.cancel()
 
 
+async def cancel_once_it_waits(
+    call: Callable[[], Coroutine[Any, Any, object]], unstick: Callable[[], object]
+) -> None:
+    """Start ``call``; once it waits, the one filesystem worker is free (an ``aos.access`` is
+    answered), and a cancel lands at once (``unstick``: see :func:`unstuck_after_a_while`)."""
+    async with unstuck_after_a_while(unstick):
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                await anyio.wait_all_tasks_blocked()
+                assert await aos.access("/", os.F_OK)
+                scope.cancel()
+    assert scope.cancelled_caught
+
+
 async def test_a_splice_from_an_empty_pipe_holds_no_worker_and_a_cancel_lands_at_once(
     tmp_path: Path, pipe: tuple[int, int], one_worker: None
 ) -> None:
     r, w = pipe
     out = await aos.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
     try:
-        async with unstuck_after_a_while(lambda: os.write(w, b"!")):
-            with anyio.CancelScope() as scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(aos.splice, r, out, 10)
-                    await anyio.wait_all_tasks_blocked()
-                    assert await aos.access(tmp_path, os.F_OK)  # the one worker is free
-                    scope.cancel()  # lands at once: the pipe is still empty
-        assert scope.cancelled_caught
+        await cancel_once_it_waits(lambda: aos.splice(r, out, 10), lambda: os.write(w, b"!"))
         await aos.write(w, b"late")
         assert await aos.read(r, 10) == b"late"  # nothing was spliced away
         assert (await aos.fstat(out)).st_size == 0
@@ -107,14 +108,9 @@ async def test_a_sendfile_to_a_full_socket_is_cancelled_before_it_begins(
             while True:  # until its buffer is full
                 filled += ours.send(DATA)
         ours.setblocking(True)
-        async with unstuck_after_a_while(take_some):
-            with anyio.CancelScope() as scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(aos.sendfile, ours.fileno(), source, 0, len(DATA))
-                    await anyio.wait_all_tasks_blocked()
-                    assert await aos.access(tmp_path, os.F_OK)  # the one worker is free
-                    scope.cancel()  # lands at once: the socket is still full
-        assert scope.cancelled_caught
+        await cancel_once_it_waits(
+            lambda: aos.sendfile(ours.fileno(), source, 0, len(DATA)), take_some
+        )
         await off_loop(take_some)
         assert received == filled  # nothing was sent
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -38,14 +38,6 @@ def place(tmp_path: Path) -> Path:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_bytes(b"x")
     return tmp_path
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    os.close(r)
-    os.close(w)
 
 
 async def stat(place: Path, pipe: tuple[int, int]) -> None:
