@@ -45,11 +45,13 @@ async def run_to_completion(
     ring: RingRequest | None = None,
     *,
     pool: Pool = FILESYSTEM,
+    check_first: bool = True,
 ) -> T:
     """Run on a worker of ``pool`` (or io_uring); a cancel waits for the call, releases its
-    result, is raised. A caller cancelled already gets the cancel at once, and nothing runs
-    (as with anyio's and trio's ``to_thread``): every call is a checkpoint."""
-    await _completions.current().checkpoint_if_cancelled()
+    result, is raised. With ``check_first``, a caller cancelled already gets the cancel at once,
+    and nothing runs (as with anyio's and trio's ``to_thread``): the call is a checkpoint."""
+    if check_first:
+        await _completions.current().checkpoint_if_cancelled()
     channel = _completions.current()  # (anew: the check may have let the loop run, and end)
     result: T = await channel.run_to_completion(pool, fn, args, kwargs, release, ring)
     return result

@@ -8,9 +8,9 @@ The async face of :mod:`aos.blocking._fd`. What can block, and so is offloaded h
   ``ftruncate``, ``lseek``, ``lockf`` (``F_LOCK`` waits for the lock; a cancel waits with it,
   so the caller never holds a lock it does not know of), ``posix_fallocate``,
   ``posix_fadvise``, ``pwrite``, ``pwritev``, ``preadv`` (fills the caller's buffers, so it
-  must not run on after a cancel), ``copy_file_range``; ``sendfile`` and ``splice`` wait on
-  the loop first where a side is a blocking pipe or socket (see
-  :mod:`aos._async._transfer_wait`).
+  must not run on after a cancel), ``copy_file_range``; ``sendfile`` and ``splice``, in the
+  wait lane where a side is a blocking pipe or socket (see :mod:`aos._async._transfer_wait`).
+  ``close`` and ``closerange`` run even for a caller cancelled already (then raise the cancel).
 - ``MUTATE`` creating a resource, released if the caller is cancelled: ``open``, ``dup``,
   ``pipe``, ``pipe2``, ``openpty``, ``posix_openpt``. ``dup2`` runs to completion but has no
   release: ``fd2`` is a number the caller chose (often 0, 1 or 2) and stays the caller's.
@@ -30,7 +30,7 @@ import sys
 
 from aos import blocking
 from aos._async._offload import MUTATE, QUERY, offload
-from aos._async._transfer_wait import sendfile_ready, splice_ready
+from aos._async._transfer_wait import sendfile_waits, splice_waits
 
 __all__ = [
     "close",
@@ -76,8 +76,8 @@ fpathconf = offload(blocking.fpathconf, QUERY)
 pread = offload(blocking.pread, QUERY)
 ttyname = offload(blocking.ttyname, QUERY)
 
-close = offload(blocking.close, MUTATE)
-closerange = offload(blocking.closerange, MUTATE)
+close = offload(blocking.close, MUTATE, runs_when_cancelled=True)
+closerange = offload(blocking.closerange, MUTATE, runs_when_cancelled=True)
 fchmod = offload(blocking.fchmod, MUTATE)
 fchown = offload(blocking.fchown, MUTATE)
 fsync = offload(blocking.fsync, MUTATE)
@@ -90,7 +90,7 @@ posix_fadvise = offload(blocking.posix_fadvise, MUTATE)
 pwrite = offload(blocking.pwrite, MUTATE)
 pwritev = offload(blocking.pwritev, MUTATE)
 preadv = offload(blocking.preadv, MUTATE)
-sendfile = offload(blocking.sendfile, MUTATE, ready=sendfile_ready)
+sendfile = offload(blocking.sendfile, MUTATE, waits=sendfile_waits)
 dup2 = offload(blocking.dup2, MUTATE)
 
 open = offload(blocking.open, MUTATE, release=blocking.close)
@@ -104,7 +104,7 @@ if hasattr(blocking, "copy_file_range"):
     __all__ += ["copy_file_range"]
 
 if hasattr(blocking, "splice"):
-    splice = offload(blocking.splice, MUTATE, ready=splice_ready)
+    splice = offload(blocking.splice, MUTATE, waits=splice_waits)
     __all__ += ["splice"]
 
 if sys.version_info >= (3, 13) and hasattr(blocking, "posix_openpt"):

@@ -9,7 +9,8 @@ runs the function on a worker and applies a cancellation policy:
   syscall is still running once the caller sees the cancellation. With ``release``, a result
   the caller never receives (an fd, a pair of fds) is released, so nothing leaks.
 
-Every call is a checkpoint: a caller cancelled already gets the cancel, and nothing runs.
+Every call is a checkpoint: a caller cancelled already gets the cancel, and nothing runs; but
+``close`` and ``closerange``, which run and then raise it, so that cleanup frees its fd.
 - ``WAIT``: may wait forever (``waitpid``, a blocking read). Runs in its own unbounded lane so
   it never holds a worker that filesystem calls need; a cancel returns at once.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, ParamSpec, TypeVar
 
 from aos._async import _engine
@@ -69,7 +70,8 @@ def offload(
     release: Callable[[T], object] | None = None,
     ring: RingRequest | None = None,
     inline: Callable[P, tuple[T | None, BaseException | None] | None] | None = None,
-    ready: Callable[P, Awaitable[bool]] | None = None,
+    waits: Callable[P, bool] | None = None,
+    runs_when_cancelled: bool = False,
 ) -> Callable[P, Coroutine[Any, Any, T]]:
     """Make the async face of the blocking function ``fn``: same signature, run on a worker.
 
@@ -80,10 +82,12 @@ def offload(
     not to block (see :mod:`aos._async._inline`): it returns ``(value, error)``, or ``None``
     to send the call on. An inline answer still raises a pending cancellation (see
     :func:`aos._async._loop_slice.slice_point`).
-    ``ready`` (``MUTATE`` only) waits on the loop, given the call's arguments, until the call
-    can go ahead; ``True`` if it may still wait for good (a pipe, a socket): it then runs in the
-    wait lane, where it holds no worker that filesystem calls need (see
-    :mod:`aos._async._transfer_wait`).
+    ``waits`` (``MUTATE`` only), given the call's arguments: ``True`` if it may wait for good
+    (on a blocking pipe or socket); it then runs in the wait lane, where it holds no worker that
+    filesystem calls need (see :mod:`aos._async._transfer_wait`).
+    ``runs_when_cancelled`` (``MUTATE`` only): a caller cancelled already gets the call made all
+    the same, then the cancel (``close``: cleanup that forgot its shield still frees the fd);
+    every other call is a checkpoint first and does not run.
     """
     if release is not None and policy is not Policy.MUTATE:
         raise ValueError(
@@ -93,19 +97,22 @@ def offload(
         raise ValueError("ring goes with MUTATE: a worker answers a query sooner")
     if inline is not None and policy is not Policy.QUERY:
         raise ValueError("inline goes with QUERY: only a query may be answered before a cancel")
-    if ready is not None and policy is not Policy.MUTATE:
-        raise ValueError("ready goes with MUTATE: the wait lane runs queries already")
+    if (waits is not None or runs_when_cancelled) and policy is not Policy.MUTATE:
+        raise ValueError("waits and runs_when_cancelled go with MUTATE")
+    check_first = not runs_when_cancelled
 
-    if ready is not None:
+    if waits is not None:
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            pool = WAIT_LANE if await ready(*args, **kwargs) else FILESYSTEM
+            pool = WAIT_LANE if waits(*args, **kwargs) else FILESYSTEM
             return await _engine.run_to_completion(fn, args, kwargs, release, ring, pool=pool)
 
     elif policy is Policy.MUTATE:
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await _engine.run_to_completion(fn, args, kwargs, release, ring)
+            return await _engine.run_to_completion(
+                fn, args, kwargs, release, ring, check_first=check_first
+            )
 
     elif inline is not None:
         wrapper = _engine.answering_inline(fn, inline)

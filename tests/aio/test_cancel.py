@@ -157,6 +157,22 @@ async def test_a_call_made_when_cancelled_already_does_nothing(tmp_path: Path) -
 
 
 @pytest.mark.anyio
+async def test_close_made_when_cancelled_already_closes_then_raises(tmp_path: Path) -> None:
+    """``close`` and ``closerange`` are the exception: cleanup that forgot its shield still
+    frees its fds, then gets the cancel (every other call would not run)."""
+    fds = [await aos.open(tmp_path / "f", os.O_RDONLY | os.O_CREAT) for _ in range(3)]
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(anyio.get_cancelled_exc_class()):
+            await aos.close(fds[0])
+        with pytest.raises(anyio.get_cancelled_exc_class()):
+            await aos.closerange(min(fds[1:]), max(fds[1:]) + 1)
+    for fd in fds:
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            await aos.fstat(fd)
+
+
+@pytest.mark.anyio
 async def test_a_call_made_by_a_task_cancelled_natively_does_nothing(
     tmp_path: Path, anyio_backend: tuple[str, object]
 ) -> None:

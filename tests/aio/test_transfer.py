@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -24,6 +25,8 @@ pytestmark = [
 DEADLOCK = 10.0  # seconds after which a wait counts as stuck (each takes milliseconds)
 DATA = bytes(range(256)) * 400  # 100 KiB
 
+T = TypeVar("T")
+
 
 @pytest.fixture
 def one_worker() -> Iterator[None]:
@@ -37,8 +40,8 @@ def one_worker() -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def unstuck_after_a_while(unstick: Callable[[], object]) -> AsyncIterator[None]:
     """If the block still runs after :data:`DEADLOCK` seconds, ``unstick`` (on anyio's own
-    thread: aos's one worker may be the one held) frees the call it waits on: where that call
-    holds the worker, and a cancel waits for it, the test then fails instead of hanging."""
+    thread: aos's one worker may be the one held) frees the call it waits on, so that a test
+    of code that holds the worker fails instead of hanging."""
 
     async def later() -> None:
         await anyio.sleep(DEADLOCK)
@@ -50,31 +53,39 @@ async def unstuck_after_a_while(unstick: Callable[[], object]) -> AsyncIterator[
         guard.cancel_scope.cancel()
 
 
-async def cancel_once_it_waits(
-    call: Callable[[], Coroutine[Any, Any, object]], unstick: Callable[[], object]
-) -> None:
+async def answered_while_it_waits(
+    call: Callable[[], Coroutine[Any, Any, T]], unstick: Callable[[], object]
+) -> T:
     """Start ``call``; once it waits, the one filesystem worker is free (an ``aos.access`` is
-    answered), and a cancel lands at once (``unstick``: see :func:`unstuck_after_a_while`)."""
-    async with unstuck_after_a_while(unstick):
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(call)
-                await anyio.wait_all_tasks_blocked()
-                assert await aos.access("/", os.F_OK)
-                scope.cancel()
-    assert scope.cancelled_caught
+    answered first); then ``unstick`` lets it finish, and its result is returned."""
+    results: list[T] = []
+    order: list[str] = []
+
+    async def calling() -> None:
+        results.append(await call())
+        order.append("call")
+
+    async with unstuck_after_a_while(unstick), anyio.create_task_group() as tg:
+        tg.start_soon(calling)
+        await anyio.wait_all_tasks_blocked()
+        assert await aos.access("/", os.F_OK)
+        order.append("access")
+        await anyio.to_thread.run_sync(unstick)
+    assert order == ["access", "call"]  # (where the call held the worker: the other way round)
+    return results[0]
 
 
-async def test_a_splice_from_an_empty_pipe_holds_no_worker_and_a_cancel_lands_at_once(
+async def test_a_splice_from_an_empty_pipe_holds_no_filesystem_worker(
     tmp_path: Path, pipe: tuple[int, int], one_worker: None
 ) -> None:
     r, w = pipe
     out = await aos.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
     try:
-        await cancel_once_it_waits(lambda: aos.splice(r, out, 10), lambda: os.write(w, b"!"))
-        await aos.write(w, b"late")
-        assert await aos.read(r, 10) == b"late"  # nothing was spliced away
-        assert (await aos.fstat(out)).st_size == 0
+        moved = await answered_while_it_waits(
+            lambda: aos.splice(r, out, 10), lambda: os.write(w, b"!")
+        )
+        assert moved == 1
+        assert (await aos.fstat(out)).st_size == 1
     finally:
         await aos.close(out)
 
@@ -89,7 +100,7 @@ def _drain(sock: socket.socket) -> int:
     return total
 
 
-async def test_a_sendfile_to_a_full_socket_is_cancelled_before_it_begins(
+async def test_a_sendfile_to_a_full_socket_holds_no_filesystem_worker(
     tmp_path: Path, one_worker: None
 ) -> None:
     await off_loop((tmp_path / "in").write_bytes, DATA)
@@ -108,15 +119,46 @@ async def test_a_sendfile_to_a_full_socket_is_cancelled_before_it_begins(
             while True:  # until its buffer is full
                 filled += ours.send(DATA)
         ours.setblocking(True)
-        await cancel_once_it_waits(
+        sent = await answered_while_it_waits(
             lambda: aos.sendfile(ours.fileno(), source, 0, len(DATA)), take_some
         )
         await off_loop(take_some)
-        assert received == filled  # nothing was sent
+        assert sent == len(DATA)
+        assert received == filled + len(DATA)
     finally:
         await aos.close(source)
         ours.close()
         peer.close()
+
+
+async def test_where_the_kernel_does_not_wait_for_readiness_the_answers_are_those_of_os(
+    tmp_path: Path,
+) -> None:
+    """What ``epoll`` reports is not what these calls wait for: a listening socket fails at
+    once, a FIFO that never had a writer reads as its end, a socket's ``SO_RCVTIMEO`` ends the
+    wait with ``EAGAIN``. aos gives ``os``'s answer, at once (a deadline bounds a hang)."""
+    out = await aos.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 100_000))
+    await aos.mkfifo(tmp_path / "fifo")
+    fifo = await aos.open(tmp_path / "fifo", os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(fifo, True)
+    try:
+        for args in [(listener.fileno(), out, 10), (ours.fileno(), out, 10)]:
+            expected = await os_error(os.splice, *args)
+            with pytest.raises(expected[0]) as raised, anyio.fail_after(DEADLOCK):
+                await aos.splice(*args)
+            assert (type(raised.value), error_facts(raised.value)) == expected
+        with anyio.fail_after(DEADLOCK):
+            assert await aos.splice(fifo, out, 10) == await off_loop(os.splice, fifo, out, 10)
+    finally:
+        for fd in (out, fifo):
+            await aos.close(fd)
+        for sock in (listener, ours, peer):
+            sock.close()
 
 
 async def test_splice_and_sendfile_move_what_os_moves(
