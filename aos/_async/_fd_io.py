@@ -8,7 +8,8 @@
   pipes and sockets) and otherwise the call only after readiness: a read returns what is
   there, a write is cut to ``PIPE_BUF`` bytes, which a writable pipe takes without blocking.
   (Without ``RWF_NOWAIT``, as for tty reads, a reader in another process that wins the race
-  between readiness and the call can make that one call wait.) Writes to a *blocking tty* go
+  between readiness and the call can make that one call wait. Named FIFOs refuse it too: they
+  are read through a non-blocking open of their own, see :func:`_nonblocking_twin`.) Writes to a *blocking tty* go
   to the engine: a writable tty may have room for one byte only, and no per-call flag exists.
 - Everything else (regular files, block devices, ``/dev/null``...) runs in the engine as
   ``MUTATE`` (the file offset moves).
@@ -37,6 +38,7 @@ import operator
 import os
 import select
 import socket
+import stat
 import struct
 import sys
 import termios
@@ -111,23 +113,50 @@ async def _readv_blocking_fd(
     ready = False
     deadline: float | None = None
     looked_up = False  # (the deadline)
-    while True:
-        if nowait:
-            try:
-                return os.preadv(fd, buffers(), -1, _NOWAIT)
-            except BlockingIOError:  # nothing there (or someone else took it): wait
-                pass
-            except OSError as exc:
-                if exc.errno != errno.EOPNOTSUPP:
-                    raise
-                nowait = False  # a tty: read only after readiness
-        if ready and not nowait:
-            return os.readv(fd, buffers())
-        if not looked_up:
-            deadline, looked_up = _deadline(fd, socket.SO_RCVTIMEO), True
-        if not await _wait_until(_readiness.wait_readable, fd, deadline):
-            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))  # as the socket's
-        ready = True
+    twin: int | None = None  # a named FIFO's non-blocking twin, if it has one
+    try:
+        while True:
+            if twin is not None:
+                try:
+                    return os.readv(twin, buffers())
+                except BlockingIOError:
+                    pass
+            elif nowait:
+                try:
+                    return os.preadv(fd, buffers(), -1, _NOWAIT)
+                except BlockingIOError:  # nothing there (or someone else took it): wait
+                    pass
+                except OSError as exc:
+                    if exc.errno != errno.EOPNOTSUPP:
+                        raise
+                    nowait = False  # a tty or a named FIFO: read only after readiness...
+                    twin = _nonblocking_twin(fd)  # ...or, a FIFO, through a twin
+                    continue
+            if ready and not nowait and twin is None:
+                return os.readv(fd, buffers())
+            if not looked_up:
+                deadline, looked_up = _deadline(fd, socket.SO_RCVTIMEO), True
+            if not await _wait_until(_readiness.wait_readable, fd, deadline):
+                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))  # as the socket's
+            ready = True
+    finally:
+        if twin is not None:
+            os.close(twin)
+
+
+def _nonblocking_twin(fd: int) -> int | None:
+    """A non-blocking reader of the named FIFO ``fd`` reads (``None`` if it is none, or cannot
+    be opened again): its own open of the FIFO shares the pipe, so a read through it takes what
+    ``fd`` would, and gives ``EAGAIN`` while writers are connected and nothing is there, or the
+    end (``b""``) with none connected. epoll never reports a FIFO that never had a writer, and
+    ``RWF_NOWAIT`` is refused on named FIFOs (``EOPNOTSUPP``), so without it such a read waited
+    for good where ``os.read`` returns ``b""``. The fd's own flags stay as they are."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def _deadline(fd: int, option: int) -> float | None:

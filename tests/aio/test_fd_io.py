@@ -238,6 +238,33 @@ async def test_a_write_that_has_begun_completes_whatever_cancels_it() -> None:
     assert outcome in ([len(data)], ["cancelled"])
 
 
+async def test_a_named_fifo_reads_as_os_reads_it(tmp_path: Path) -> None:
+    """A named FIFO refuses ``RWF_NOWAIT``, and epoll never reports one that never had a
+    writer: its read gives the end at once, as ``os.read`` does; with a writer, a read waits
+    for data on the loop (a cancel lands at once) and takes it; the fd's flags stay blocking."""
+    fifo = tmp_path / "fifo"
+    await aos.mkfifo(fifo)
+    r = await aos.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(r, True)
+    try:
+        with anyio.fail_after(10):
+            assert await aos.read(r, 10) == b"" == await call(QUERY, None, os.read, r, 10)
+            assert await aos.readv(r, [bytearray(4)]) == 0
+        w = await aos.open(fifo, os.O_WRONLY)
+        try:
+            with anyio.move_on_after(0.05) as scope:
+                await aos.read(r, 10)  # a writer, nothing written: it waits
+            assert scope.cancelled_caught
+            await aos.write(w, b"data")
+            with anyio.fail_after(10):
+                assert await aos.read(r, 10) == b"data"
+        finally:
+            await aos.close(w)
+        assert os.get_blocking(r)
+    finally:
+        await aos.close(r)
+
+
 async def test_two_readers_on_one_pipe(pipe: tuple[int, int]) -> None:
     r, w = pipe
     got: list[bytes] = []
