@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import math
 import os
 import sys
@@ -213,7 +212,7 @@ class Channel:
                 return False
             ring = _uring.Ring(self._fd)
         except OSError as error:
-            if error.errno in (errno.EMFILE, errno.ENFILE):
+            if error.errno in _uring.OUT_OF_FDS:
                 return None
             return False  # e.g. the memory limit for rings: worker threads do the work
         self._limit_ring_workers(ring)

@@ -9,8 +9,9 @@
   there, a write is cut to ``PIPE_BUF`` bytes, which a writable pipe takes without blocking.
   (Without ``RWF_NOWAIT``, as for tty reads, a reader in another process that wins the race
   between readiness and the call can make that one call wait. Named FIFOs refuse it too: they
-  are read through a non-blocking open of their own, see :func:`_nonblocking_twin`.) Writes to a *blocking tty* go
-  to the engine: a writable tty may have room for one byte only, and no per-call flag exists.
+  are read through a non-blocking open of their own, see :func:`_nonblocking_twin`.) Writes to
+  a *blocking tty* go to the engine: a writable tty may have room for one byte only, and no
+  per-call flag exists.
 - Everything else (regular files, block devices, ``/dev/null``...) runs in the engine as
   ``MUTATE`` (the file offset moves).
 

@@ -8,11 +8,11 @@ runs the function on a worker and applies a cancellation policy:
 - ``MUTATE``: side effects. A cancel waits until the call has returned, then is raised, so no
   syscall is still running once the caller sees the cancellation. With ``release``, a result
   the caller never receives (an fd, a pair of fds) is released, so nothing leaks.
+- ``WAIT``: may wait forever (``waitpid``, a blocking read). Runs in its own unbounded lane so
+  it never holds a worker that filesystem calls need; a cancel returns at once.
 
 Every call is a checkpoint: a caller cancelled already gets the cancel, and nothing runs; but
 ``close`` and ``closerange``, which run and then raise it, so that cleanup frees its fd.
-- ``WAIT``: may wait forever (``waitpid``, a blocking read). Runs in its own unbounded lane so
-  it never holds a worker that filesystem calls need; a cancel returns at once.
 """
 
 from __future__ import annotations
@@ -101,17 +101,12 @@ def offload(
         raise ValueError("waits and runs_when_cancelled go with MUTATE")
     check_first = not runs_when_cancelled
 
-    if waits is not None:
+    if policy is Policy.MUTATE:
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            pool = WAIT_LANE if waits(*args, **kwargs) else FILESYSTEM
-            return await _engine.run_to_completion(fn, args, kwargs, release, ring, pool=pool)
-
-    elif policy is Policy.MUTATE:
-
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            pool = WAIT_LANE if waits is not None and waits(*args, **kwargs) else FILESYSTEM
             return await _engine.run_to_completion(
-                fn, args, kwargs, release, ring, check_first=check_first
+                fn, args, kwargs, release, ring, pool=pool, check_first=check_first
             )
 
     elif inline is not None:

@@ -43,6 +43,8 @@ _REGISTER_EVENTFD: Final = 4
 _REGISTER_PROBE: Final = 8
 _REGISTER_IOWQ_MAX_WORKERS: Final = 19
 _OFF_SQES: Final = 0x10000000
+OUT_OF_FDS: Final = (errno.EMFILE, errno.ENFILE)
+"""The errnos of a process (or system) out of fds: no verdict on io_uring, try again later."""
 _UNTRACKED: Final[dict[str, bool]] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 """A mapping that keeps no ``dup`` of the ring's fd (3.13+): one fd a loop, not three."""
 _PROBE_OPS: Final = 256
@@ -316,8 +318,8 @@ def _probe() -> bool:
     try:
         ring = Ring(eventfd, entries=2)
     except OSError as error:
-        if error.errno in (errno.EMFILE, errno.ENFILE):
-            raise  # out of fds, not a verdict on io_uring
+        if error.errno in OUT_OF_FDS:
+            raise
         return False
     finally:
         os.close(eventfd)
