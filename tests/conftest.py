@@ -108,6 +108,17 @@ def pipe() -> Iterator[tuple[int, int]]:
     os.close(w)
 
 
+@pytest.fixture
+def one_worker() -> Iterator[None]:
+    """A filesystem pool of one thread: a call that held it would starve every other."""
+    import aos  # (as the other fixtures: conftest imports no aos at collection)
+
+    before = aos.max_workers()
+    aos.set_max_workers(1)
+    yield
+    aos.set_max_workers(before)
+
+
 def open_fds() -> set[int]:
     """The fds this process has open now."""
     return {int(fd) for fd in os.listdir("/proc/self/fd")} - {-1}

@@ -16,14 +16,14 @@ consumes a status that its caller then never sees.
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
 from collections.abc import Callable
-from typing import Final, TypeVar
-
-import anyio.lowlevel
+from typing import Any, Final, TypeVar
 
 from aos._async import _completions, _readiness
-from aos._async._offload import WAIT, call
+from aos._async._workers import WAIT_LANE, Job, drop
 
 R = TypeVar("R")
 
@@ -63,12 +63,11 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
     ``attempt`` is the non-blocking os call; ``waitid_options`` the waitid options that report
     the same state changes as it does.
     """
-    await anyio.lowlevel.checkpoint_if_cancelled()
+    # The checkpoint comes before the attempt, and no await after a reap: a native asyncio
+    # cancel (which no anyio shield holds back) at a yield after it lost the status it reaped.
+    await _completions.current().checkpoint()
     result = attempt()
     if result is not None:
-        await (
-            anyio.lowlevel.cancel_shielded_checkpoint()
-        )  # a scheduling point that keeps the status
         return result
     global _waits
     _waits += 1
@@ -80,13 +79,73 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
                 return result
         while True:
             # Raises ChildProcessError when nothing can ever match, as the os call would.
-            await call(WAIT, None, os.waitid, idtype, ident, waitid_options | os.WNOWAIT)
+            await _completions.current().run_abandonable(
+                SHARED_WAITS, os.waitid, (idtype, ident, waitid_options | os.WNOWAIT), {}
+            )
             result = attempt()
             if result is not None:
                 return result
     finally:
         _waits -= 1
 
+
+class SharedWaits:
+    """The lane of the ``waitid(..., WNOWAIT)`` calls: one thread for each subject and options,
+    however many tasks wait on them, in any loop; each of them gets its outcome.
+
+    Nothing stops a ``waitid`` that has begun: a cancelled one runs on until a child of its
+    subject changes state. With a thread for each call, a task that waits with a timeout, in a
+    loop, left a thread more at each timeout for as long as the child ran (300 threads for 300
+    timeouts); now such a wait joins the call still in flight."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[tuple[Any, ...], list[Job]] = {}  # by the waitid arguments
+
+    def submit(self, job: Job, /) -> None:
+        """Join ``job`` (a ``waitid`` with ``WNOWAIT``) to the call in flight with its arguments,
+        or start that call in the wait lane."""
+        key = job.args
+        with self._lock:
+            joined = self._waiting.get(key)
+            if joined is not None:  # (those who gave up waiting are let go now: not kept for
+                given_up = [other for other in joined if other.abandoned]  # as long as it runs)
+                joined[:] = [other for other in joined if not other.abandoned]
+                joined.append(job)
+            else:
+                self._waiting[key] = [job]
+        if joined is not None:
+            for other in given_up:
+                other.complete(None, None)
+            return
+        try:
+            WAIT_LANE.submit(Job(self._wait, key, {}, drop))
+        except BaseException as error:  # no thread could start: those who joined get the error
+            with self._lock:
+                others = self._waiting.pop(key)[1:]
+            for other in others:
+                other.complete(None, copy.copy(error))
+            raise
+
+    def _wait(self, *key: Any) -> None:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = os.waitid(*key)
+        except BaseException as exc:  # (ChildProcessError: nothing can ever match)
+            error = exc.with_traceback(None)
+        with self._lock:
+            jobs = self._waiting.pop(key)
+        for job in jobs:  # each raise gets an error of its own: a traceback is per raise
+            job.complete(value, None if error is None else copy.copy(error))
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's calls: none of their threads exists in the child."""
+        self._lock = threading.Lock()
+        self._waiting = {}
+
+
+SHARED_WAITS: Final = SharedWaits()
 
 _waits = 0  # waits in progress in this process (any loop)
 
@@ -99,6 +158,7 @@ def waits_in_progress() -> int:
 def _forget_waits_after_fork() -> None:
     global _waits
     _waits = 0
+    SHARED_WAITS.after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_forget_waits_after_fork)

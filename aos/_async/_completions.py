@@ -42,7 +42,7 @@ from aos._async._fd_watch import FdWatch
 from aos._async._loop_end import LoopEnd
 from aos._async._ring_requests import Request
 from aos._async._turns import Turns, Waiter
-from aos._async._workers import FILESYSTEM, Job, Pool
+from aos._async._workers import FILESYSTEM, Job, Lane, Pool
 
 DELIVER_BATCH = 8
 """Finished calls resumed per loop wake-up, from the workers and again from the ring; more wait
@@ -130,7 +130,7 @@ class Channel:
 
     def submit(
         self,
-        pool: Pool,
+        pool: Lane,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
@@ -423,7 +423,7 @@ class Channel:
 
     async def run_abandonable(
         self,
-        pool: Pool,
+        pool: Lane,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
@@ -768,7 +768,7 @@ class AsyncioChannel(Channel):
 
     async def run_abandonable(
         self,
-        pool: Pool,
+        pool: Lane,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
@@ -779,6 +779,7 @@ class AsyncioChannel(Channel):
             await fut  # a cancel cancels fut; the drain then drops the job
         except BaseException:
             if fut.cancelled():  # abandoned: no delivery will unpark it
+                job.abandoned = True
                 self._unpark()
             raise
         return outcome(job)

@@ -29,8 +29,12 @@ async def run_abandonable(
     """Run on a worker; a cancel returns at once.
 
     ``wait_lane`` runs the call in the unbounded lane that filesystem calls never queue behind.
+    The call is a checkpoint first, as a ``MUTATE`` call is: a caller cancelled already gets the
+    cancel, and nothing starts (``system`` ran its command; a query could return its value, on
+    asyncio when the worker beat anyio's delivery of the cancel).
     """
-    channel = _completions.current()
+    await _completions.current().checkpoint_if_cancelled()
+    channel = _completions.current()  # (anew: the check may have let the loop run, and end)
     result: T = await channel.run_abandonable(
         WAIT_LANE if wait_lane else FILESYSTEM, fn, args, kwargs
     )

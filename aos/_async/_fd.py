@@ -8,12 +8,16 @@ The async face of :mod:`aos.blocking._fd`. What can block, and so is offloaded h
   ``ftruncate``, ``lseek``, ``lockf`` (``F_LOCK`` waits for the lock; a cancel waits with it,
   so the caller never holds a lock it does not know of), ``posix_fallocate``,
   ``posix_fadvise``, ``pwrite``, ``pwritev``, ``preadv`` (fills the caller's buffers, so it
-  must not run on after a cancel), ``copy_file_range``; ``sendfile`` and ``splice``, in the
-  wait lane where a side is a blocking pipe or socket (see :mod:`aos._async._transfer_wait`).
+  must not run on after a cancel), ``copy_file_range``, ``sendfile`` and ``splice``.
   ``close`` and ``closerange`` run even for a caller cancelled already (then raise the cancel).
 - ``MUTATE`` creating a resource, released if the caller is cancelled: ``open``, ``dup``,
   ``pipe``, ``pipe2``, ``openpty``, ``posix_openpt``. ``dup2`` runs to completion but has no
   release: ``fd2`` is a number the caller chose (often 0, 1 or 2) and stays the caller's.
+
+Calls that may wait for good run in the wait lane, so that they hold no filesystem worker (see
+:mod:`aos._async._may_wait`): ``lockf`` with ``F_LOCK``, ``sendfile`` and ``splice`` where a
+side is a blocking pipe or socket, and ``open`` of a FIFO or a device (found on the worker,
+which hands the call over).
 
 ``read``, ``write``, ``readv`` and ``writev`` live in :mod:`aos._async._fd_io`.
 
@@ -29,8 +33,8 @@ from __future__ import annotations
 import sys
 
 from aos import blocking
+from aos._async._may_wait import lockf_waits, open_waits, sendfile_waits, splice_waits
 from aos._async._offload import MUTATE, QUERY, offload
-from aos._async._transfer_wait import sendfile_waits, splice_waits
 
 __all__ = [
     "close",
@@ -84,7 +88,7 @@ fsync = offload(blocking.fsync, MUTATE)
 fdatasync = offload(blocking.fdatasync, MUTATE)
 ftruncate = offload(blocking.ftruncate, MUTATE)
 lseek = offload(blocking.lseek, MUTATE)
-lockf = offload(blocking.lockf, MUTATE)
+lockf = offload(blocking.lockf, MUTATE, waits=lockf_waits)
 posix_fallocate = offload(blocking.posix_fallocate, MUTATE)
 posix_fadvise = offload(blocking.posix_fadvise, MUTATE)
 pwrite = offload(blocking.pwrite, MUTATE)
@@ -93,7 +97,7 @@ preadv = offload(blocking.preadv, MUTATE)
 sendfile = offload(blocking.sendfile, MUTATE, waits=sendfile_waits)
 dup2 = offload(blocking.dup2, MUTATE)
 
-open = offload(blocking.open, MUTATE, release=blocking.close)
+open = offload(blocking.open, MUTATE, release=blocking.close, waits_on_worker=open_waits)
 dup = offload(blocking.dup, MUTATE, release=blocking.close)
 pipe = offload(blocking.pipe, MUTATE, release=close_pair)
 pipe2 = offload(blocking.pipe2, MUTATE, release=close_pair)

@@ -8,10 +8,12 @@ the file system is offloaded:
 - ``MUTATE``: ``chdir``, ``fchdir``, ``chroot``, ``chmod``, ``chown``, ``lchown``, ``link``,
   ``symlink``, ``mkdir``, ``makedirs``, ``mkfifo``, ``mknod``, ``remove``, ``unlink``,
   ``rmdir``, ``removedirs``, ``rename``, ``renames``, ``replace``, ``truncate``, ``utime``,
-  ``sync``, ``eventfd_write`` (blocks while the counter is full).
+  ``sync``, ``eventfd_write`` (blocks while the counter is full: in the wait lane, see
+  :mod:`aos._async._may_wait`).
 - ``MUTATE`` creating an fd, closed if the caller is cancelled: ``memfd_create``,
   ``eventfd``, ``timerfd_create``.
-- ``WAIT``: ``eventfd_read`` (blocks until another party writes the counter).
+- Written by hand: ``eventfd_read`` (waits until another party writes the counter): on the
+  loop, as :func:`aos.read` waits.
 
 Where the kernel's io_uring can run a mutation, calls that overlap go there, with no worker
 thread: ``mkdir``, ``unlink``, ``remove``, ``rmdir``, ``symlink``, ``rename`` and ``replace``
@@ -28,12 +30,16 @@ Passed through, because they compute without waiting: ``major``, ``minor``, ``ma
 
 from __future__ import annotations
 
+import os
+import stat as file_type
 import sys
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Final, overload
 
 from aos import blocking
 from aos._async import _inline as inline, _ring_requests as ring
-from aos._async._offload import MUTATE, QUERY, WAIT, offload
+from aos._async._fd_io import read
+from aos._async._may_wait import eventfd_write_waits
+from aos._async._offload import MUTATE, QUERY, WAIT, call, home_in_aos, offload
 
 __all__ = [
     "access",
@@ -121,8 +127,27 @@ if hasattr(blocking, "memfd_create"):
 
 if hasattr(blocking, "eventfd"):
     eventfd = offload(blocking.eventfd, MUTATE, release=blocking.close)
-    eventfd_read = offload(blocking.eventfd_read, WAIT)
-    eventfd_write = offload(blocking.eventfd_write, MUTATE)
+    eventfd_write = offload(blocking.eventfd_write, MUTATE, waits=eventfd_write_waits)
+
+    async def eventfd_read(fd: int) -> int:
+        """Like :func:`os.eventfd_read`, but async: an eventfd (any fd of an anonymous inode)
+        is read as :func:`aos.read` reads it, after readiness on the loop (no thread), so a
+        cancel lands at once and takes nothing from the counter. Any other fd (which ``os``
+        reads 8 bytes of) goes to the wait lane."""
+        if not _is_anonymous_inode(fd):
+            return await call(WAIT, None, blocking.eventfd_read, fd)
+        return int.from_bytes(await read(fd, _COUNTER_SIZE), sys.byteorder)
+
+    def _is_anonymous_inode(fd: object) -> bool:
+        """Whether ``fd`` is an eventfd, timerfd, signalfd ... (no file type): read as 8 bytes,
+        these give the value ``os.eventfd_read`` gives, or its error."""
+        try:
+            return type(fd) is int and not file_type.S_IFMT(os.fstat(fd).st_mode)
+        except OSError:
+            return False
+
+    _COUNTER_SIZE: Final = 8  # an eventfd is read as one unsigned 64-bit integer
+    home_in_aos(eventfd_read)
     __all__ += ["eventfd", "eventfd_read", "eventfd_write"]
 
 if sys.version_info >= (3, 13) and hasattr(blocking, "timerfd_create"):

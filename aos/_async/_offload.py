@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, ParamSpec, TypeVar
 
 from aos._async import _engine
 from aos._async._completions import RingRequest
-from aos._async._workers import FILESYSTEM, WAIT_LANE
+from aos._async._workers import FILESYSTEM, WAIT_LANE, hands_over_if
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,6 +42,10 @@ class Policy(enum.Enum):
 QUERY: Final = Policy.QUERY
 MUTATE: Final = Policy.MUTATE
 WAIT: Final = Policy.WAIT
+
+_PATH_MODULES: Final = frozenset(
+    {os.path.__name__, "genericpath"}
+)  # where os.path's functions live
 
 _POLICY_SENTENCE: Final = {
     Policy.QUERY: "Cancellation returns at once; the call finishes in a worker and its result is dropped.",
@@ -71,6 +76,7 @@ def offload(
     ring: RingRequest | None = None,
     inline: Callable[P, tuple[T | None, BaseException | None] | None] | None = None,
     waits: Callable[P, bool] | None = None,
+    waits_on_worker: Callable[P, bool] | None = None,
     runs_when_cancelled: bool = False,
 ) -> Callable[P, Coroutine[Any, Any, T]]:
     """Make the async face of the blocking function ``fn``: same signature, run on a worker.
@@ -84,7 +90,10 @@ def offload(
     :func:`aos._async._loop_slice.slice_point`).
     ``waits`` (``MUTATE`` only), given the call's arguments: ``True`` if it may wait for good
     (on a blocking pipe or socket); it then runs in the wait lane, where it holds no worker that
-    filesystem calls need (see :mod:`aos._async._transfer_wait`).
+    filesystem calls need (see :mod:`aos._async._may_wait`).
+    ``waits_on_worker`` (``MUTATE`` only): the same, for a check that looks a path up, which
+    may block: it is made on the filesystem worker, just before the call, and a ``True`` moves
+    the call to the wait lane from there (an ``open`` of a FIFO).
     ``runs_when_cancelled`` (``MUTATE`` only): a caller cancelled already gets the call made all
     the same, then the cancel (``close``: cleanup that forgot its shield still frees the fd);
     every other call is a checkpoint first and does not run.
@@ -97,16 +106,19 @@ def offload(
         raise ValueError("ring goes with MUTATE: a worker answers a query sooner")
     if inline is not None and policy is not Policy.QUERY:
         raise ValueError("inline goes with QUERY: only a query may be answered before a cancel")
-    if (waits is not None or runs_when_cancelled) and policy is not Policy.MUTATE:
-        raise ValueError("waits and runs_when_cancelled go with MUTATE")
+    if (
+        waits is not None or waits_on_worker is not None or runs_when_cancelled
+    ) and policy is not Policy.MUTATE:
+        raise ValueError("waits, waits_on_worker and runs_when_cancelled go with MUTATE")
     check_first = not runs_when_cancelled
+    job = fn if waits_on_worker is None else hands_over_if(waits_on_worker, fn)
 
     if policy is Policy.MUTATE:
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             pool = WAIT_LANE if waits is not None and waits(*args, **kwargs) else FILESYSTEM
             return await _engine.run_to_completion(
-                fn, args, kwargs, release, ring, pool=pool, check_first=check_first
+                job, args, kwargs, release, ring, pool=pool, check_first=check_first
             )
 
     elif inline is not None:
@@ -119,9 +131,14 @@ def offload(
             return await _engine.run_abandonable(fn, args, kwargs, wait_lane=wait_lane)
 
     functools.update_wrapper(wrapper, fn)  # __name__, __qualname__, __doc__, __wrapped__
-    wrapper.__module__ = "aos"
+    home, original = (
+        ("aos.path", "os.path")
+        if getattr(fn, "__module__", None) in _PATH_MODULES
+        else ("aos", "os")
+    )
+    wrapper.__module__ = home  # (where pickle finds it)
     name = getattr(fn, "__name__", repr(fn))
-    wrapper.__doc__ = f"Like :func:`os.{name}`, but async. {_POLICY_SENTENCE[policy]}"
+    wrapper.__doc__ = f"Like :func:`{original}.{name}`, but async. {_POLICY_SENTENCE[policy]}"
     wrapper.__aos_policy__ = policy  # type: ignore[attr-defined]
     wrapper.__aos_ring__ = ring  # type: ignore[attr-defined]
     wrapper.__aos_inline__ = inline  # type: ignore[attr-defined]

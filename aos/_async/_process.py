@@ -44,7 +44,6 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias, TypeVar
 
 import anyio
-import anyio.lowlevel
 
 from aos import blocking
 from aos._async import _completions, _engine
@@ -98,6 +97,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _EXEC_FAILED_EXIT = 127  # what the child of os.spawn* does when its exec fails
+_INHERITED: Final = object()  # spawnv's and spawnvp's environment: the process's own
 
 
 def _spawns(fn: Callable[P, int], *, search_path: bool) -> Callable[P, Coroutine[Any, Any, int]]:
@@ -106,7 +106,7 @@ def _spawns(fn: Callable[P, int], *, search_path: bool) -> Callable[P, Coroutine
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
         if not SPAWNERS.is_idle() or waits_in_progress():
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            await _completions.current().checkpoint_if_cancelled()  # (native cancels too)
             prepared = prepare_call(search_path, args, kwargs)
             if prepared is not None:
                 return await _run_prepared(prepared)
@@ -226,11 +226,10 @@ def _is_nonblocking_pidfd(idtype: int, id: int) -> bool:
 
 
 async def _inline(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run a call that cannot block on the loop thread, between a cancel point and a yield."""
-    await anyio.lowlevel.checkpoint_if_cancelled()
-    result = fn(*args, **kwargs)
-    await anyio.lowlevel.cancel_shielded_checkpoint()
-    return result
+    """Run a call that cannot block on the loop thread, after a checkpoint, with no await after
+    it: a native asyncio cancel at a yield after a reap lost the status."""
+    await _completions.current().checkpoint()
+    return fn(*args, **kwargs)
 
 
 # The spawn* family, as os.py writes it over fork and exec*, but over posix_spawn.
@@ -238,7 +237,7 @@ async def _inline(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T
 
 async def spawnv(mode: int, file: StrOrBytesPath, args: _ExecVArgs) -> int:
     """Like :func:`os.spawnv`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
-    return await _spawn(mode, file, args, None, search_path=False)
+    return await _spawn(mode, file, args, _INHERITED, search_path=False)
 
 
 async def spawnve(mode: int, file: StrOrBytesPath, args: _ExecVArgs, env: _ExecEnv) -> int:
@@ -248,7 +247,7 @@ async def spawnve(mode: int, file: StrOrBytesPath, args: _ExecVArgs, env: _ExecE
 
 async def spawnvp(mode: int, file: StrOrBytesPath, args: _ExecVArgs) -> int:
     """Like :func:`os.spawnvp`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
-    return await _spawn(mode, file, args, None, search_path=True)
+    return await _spawn(mode, file, args, _INHERITED, search_path=True)
 
 
 async def spawnvpe(mode: int, file: StrOrBytesPath, args: _ExecVArgs, env: _ExecEnv) -> int:
@@ -256,30 +255,26 @@ async def spawnvpe(mode: int, file: StrOrBytesPath, args: _ExecVArgs, env: _Exec
     return await _spawn(mode, file, args, env, search_path=True)
 
 
-async def spawnl(
-    mode: int, file: StrOrBytesPath, arg0: StrOrBytesPath, *args: StrOrBytesPath
-) -> int:
+async def spawnl(mode: int, file: StrOrBytesPath, *args: StrOrBytesPath) -> int:
     """Like :func:`os.spawnl`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
-    return await spawnv(mode, file, (arg0, *args))
+    return await spawnv(mode, file, args)
 
 
-async def spawnle(mode: int, file: StrOrBytesPath, arg0: StrOrBytesPath, *args: Any) -> int:
+async def spawnle(mode: int, file: StrOrBytesPath, *args: Any) -> int:
     """Like :func:`os.spawnle`, but async (the last argument is the environment)."""
     env = args[-1]
-    return await spawnve(mode, file, (arg0, *args[:-1]), env)
+    return await spawnve(mode, file, args[:-1], env)
 
 
-async def spawnlp(
-    mode: int, file: StrOrBytesPath, arg0: StrOrBytesPath, *args: StrOrBytesPath
-) -> int:
+async def spawnlp(mode: int, file: StrOrBytesPath, *args: StrOrBytesPath) -> int:
     """Like :func:`os.spawnlp`, but async. A cancelled ``P_WAIT`` kills and reaps its child."""
-    return await spawnvp(mode, file, (arg0, *args))
+    return await spawnvp(mode, file, args)
 
 
-async def spawnlpe(mode: int, file: StrOrBytesPath, arg0: StrOrBytesPath, *args: Any) -> int:
+async def spawnlpe(mode: int, file: StrOrBytesPath, *args: Any) -> int:
     """Like :func:`os.spawnlpe`, but async (the last argument is the environment)."""
     env = args[-1]
-    return await spawnvpe(mode, file, (arg0, *args[:-1]), env)
+    return await spawnvpe(mode, file, args[:-1], env)
 
 
 async def _spawn(mode: int, file: StrOrBytesPath, args: Any, env: Any, *, search_path: bool) -> int:
@@ -317,13 +312,14 @@ async def _start_as_exec_would(
     Each attempt is an async :func:`posix_spawn`, so it takes the same route (inline, or on a
     spawner while other children are in flight) and a cancel leaves no child behind.
     """
-    environ = _process_environment() if env is None else env
+    # (spawnve's and spawnvpe's env=None: exec* refuses it in the child, which exits 127)
+    environ = _process_environment() if env is _INHERITED else env
     try:
         if not search_path or os.path.dirname(file):
             return await posix_spawn(file, args, environ)
         # os._execvpe: try every directory of the PATH the child would see, in order.
         name = os.fsencode(file)
-        for directory in os.get_exec_path(env):
+        for directory in os.get_exec_path(None if env is _INHERITED else env):
             try:
                 return await posix_spawn(os.path.join(os.fsencode(directory), name), args, environ)
             except OSError:

@@ -17,7 +17,7 @@ from aos._async._completions import (
     outcome,
 )
 from aos._async._turns import Waiter
-from aos._async._workers import Job, Pool
+from aos._async._workers import Job, Lane, Pool
 
 
 class TrioChannel(Channel):
@@ -175,7 +175,7 @@ class TrioChannel(Channel):
     @trio.lowlevel.enable_ki_protection
     async def run_abandonable(
         self,
-        pool: Pool,
+        pool: Lane,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
@@ -185,6 +185,7 @@ class TrioChannel(Channel):
 
         def abandon(_: object) -> trio.lowlevel.Abort:
             job.waiter = None
+            job.abandoned = True
             self._unpark()
             return trio.lowlevel.Abort.SUCCEEDED
 

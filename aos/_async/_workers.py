@@ -14,7 +14,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 IDLE_TIMEOUT: float = 10.0
 """Seconds an idle worker waits for a job before its thread exits."""
@@ -45,6 +45,7 @@ class Job:
     """One call to run on a worker; ``finish`` hands the finished job back to its loop."""
 
     __slots__ = (
+        "abandoned",
         "args",
         "delivered",
         "error",
@@ -73,6 +74,7 @@ class Job:
         self.error: BaseException | None = None
         self.waiter: Any = None  # loop side: an asyncio future or a trio task
         self.delivered = False  # loop side: the loop has taken the finished job back
+        self.abandoned = False  # loop side: its caller has given up waiting (a cancel)
         self.request: Any = None  # loop side: the io_uring operation it runs as, if any
         self.notify: Callable[[Job], None] | None = None  # loop side: called instead of a waiter
         self.release: Callable[[Any], object] | None = None  # frees a value nobody will take
@@ -82,13 +84,56 @@ class Job:
         fn = self.fn
         assert fn is not None
         try:
-            self.value = fn(*self.args, **self.kwargs)
+            value = fn(*self.args, **self.kwargs)
+        except HandOver as move:  # the call may wait for good: it moves to the wait lane
+            self.fn = move.fn
+            del move  # (its traceback holds this frame)
+            try:
+                WAIT_LANE.submit(self)
+            except BaseException as exc:  # no thread could start: the caller gets the error
+                self.complete(None, _beyond(exc))
+            return
         except BaseException as exc:  # handed over unchanged, raised in the caller
-            self.error = _beyond(exc)
+            self.complete(None, _beyond(exc))
+        else:
+            self.complete(value, None)
+
+    def complete(self, value: Any, error: BaseException | None) -> None:
+        """Keep the call's outcome and report completion (on the thread that made the call)."""
+        self.value = value
+        self.error = error
         self.fn = None
         self.args = ()
         self.kwargs = {}
         self.finish(self)
+
+
+class Lane(Protocol):
+    """Where a job is queued to run: a :class:`Pool`, or a lane with rules of its own."""
+
+    def submit(self, job: Job, /) -> None: ...
+
+
+class HandOver(Exception):
+    """Raised by a job's function on a worker of the filesystem pool: the call it was about to
+    make, ``fn``, may wait for good (open a FIFO). The same job then runs ``fn`` in the wait
+    lane, where it holds no worker that filesystem calls need; its caller notices nothing."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+
+def hands_over_if(waits: Callable[..., bool], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, made on a worker only if ``waits`` (given the same arguments, on the worker too)
+    says it will not wait for good; otherwise handed over to the wait lane (:class:`HandOver`)."""
+
+    def unless_it_waits(*args: Any, **kwargs: Any) -> Any:
+        if waits(*args, **kwargs):
+            raise HandOver(fn)
+        return fn(*args, **kwargs)
+
+    return unless_it_waits
 
 
 def _beyond(error: BaseException) -> BaseException:

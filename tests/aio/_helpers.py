@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
+import aos
 from aos._async import _inline, _kernel_form, _uring
 from aos._async._completions import Channel
 from aos._async._offload import QUERY, answers_inline, call, runs_on_ring
@@ -242,3 +243,45 @@ def run_child(script: str, *args: str, interpreter_flags: Sequence[str] = ()) ->
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+DEADLOCK = 10.0  # seconds after which a wait counts as stuck (each takes milliseconds)
+
+
+@contextlib.asynccontextmanager
+async def unstuck_after_a_while(unstick: Callable[[], object]) -> AsyncIterator[None]:
+    """If the block still runs after :data:`DEADLOCK` seconds, ``unstick`` (on anyio's own
+    thread: aos's one worker may be the one held) frees the call it waits on, so that a test
+    of code that holds the worker fails instead of hanging."""
+
+    async def later() -> None:
+        await anyio.sleep(DEADLOCK)
+        await anyio.to_thread.run_sync(unstick)
+
+    async with anyio.create_task_group() as guard:
+        guard.start_soon(later)
+        yield
+        guard.cancel_scope.cancel()
+
+
+async def answered_while_it_waits(
+    waiting: Callable[[], Coroutine[Any, Any, T]], unstick: Callable[[], object]
+) -> T:
+    """Start ``waiting``; once it waits, the one filesystem worker is free (an ``aos.access``
+    is answered first; see the ``one_worker`` fixture); then ``unstick`` lets it finish, and its
+    result is returned."""
+    results: list[T] = []
+    order: list[str] = []
+
+    async def calling() -> None:
+        results.append(await waiting())
+        order.append("call")
+
+    async with unstuck_after_a_while(unstick), anyio.create_task_group() as tg:
+        tg.start_soon(calling)
+        await anyio.wait_all_tasks_blocked()
+        assert await aos.access("/", os.F_OK)
+        order.append("access")
+        await anyio.to_thread.run_sync(unstick)
+    assert order == ["access", "call"]  # (where the call held the worker: the other way round)
+    return results[0]

@@ -55,9 +55,18 @@ def cat_on_a_pipe() -> tuple[int, int]:
     return pid, w
 
 
-async def wait_for_cat(pid: int, w: int) -> tuple[int, int]:
-    """Wait for ``cat_on_a_pipe``'s child, letting it exit only once the wait has started."""
-    asyncio.get_running_loop().call_soon(os.close, w)  # runs once this task waits
+async def wait_for_cat(pid: int, w: int, *, yields: int = 2) -> tuple[int, int]:
+    """Wait for ``cat_on_a_pipe``'s child, letting it exit only once the wait watches it: at
+    the wait's second yield (the first is a checkpoint, before it looks at the child)."""
+    loop = asyncio.get_running_loop()
+
+    def close_later(yields: int) -> None:
+        if yields > 1:
+            loop.call_soon(close_later, yields - 1)
+        else:
+            os.close(w)
+
+    loop.call_soon(close_later, yields)  # runs once this task waits
     async with asyncio.timeout(20):  # (no task of its own: the wait starts first)
         return await aos.waitpid(pid, 0)
 
@@ -186,7 +195,7 @@ async def main():
     os.close(free)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (free + 1, hard))  # one fd left: free
-    try:
+    try:  # (w, closed before the pidfd is watched, would free an fd for the watch)
         assert await wait_for_cat(pid, w) == (pid, 0)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -21,7 +21,8 @@ import pytest
 import aos
 from aos import blocking
 from aos._async import _process
-from tests.aio._helpers import off_loop
+from aos._async._workers import WAIT_LANE
+from tests.aio._helpers import native_cancel, off_loop
 
 pytestmark = pytest.mark.anyio
 
@@ -408,6 +409,31 @@ async def test_spawn_argument_errors_are_those_of_os() -> None:
         with pytest.raises(type(expected)) as info:
             await aos.spawnv(*args)  # type: ignore[arg-type]  # an argv that is not a list, on purpose
         assert_same_error(info.value, expected)
+    # The l forms with too few arguments: an empty argv (ValueError), no env (IndexError).
+    for name, args in [
+        ("spawnl", (os.P_WAIT, PY)),
+        ("spawnlp", (os.P_WAIT, "true")),
+        ("spawnle", (os.P_WAIT, PY)),
+        ("spawnle", (os.P_WAIT, PY, ENV)),
+        ("spawnlpe", (os.P_WAIT, "true")),
+        ("spawnlpe", (os.P_WAIT, "true", ENV)),
+    ]:
+        expected = await sync_error(getattr(os, name), *args)
+        with pytest.raises(type(expected)) as info:
+            await getattr(aos, name)(*args)
+        assert_same_error(info.value, expected)
+
+
+async def test_spawn_with_an_env_of_none_exits_127_as_os() -> None:
+    """``os.spawnve``'s child calls ``execve(file, args, None)``, which raises: it exits 127
+    (``spawnv``, which has no env, inherits it)."""
+    if sys.version_info < (3, 12):  # later versions warn about fork() in a threaded process
+        assert await off_loop(os.spawnve, os.P_WAIT, "/bin/true", ["true"], None) == 127
+    assert await aos.spawnve(os.P_WAIT, "/bin/true", ["true"], None) == 127  # type: ignore[arg-type]
+    assert await aos.spawnvpe(os.P_WAIT, "true", ["true"], None) == 127  # type: ignore[arg-type]
+    assert await aos.spawnle(os.P_WAIT, "/bin/true", "true", None) == 127
+    assert await aos.spawnlpe(os.P_WAIT, "true", "true", None) == 127
+    assert await aos.spawnv(os.P_WAIT, "/bin/true", ["true"]) == 0
 
 
 async def test_system() -> None:
@@ -445,6 +471,92 @@ async def test_cancelled_wait_reaps_nothing() -> None:
         assert scope.cancelled_caught
         os.close(w)  # the child exits now; its status must still be there
         assert await aos.waitpid(pid, 0) == (pid, 0)
+
+
+@pytest.mark.parametrize(
+    "waiting",
+    [
+        lambda pid: aos.waitpid(pid, 0),
+        lambda pid: aos.waitpid(pid, os.WNOHANG),
+        lambda pid: aos.wait(),
+        lambda pid: aos.wait4(pid, 0),
+        lambda pid: aos.waitid(os.P_PID, pid, os.WEXITED),
+    ],
+    ids=["waitpid", "waitpid-WNOHANG", "wait", "wait4", "waitid"],
+)
+async def test_a_cancel_next_to_a_finished_wait_never_loses_the_status(
+    waiting: Callable[[int], Awaitable[object]],
+) -> None:
+    """The wait of a child that has exited already, cancelled by a sibling task in the same loop
+    iteration, as the loop's own cancel (``asyncio.timeout``, ``Task.cancel``: no anyio shield
+    holds it back). It reaped, then yielded, and the cancel took the status with it."""
+    for _ in range(5):
+        pid = await aos.posix_spawn("/bin/true", ["true"], ENV)
+        await aos.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        if await waited_and_cancelled_at_once(waiting(pid)):
+            assert await aos.waitpid(pid, os.WNOHANG) == (pid, 0)
+        else:
+            with pytest.raises(ChildProcessError):
+                await aos.waitpid(pid, os.WNOHANG)
+
+
+async def waited_and_cancelled_at_once(waiting: Awaitable[object]) -> bool:
+    """Await ``waiting`` in a task that a sibling cancels at its first yield, as its loop
+    cancels tasks; whether the cancel came through (else ``waiting`` returned)."""
+    cancels: list[Callable[[], object]] = []
+    ready = anyio.Event()
+    cancelled = False
+
+    async def wait_for_it() -> None:
+        nonlocal cancelled
+        with anyio.CancelScope() as scope:
+            cancels.append(native_cancel(scope))
+            ready.set()
+            try:
+                await waiting
+            except anyio.get_cancelled_exc_class():
+                cancelled = True
+
+    async def cancel_it() -> None:
+        await ready.wait()
+        cancels[0]()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cancel_it)  # waits first: woken as the waiter yields for the first time
+        tg.start_soon(wait_for_it)
+    return cancelled
+
+
+async def test_a_caller_cancelled_already_starts_no_system_command(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await aos.system(f"touch {ran}")
+    assert scope.cancelled_caught
+    for _ in range(1000):  # until a call that began has finished
+        if WAIT_LANE.is_idle():
+            break
+        await anyio.sleep(0.01)
+    assert not await off_loop(ran.exists)
+
+
+async def test_waits_cancelled_in_a_loop_leave_no_thread_each() -> None:
+    """A ``waitid(..., WNOWAIT)`` that has begun runs on until a child changes state: the
+    waits that time out, one after another, share the one still in flight."""
+    r, w = os.pipe()
+    pid = await spawn_python(
+        "import sys; sys.stdin.read()", file_actions=[(os.POSIX_SPAWN_DUP2, r, 0)]
+    )
+    os.close(r)
+    try:
+        before = threading.active_count()
+        for waiting in [aos.wait, lambda: aos.waitpid(pid, os.WUNTRACED)] * 20:
+            with anyio.move_on_after(0.005):
+                await waiting()
+        assert threading.active_count() <= before + 2  # one for each subject, at most
+    finally:
+        os.close(w)
+    assert await aos.waitpid(pid, 0) == (pid, 0)
 
 
 async def test_random_cancellations_never_lose_a_status() -> None:

@@ -1,5 +1,5 @@
-"""``splice`` and ``sendfile`` with pipes and sockets: the loop waits for readiness, and the call
-runs in the wait lane, never holding a worker that filesystem calls need."""
+"""``splice`` and ``sendfile`` with pipes and sockets: the call runs in the wait lane, never
+holding a worker that filesystem calls need, and answers as ``os`` does."""
 
 from __future__ import annotations
 
@@ -7,72 +7,23 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 import pytest
 
 import aos
-from tests.aio._helpers import error_facts, off_loop, os_error
+from tests.aio._helpers import DEADLOCK, answered_while_it_waits, error_facts, off_loop, os_error
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(not hasattr(os, "splice"), reason="os.splice is Linux 3.10+ only"),
 ]
 
-DEADLOCK = 10.0  # seconds after which a wait counts as stuck (each takes milliseconds)
 DATA = bytes(range(256)) * 400  # 100 KiB
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def one_worker() -> Iterator[None]:
-    """A filesystem pool of one thread: a call that held it would starve every other."""
-    before = aos.max_workers()
-    aos.set_max_workers(1)
-    yield
-    aos.set_max_workers(before)
-
-
-@contextlib.asynccontextmanager
-async def unstuck_after_a_while(unstick: Callable[[], object]) -> AsyncIterator[None]:
-    """If the block still runs after :data:`DEADLOCK` seconds, ``unstick`` (on anyio's own
-    thread: aos's one worker may be the one held) frees the call it waits on, so that a test
-    of code that holds the worker fails instead of hanging."""
-
-    async def later() -> None:
-        await anyio.sleep(DEADLOCK)
-        await anyio.to_thread.run_sync(unstick)
-
-    async with anyio.create_task_group() as guard:
-        guard.start_soon(later)
-        yield
-        guard.cancel_scope.cancel()
-
-
-async def answered_while_it_waits(
-    call: Callable[[], Coroutine[Any, Any, T]], unstick: Callable[[], object]
-) -> T:
-    """Start ``call``; once it waits, the one filesystem worker is free (an ``aos.access`` is
-    answered first); then ``unstick`` lets it finish, and its result is returned."""
-    results: list[T] = []
-    order: list[str] = []
-
-    async def calling() -> None:
-        results.append(await call())
-        order.append("call")
-
-    async with unstuck_after_a_while(unstick), anyio.create_task_group() as tg:
-        tg.start_soon(calling)
-        await anyio.wait_all_tasks_blocked()
-        assert await aos.access("/", os.F_OK)
-        order.append("access")
-        await anyio.to_thread.run_sync(unstick)
-    assert order == ["access", "call"]  # (where the call held the worker: the other way round)
-    return results[0]
 
 
 async def test_a_splice_from_an_empty_pipe_holds_no_filesystem_worker(

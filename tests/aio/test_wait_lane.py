@@ -1,0 +1,236 @@
+"""Calls that may wait for another party (a FIFO's other end, a lock, an eventfd's counter) hold
+no worker that filesystem calls need, and give what ``os`` gives. (``splice`` and ``sendfile``:
+``test_transfer.py``.)"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+import aos
+from tests.aio._helpers import answered_while_it_waits, error_facts, off_loop, os_error
+
+pytestmark = pytest.mark.anyio
+
+EVENTFD_MAX = 0xFFFFFFFFFFFFFFFE  # the largest value an eventfd's counter holds
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.fixture
+def eventfd() -> Iterator[int]:
+    """A blocking eventfd whose counter is 0, closed after the test."""
+    fd = os.eventfd(0)
+    yield fd
+    os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("flags", "other_end"),
+    [(os.O_RDONLY, os.O_WRONLY), (os.O_WRONLY, os.O_RDONLY), (os.O_RDWR | os.O_CLOEXEC, None)],
+    ids=["reader", "writer", "both-ends"],
+)
+async def test_an_open_of_a_fifo_holds_no_filesystem_worker(
+    fifo: Path, flags: int, other_end: int | None, one_worker: None
+) -> None:
+    others: list[int] = []
+
+    def open_other_end() -> None:
+        if other_end is not None:
+            others.append(os.open(fifo, other_end | os.O_NONBLOCK))
+
+    if other_end is None:  # O_RDWR never waits on Linux: it is the reader it waits for
+        fd = await aos.open(fifo, flags)
+    else:
+        fd = await answered_while_it_waits(lambda: aos.open(fifo, flags), open_other_end)
+    try:
+        opened, named = await aos.fstat(fd), await aos.stat(fifo)
+        assert (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+        assert os.get_inheritable(fd) is False
+        assert os.get_blocking(fd)
+    finally:
+        os.close(fd)
+        for other in others:
+            os.close(other)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        os.O_WRONLY | os.O_NONBLOCK,  # ENXIO: no reader
+        os.O_RDONLY | os.O_NOFOLLOW,  # through a symlink: ELOOP
+        os.O_RDONLY | os.O_DIRECTORY,  # ENOTDIR
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL,  # EEXIST
+    ],
+    ids=["ENXIO", "ELOOP", "ENOTDIR", "EEXIST"],
+)
+async def test_a_fifo_open_that_os_refuses_is_refused_alike(
+    fifo: Path, tmp_path: Path, flags: int
+) -> None:
+    link = tmp_path / "link"
+    await aos.symlink(fifo, link)
+    expected = await os_error(os.open, link, flags)
+    with pytest.raises(expected[0]) as raised:
+        await aos.open(link, flags)
+    assert (type(raised.value), error_facts(raised.value)) == expected
+
+
+async def test_a_reader_of_a_fifo_opened_without_waiting_reads_what_is_written(
+    fifo: Path,
+) -> None:
+    fd = await aos.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        writer = await aos.open(fifo, os.O_WRONLY)  # there is a reader: it does not wait
+        await aos.write(writer, b"through")
+        await aos.close(writer)
+        assert await aos.read(fd, 100) == b"through"
+    finally:
+        await aos.close(fd)
+
+
+async def test_a_memory_device_opens_as_os_opens_it() -> None:
+    fd = await aos.open("/dev/null", os.O_RDWR)
+    try:
+        assert await aos.write(fd, b"gone") == 4
+        assert await aos.read(fd, 10) == b""
+    finally:
+        await aos.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def locked_by_another_process(path: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """A child that holds a ``lockf`` lock on the whole of ``path`` until its stdin closes
+    (POSIX record locks belong to a process: this one cannot wait on its own)."""
+    holder = await off_loop(
+        functools.partial(
+            subprocess.Popen,
+            [
+                sys.executable,
+                "-c",
+                "import os, sys\n"
+                f"fd = os.open({str(path)!r}, os.O_RDWR)\n"
+                "os.lockf(fd, os.F_LOCK, 0)\n"
+                "print('locked', flush=True)\n"
+                "sys.stdin.read()\n",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+    )
+    try:
+        yield holder
+    finally:
+        holder.kill()
+        await off_loop(holder.wait)
+        assert holder.stdin is not None
+        assert holder.stdout is not None
+        holder.stdin.close()
+        holder.stdout.close()
+
+
+async def test_lockf_waiting_for_a_lock_holds_no_filesystem_worker(
+    tmp_path: Path, one_worker: None
+) -> None:
+    path = tmp_path / "locked"
+    await off_loop(path.write_bytes, b"")
+    fd = await aos.open(path, os.O_RDWR)
+    try:
+        async with locked_by_another_process(path) as holder:
+            assert holder.stdout is not None
+            assert holder.stdin is not None
+            assert await off_loop(holder.stdout.readline) == b"locked\n"
+            stdin = holder.stdin
+            assert (
+                await answered_while_it_waits(lambda: aos.lockf(fd, os.F_LOCK, 0), stdin.close)
+                is None
+            )
+            # Ours now: a test for the lock from another process would fail.
+            tester = await anyio.run_process(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import os; os.lockf(os.open({str(path)!r}, os.O_RDWR), os.F_TEST, 0)",
+                ],
+                check=False,
+            )
+            assert tester.returncode != 0
+            assert b"PermissionError" in tester.stderr or b"BlockingIOError" in tester.stderr
+    finally:
+        await aos.close(fd)
+
+
+async def test_eventfd_write_to_a_full_counter_holds_no_filesystem_worker(
+    eventfd: int, one_worker: None
+) -> None:
+    os.eventfd_write(eventfd, EVENTFD_MAX - 1)
+    assert (
+        await answered_while_it_waits(
+            lambda: aos.eventfd_write(eventfd, 5), lambda: os.eventfd_read(eventfd)
+        )
+        is None
+    )
+    assert os.eventfd_read(eventfd) == 5
+
+
+async def test_eventfd_read_waits_on_the_loop(eventfd: int, one_worker: None) -> None:
+    assert (
+        await answered_while_it_waits(
+            lambda: aos.eventfd_read(eventfd), lambda: os.eventfd_write(eventfd, 7)
+        )
+        == 7
+    )
+
+
+async def test_a_cancelled_eventfd_read_takes_nothing_from_the_counter(eventfd: int) -> None:
+    with anyio.move_on_after(0.05) as scope:
+        await aos.eventfd_read(eventfd)
+    assert scope.cancelled_caught
+    os.eventfd_write(eventfd, 5)
+    await anyio.sleep(0.05)  # time for a read that went on after its caller left
+    os.set_blocking(eventfd, False)
+    assert os.eventfd_read(eventfd) == 5
+
+
+@pytest.mark.parametrize("initial", [0, 1, 42])
+async def test_eventfd_read_gives_what_os_gives(initial: int) -> None:
+    fd = os.eventfd(initial, os.EFD_SEMAPHORE)
+    try:
+        os.eventfd_write(fd, 2)
+        assert await aos.eventfd_read(fd) == 1  # a semaphore takes one at a time
+        assert await aos.eventfd_read(fd=fd) == 1
+    finally:
+        os.close(fd)
+
+
+async def test_eventfd_read_of_another_fd_reads_as_os_does(tmp_path: Path) -> None:
+    path = tmp_path / "eight"
+    await off_loop(path.write_bytes, (1234).to_bytes(8, sys.byteorder) * 2)
+    fd = await aos.open(path, os.O_RDONLY)
+    try:
+        assert await aos.eventfd_read(fd) == 1234
+        closed = os.dup(fd)
+        os.close(closed)
+        expected = await os_error(os.eventfd_read, closed)
+        with pytest.raises(expected[0]) as raised:
+            await aos.eventfd_read(closed)
+        assert (type(raised.value), error_facts(raised.value)) == expected
+        with pytest.raises(ValueError, match="negative") as refused:
+            os.eventfd_read(-1)
+        with pytest.raises(ValueError, match="negative") as raised_too:
+            await aos.eventfd_read(-1)
+        assert str(raised_too.value) == str(refused.value)
+    finally:
+        await aos.close(fd)
