@@ -67,6 +67,7 @@ Notify = Callable[[Job], None]
 """Called on the loop's thread with a job started by :meth:`Channel.start` once it finished."""
 
 _channels: dict[int, Channel] = {}  # id(loop or trio token) -> its open channel
+_channels_lock = threading.RLock()  # for looking an entry up and removing it (in a finalizer too)
 _local = threading.local()  # .channel: the channel this thread used last
 _closing_rings: set[_uring.Ring] = set()  # of closed channels, waiting for their operations
 _ending_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # see AsyncioChannel
@@ -448,8 +449,9 @@ class Channel:
         if not self.open:
             return
         self.open = False
-        if _channels.get(id(self.key)) is self:
-            del _channels[id(self.key)]
+        with _channels_lock:
+            if _channels.get(id(self.key)) is self:
+                del _channels[id(self.key)]
         if getattr(_local, "channel", None) is self:
             _local.channel = None
         self._close_ring()
@@ -938,10 +940,16 @@ def _close_channels_of_closed_loops() -> None:
     """Close the channels of asyncio loops that were closed without shutting their tasks down
     (``run_until_complete`` then ``close``): their guards never ran, and each kept its eventfd,
     its ring and its loop."""
-    for key, channel in list(_channels.items()):
-        if isinstance(channel, AsyncioChannel) and channel.loop_is_closed():
-            del _channels[key]  # first: a close that fails is not met by every later loop
-            channel.close_after_closed_loop()
+    with _channels_lock:  # (loops in other threads open and close channels meanwhile)
+        closed = [
+            (key, channel)
+            for key, channel in list(_channels.items())
+            if isinstance(channel, AsyncioChannel) and channel.loop_is_closed()
+        ]
+        for key, _ in closed:  # first: a close that fails is not met by every later loop
+            del _channels[key]
+    for _, channel in closed:
+        channel.close_after_closed_loop()
 
 
 def _after_fork_in_child() -> None:

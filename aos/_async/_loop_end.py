@@ -11,8 +11,11 @@ another task's cleanup) is never cancelled.
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable
+
+_STRICT_FILTERS = threading.Lock()  # held while a strict LoopEnd has changed the filters
 
 
 class LoopEnd:
@@ -22,18 +25,21 @@ class LoopEnd:
     Raises :exc:`ResourceWarning` if the loop has shut down its async generators already (its
     hook warns so; with ``strict``, the warning is raised, else only where warnings are errors).
     ``strict`` changes the warning filters for a moment (process-wide before Python 3.14):
-    for loops that do not say whether they did (uvloop).
+    for loops that do not say whether they did (uvloop). One loop at a time: where loops in two
+    threads interleaved, one restored the filters the other had changed, and ResourceWarning
+    stayed an error for good.
     """
 
     def __init__(self, callback: Callable[[], Awaitable[object]], *, strict: bool) -> None:
         self._callback: Callable[[], Awaitable[object]] | None = callback
         self._signal = self._until_end()
         # The first step runs the loop's firstiter hook, which registers the generator with it.
-        with warnings.catch_warnings() if strict else contextlib.nullcontext():
-            if strict:
-                warnings.simplefilter("error", ResourceWarning)
-            with contextlib.suppress(StopIteration):
-                self._signal.asend(None).send(None)
+        with _STRICT_FILTERS if strict else contextlib.nullcontext():
+            with warnings.catch_warnings() if strict else contextlib.nullcontext():
+                if strict:
+                    warnings.simplefilter("error", ResourceWarning)
+                with contextlib.suppress(StopIteration):
+                    self._signal.asend(None).send(None)
 
     async def _until_end(self) -> AsyncGenerator[None, None]:
         try:

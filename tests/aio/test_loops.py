@@ -13,6 +13,7 @@ import pytest
 
 import aos
 from aos._async import _completions
+from tests.aio._helpers import run_child
 
 
 async def churn(base: Path, tag: str) -> list[str]:
@@ -61,6 +62,48 @@ def test_loops_in_threads_at_once(tmp_path: Path) -> None:
     expected = sorted([str(i) for i in range(1, 20)] + ["zero"])
     assert len(results) == len(threads)
     assert all(r == expected for r in results.values())
+
+
+LOOPS_ONE_AFTER_ANOTHER = """
+import sys, threading, warnings
+sys.setswitchinterval(1e-6)  # thread switches everywhere
+import anyio, aos
+backend, options = sys.argv[1], {}
+if sys.argv[2:]:
+    import uvloop
+    options["loop_factory"] = uvloop.new_event_loop
+before = list(warnings.filters)
+errors = []
+
+async def main():
+    await aos.listdir("/")
+
+def runs():
+    for _ in range(100):
+        try:
+            anyio.run(main, backend=backend, backend_options=options)
+        except BaseException as error:
+            errors.append(repr(error))
+
+threads = [threading.Thread(target=runs) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(errors, [f for f in warnings.filters if f not in before])
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "trio"])
+def test_loops_opened_and_closed_in_threads_at_once(loop: str) -> None:
+    """Eight threads each run 100 loops, one after another, one call each: the channels' table
+    is shared (a channel removed by one thread while another closed those of closed loops raised
+    KeyError in the other's call), and so are the warning filters, which uvloop's loop-end hook
+    changes for a moment (interleaved, they kept ResourceWarning an error for good)."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    args = ["asyncio", "uvloop"] if loop == "uvloop" else [loop]
+    assert run_child(LOOPS_ONE_AFTER_ANOTHER, *args).split() == ["[]", "[]"]
 
 
 def test_outside_an_event_loop_gives_anyios_error() -> None:
