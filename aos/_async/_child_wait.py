@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
+import anyio
+
 from aos._async import _completions, _readiness
 from aos._async._workers import WAIT_LANE, Job, drop
 
@@ -33,6 +35,8 @@ _WALL: Final = 0x40000000
 _WCLONE: Final = 0x80000000
 _SHARED_FLAGS: Final = _WNOTHREAD | _WALL | _WCLONE
 _NOT_EXIT: Final = os.WSTOPPED | os.WCONTINUED  # WUNTRACED == WSTOPPED on Linux
+_FIRST_PAUSE: Final = 0.001  # seconds between looks while another thread's child is reported
+_LAST_PAUSE: Final = 0.1
 
 # A subject of a wait: (idtype, id) as waitid takes them.
 Subject = tuple[int, int]
@@ -77,14 +81,19 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
             result = await _wait_on_pidfd(attempt, idtype, ident)
             if result is not None:
                 return result
+        # __WNOTHREAD: children of the loop's thread only, which the worker's own call would
+        # never see (it has none): it looks at the process's, and the attempt picks ours.
+        peek = (idtype, ident, waitid_options & ~_WNOTHREAD | os.WNOWAIT)
+        pause = _FIRST_PAUSE
         while True:
             # Raises ChildProcessError when nothing can ever match, as the os call would.
-            await _completions.current().run_abandonable(
-                SHARED_WAITS, os.waitid, (idtype, ident, waitid_options | os.WNOWAIT), {}
-            )
+            await _completions.current().run_abandonable(SHARED_WAITS, os.waitid, peek, {})
             result = attempt()
             if result is not None:
                 return result
+            if waitid_options & _WNOTHREAD:  # another thread's child is reported until reaped:
+                await anyio.sleep(pause)  # look again now and then, not at once for good
+                pause = min(2 * pause, _LAST_PAUSE)
     finally:
         _waits -= 1
 

@@ -17,6 +17,7 @@ Async here, because they can block:
 - ``waitid``, ``waitpid``, ``wait``, ``wait3``, ``wait4``: one child waited on for its exit is
   watched through a pidfd on the loop (no thread); any other wait uses a ``WAIT`` worker that
   peeks with ``WNOWAIT`` (see :mod:`aos._async._child_wait`). A cancel never reaps a child.
+  ``__WNOTHREAD`` waits see the children of the loop's thread, as ``os`` sees the caller's.
   ``WNOHANG`` calls run inline.
 - ``spawnl`` ... ``spawnvpe``: as ``os`` (exec semantics, ``PATH`` search as ``os.execvpe``), but
   started with the async ``posix_spawn`` above (same route) instead of ``fork``. ``P_NOWAIT``

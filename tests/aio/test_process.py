@@ -231,6 +231,48 @@ async def test_an_interrupted_kill_and_reap_leaves_no_zombie() -> None:
             await anyio.sleep(0.01)
 
 
+WNOTHREAD = 0x20000000  # Linux: only children of the calling thread (os passes it through)
+
+
+async def test_wnothread_waits_see_the_loop_threads_children() -> None:
+    """``__WNOTHREAD`` waits for the children of the thread that waits: the loop's. A worker
+    would see none (it raised ChildProcessError at once, where os waits); and a child of another
+    thread, reported until it is reaped, does not end such a wait."""
+    started: list[int] = []
+    done = threading.Event()
+
+    def parent() -> None:  # alive throughout: a thread's children go to another when it ends
+        started.append(os.posix_spawn("/bin/true", ["true"], ENV))
+        done.wait()
+
+    other = threading.Thread(target=parent)
+    other.start()
+    try:
+        while not started:  # noqa: ASYNC110 (a thread, not a task, is awaited)
+            await anyio.sleep(0.001)
+        (foreign,) = started
+        await aos.waitid(os.P_PID, foreign, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        for options in [WNOTHREAD, os.WUNTRACED | WNOTHREAD]:
+            r, w = os.pipe()
+            actions = [(os.POSIX_SPAWN_DUP2, r, 0)]
+            pid = await spawn_python("import sys; sys.stdin.read()", file_actions=actions)
+            os.close(r)
+
+            async def close_soon(w: int = w) -> None:
+                await anyio.sleep(0.05)  # (the wait has looked, found nothing, and waits)
+                os.close(w)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(close_soon)
+                with anyio.fail_after(20):
+                    waited = await aos.waitpid(-1 if options == WNOTHREAD else pid, options)
+            assert waited == (pid, 0)
+        assert await aos.waitpid(foreign, 0) == (foreign, 0)
+    finally:
+        done.set()
+        await off_loop(other.join)
+
+
 async def test_p_pgid_and_p_all_and_negative_pids() -> None:
     first = await spawn_python("import sys; sys.exit(1)", setpgroup=0)
     second = await spawn_python("import sys; sys.exit(2)", setpgroup=first)
