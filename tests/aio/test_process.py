@@ -452,17 +452,18 @@ async def test_spawn_argument_errors_are_those_of_os() -> None:
             await aos.spawnv(*args)  # type: ignore[arg-type]  # an argv that is not a list, on purpose
         assert_same_error(info.value, expected)
     # The l forms with too few arguments: an empty argv (ValueError), no env (IndexError).
-    for name, args in [
+    l_forms: list[tuple[str, tuple[object, ...]]] = [
         ("spawnl", (os.P_WAIT, PY)),
         ("spawnlp", (os.P_WAIT, "true")),
         ("spawnle", (os.P_WAIT, PY)),
         ("spawnle", (os.P_WAIT, PY, ENV)),
         ("spawnlpe", (os.P_WAIT, "true")),
         ("spawnlpe", (os.P_WAIT, "true", ENV)),
-    ]:
-        expected = await sync_error(getattr(os, name), *args)
+    ]
+    for name, l_args in l_forms:
+        expected = await sync_error(getattr(os, name), *l_args)
         with pytest.raises(type(expected)) as info:
-            await getattr(aos, name)(*args)
+            await getattr(aos, name)(*l_args)
         assert_same_error(info.value, expected)
 
 
@@ -592,7 +593,11 @@ async def test_waits_cancelled_in_a_loop_leave_no_thread_each() -> None:
     os.close(r)
     try:
         before = threading.active_count()
-        for waiting in [aos.wait, lambda: aos.waitpid(pid, os.WUNTRACED)] * 20:
+        waits: list[Callable[[], Awaitable[object]]] = [
+            aos.wait,
+            lambda: aos.waitpid(pid, os.WUNTRACED),
+        ]
+        for waiting in waits * 20:
             with anyio.move_on_after(0.005):
                 await waiting()
         assert threading.active_count() <= before + 2  # one for each subject, at most
