@@ -67,9 +67,14 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
     ``attempt`` is the non-blocking os call; ``waitid_options`` the waitid options that report
     the same state changes as it does.
     """
-    # The checkpoint comes before the attempt, and no await after a reap: a native asyncio
-    # cancel (which no anyio shield holds back) at a yield after it lost the status it reaped.
-    await _completions.current().checkpoint()
+    # No await after a reap: a native asyncio cancel (which no anyio shield holds back) at a
+    # yield after it lost the status it reaped. So the scheduling point comes before, where a
+    # state is there to reap; where none is, the wait for one below yields (and a yield first
+    # cost every wait for a running child a loop iteration).
+    channel = _completions.current()
+    await channel.checkpoint_if_cancelled()
+    if _reported(subject, waitid_options):
+        await channel.checkpoint()
     result = attempt()
     if result is not None:
         return result
@@ -96,6 +101,14 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
                 pause = min(2 * pause, _LAST_PAUSE)
     finally:
         _waits -= 1
+
+
+def _reported(subject: Subject, waitid_options: int) -> bool:
+    """Whether a state change of ``subject`` waits to be reaped now (or the attempt will raise)."""
+    try:
+        return os.waitid(*subject, waitid_options | os.WNOHANG | os.WNOWAIT) is not None
+    except OSError:  # (ChildProcessError: the attempt raises os's own error)
+        return True
 
 
 class SharedWaits:

@@ -56,8 +56,9 @@ def cat_on_a_pipe() -> tuple[int, int]:
 
 
 async def wait_for_cat(pid: int, w: int, *, yields: int = 2) -> tuple[int, int]:
-    """Wait for ``cat_on_a_pipe``'s child, letting it exit only once the wait watches it: at
-    the wait's second yield (the first is a checkpoint, before it looks at the child)."""
+    """Wait for ``cat_on_a_pipe``'s child, letting it exit only once the wait watches it: the
+    pipe closes ``yields`` loop iterations after the wait began (it may yield once first, at a
+    checkpoint before it looks at the child)."""
     loop = asyncio.get_running_loop()
 
     def close_later(yields: int) -> None:

@@ -6,6 +6,7 @@ start fast); every test reaps what it starts, and the autouse leak check verifie
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -568,6 +569,37 @@ async def waited_and_cancelled_at_once(waiting: Awaitable[object]) -> bool:
         tg.start_soon(cancel_it)  # waits first: woken as the waiter yields for the first time
         tg.start_soon(wait_for_it)
     return cancelled
+
+
+async def lets_others_run(call: Awaitable[object]) -> bool:
+    """Whether awaiting ``call`` let the loop run something else (a scheduling point)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        import trio.testing
+
+        with trio.testing.assert_checkpoints():
+            await call
+        return True
+    ran: list[bool] = []
+    loop.call_soon(ran.append, True)  # runs at this task's first yield
+    await call
+    return ran == [True]
+
+
+@pytest.mark.parametrize("hang", [0, os.WNOHANG])
+async def test_a_wait_that_finds_a_status_at_once_is_a_scheduling_point(hang: int) -> None:
+    """(A loop that polls with ``WNOHANG`` must let the child's other end run; the yield comes
+    before the reap, where a cancel loses nothing.)"""
+    pid = await aos.posix_spawn("/bin/true", ["true"], ENV)
+    await aos.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    assert await lets_others_run(aos.waitpid(pid, hang))
+    pid = await aos.posix_spawn("/bin/true", ["true"], ENV)
+    await aos.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    assert await lets_others_run(aos.wait())
+    pid = await spawn_python("import time; time.sleep(0.2)")
+    assert await lets_others_run(aos.waitpid(pid, os.WNOHANG))
+    assert await aos.waitpid(pid, 0) == (pid, 0)
 
 
 async def test_a_caller_cancelled_already_starts_no_system_command(tmp_path: Path) -> None:
