@@ -91,7 +91,7 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
         peek = (idtype, ident, waitid_options & ~_WNOTHREAD | os.WNOWAIT)
         pause = _FIRST_PAUSE
         while True:
-            # Raises ChildProcessError when nothing can ever match, as the os call would.
+            # (Where nothing can ever match, the attempt raises ChildProcessError, as os would.)
             await _completions.current().run_abandonable(SHARED_WAITS, os.waitid, peek, {})
             result = attempt()
             if result is not None:
@@ -126,7 +126,8 @@ class SharedWaits:
 
     def submit(self, job: Job, /) -> None:
         """Join ``job`` (a ``waitid`` with ``WNOWAIT``) to the call in flight with its arguments,
-        or start that call in the wait lane."""
+        or start that call in the wait lane. Its value is ``waitid``'s, or ``None`` where no
+        child matched (the caller attempts again, and gets ``os``'s error if still so)."""
         key = job.args
         with self._lock:
             joined = self._waiting.get(key)
@@ -141,7 +142,7 @@ class SharedWaits:
                 other.complete(None, None)
             return
         try:
-            WAIT_LANE.submit(Job(self._wait, key, {}, drop))
+            WAIT_LANE.submit(Job(self._wait, (job.fn, *key), {}, drop))
         except BaseException as error:  # no thread could start: those who joined get the error
             with self._lock:
                 others = self._waiting.pop(key)[1:]
@@ -149,12 +150,16 @@ class SharedWaits:
                 other.complete(None, copy.copy(error))
             raise
 
-    def _wait(self, *key: Any) -> None:
+    def _wait(self, peek: Callable[..., Any], *key: Any) -> None:
         value: Any = None
         error: BaseException | None = None
         try:
-            value = os.waitid(*key)
-        except BaseException as exc:  # (ChildProcessError: nothing can ever match)
+            value = peek(*key)
+        except ChildProcessError:
+            # No child matched when the call began; a wait that joined later may have one
+            # now. Each attempts again on its loop, which raises os's error if still so.
+            pass
+        except BaseException as exc:
             error = exc.with_traceback(None)
         with self._lock:
             jobs = self._waiting.pop(key)

@@ -107,7 +107,13 @@ async def test_other_filesystems_go_to_a_worker(
 ) -> None:
     answered = take_route("inline", monkeypatch)
     expected = await off_loop(os.stat, "/proc")
-    assert await aos.stat("/proc") == expected  # procfs is not on the in-memory list
+    got = await aos.stat("/proc")  # procfs is not on the in-memory list
+    # (/proc's link count follows the processes of the machine: it may change in between)
+    assert (got.st_ino, got.st_dev, got.st_mode) == (
+        expected.st_ino,
+        expected.st_dev,
+        expected.st_mode,
+    )
     assert answered() == 0
 
 

@@ -7,6 +7,7 @@ start fast); every test reaps what it starts, and the autouse leak check verifie
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import random
 import signal
@@ -22,7 +23,8 @@ import pytest
 import aos
 from aos import blocking
 from aos._async import _process
-from aos._async._workers import WAIT_LANE
+from aos._async._child_wait import SharedWaits
+from aos._async._workers import WAIT_LANE, Job
 from tests.aio._helpers import native_cancel, off_loop
 
 pytestmark = pytest.mark.anyio
@@ -636,6 +638,34 @@ async def test_waits_cancelled_in_a_loop_leave_no_thread_each() -> None:
     finally:
         os.close(w)
     assert await aos.waitpid(pid, 0) == (pid, 0)
+
+
+def test_a_wait_that_joins_a_look_which_finds_no_child_looks_again() -> None:
+    """A wait joined a shared ``waitid(WNOWAIT)`` whose call had found no child (before its
+    own child existed): it got ChildProcessError. It gets ``None`` now, and attempts again."""
+    lane = SharedWaits()
+    began, go_on = threading.Event(), threading.Event()
+
+    def peek(*args: object) -> object:
+        began.set()
+        go_on.wait()
+        raise ChildProcessError(errno.ECHILD, os.strerror(errno.ECHILD))
+
+    outcomes: list[tuple[object, BaseException | None]] = []
+    finished = threading.Semaphore(0)
+
+    def finish(job: Job) -> None:
+        outcomes.append((job.value, job.error))
+        finished.release()
+
+    subject = (os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+    lane.submit(Job(peek, subject, {}, finish))
+    assert began.wait(10)
+    lane.submit(Job(peek, subject, {}, finish))  # joins the call that has begun
+    go_on.set()
+    assert finished.acquire(timeout=10)
+    assert finished.acquire(timeout=10)
+    assert outcomes == [(None, None), (None, None)]
 
 
 async def test_random_cancellations_never_lose_a_status() -> None:
