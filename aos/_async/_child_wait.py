@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from aos._async import _completions, _readiness
-from aos._async._workers import WAIT_LANE, Job, drop
+from aos._async._workers import WAIT_LANE, Job, Lane, drop
 
 R = TypeVar("R")
 
@@ -35,6 +35,7 @@ _WALL: Final = 0x40000000
 _WCLONE: Final = 0x80000000
 _SHARED_FLAGS: Final = _WNOTHREAD | _WALL | _WCLONE
 _NOT_EXIT: Final = os.WSTOPPED | os.WCONTINUED  # WUNTRACED == WSTOPPED on Linux
+_P_PIDFD: Final = getattr(os, "P_PIDFD", None)
 _FIRST_PAUSE: Final = 0.001  # seconds between looks while another thread's child is reported
 _LAST_PAUSE: Final = 0.1
 
@@ -89,10 +90,13 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
         # __WNOTHREAD: children of the loop's thread only, which the worker's own call would
         # never see (it has none): it looks at the process's, and the attempt picks ours.
         peek = (idtype, ident, waitid_options & ~_WNOTHREAD | os.WNOWAIT)
+        # (A pidfd's number may name another child once it is closed: a call in flight watches
+        # the child it named when it began, so waits on a pidfd share nothing.)
+        lane: Lane = WAIT_LANE if idtype == _P_PIDFD else SHARED_WAITS
         pause = _FIRST_PAUSE
         while True:
             # (Where nothing can ever match, the attempt raises ChildProcessError, as os would.)
-            await _completions.current().run_abandonable(SHARED_WAITS, os.waitid, peek, {})
+            await _completions.current().run_abandonable(lane, os.waitid, peek, {})
             result = attempt()
             if result is not None:
                 return result
@@ -197,7 +201,7 @@ async def _wait_on_pidfd(attempt: Callable[[], R | None], idtype: int, ident: in
         if idtype == os.P_PID:
             pidfd = os.pidfd_open(ident)
             wait_readable = _completions.current().wait_readable  # ours alone: the fastest way
-        elif idtype == getattr(os, "P_PIDFD", None):
+        elif idtype == _P_PIDFD:
             pidfd = os.dup(ident)  # the caller's fd may be registered with the loop already
             wait_readable = _readiness.wait_readable  # keeps the caller's O_NONBLOCK (uvloop)
         else:

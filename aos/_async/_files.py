@@ -36,7 +36,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Final, overload
 
 from aos import blocking
-from aos._async import _inline as inline, _ring_requests as ring
+from aos._async import _engine, _inline as inline, _ring_requests as ring
 from aos._async._fd_io import read
 from aos._async._may_wait import eventfd_write_waits
 from aos._async._offload import MUTATE, QUERY, WAIT, call, home_in_aos, offload
@@ -130,12 +130,16 @@ if hasattr(blocking, "eventfd"):
     eventfd_write = offload(blocking.eventfd_write, MUTATE, waits=eventfd_write_waits)
 
     async def eventfd_read(fd: int) -> int:
-        """Like :func:`os.eventfd_read`, but async: an eventfd (any fd of an anonymous inode)
-        is read as :func:`aos.read` reads it, after readiness on the loop (no thread), so a
-        cancel lands at once and takes nothing from the counter. Any other fd (which ``os``
-        reads 8 bytes of) goes to the wait lane."""
+        """Like :func:`os.eventfd_read`, but async: a blocking eventfd (any fd of an anonymous
+        inode) is read as :func:`aos.read` reads it, after readiness on the loop (no thread), so
+        a cancel lands at once and takes nothing from the counter; a non-blocking one answers
+        at once, as ``os`` does. Any other fd (which ``os`` reads 8 bytes of) goes to the wait
+        lane."""
         if not _is_anonymous_inode(fd):
             return await call(WAIT, None, blocking.eventfd_read, fd)
+        if not os.get_blocking(fd):  # os's answer at once (BlockingIOError while it is 0)
+            await _engine.checkpoint()
+            return blocking.eventfd_read(fd)
         return int.from_bytes(await read(fd, _COUNTER_SIZE), sys.byteorder)
 
     def _is_anonymous_inode(fd: object) -> bool:

@@ -31,6 +31,7 @@ from pathlib import PurePath
 from typing import Any, Final
 
 from aos._async import _readiness
+from aos._async._scandir import DirEntry
 
 __all__ = ["eventfd_write_waits", "lockf_waits", "open_waits", "sendfile_waits", "splice_waits"]
 
@@ -38,6 +39,7 @@ __all__ = ["eventfd_write_waits", "lockf_waits", "open_waits", "sendfile_waits",
 # O_DIRECTORY, O_TMPFILE), or does not wait for it (O_NONBLOCK).
 _NEVER_WAITS: Final = os.O_NONBLOCK | os.O_PATH | os.O_DIRECTORY
 _CREATES: Final = os.O_CREAT | os.O_EXCL  # a new file, or EEXIST
+_PLAIN_PATHS: Final = (str, bytes, PurePath, os.DirEntry, DirEntry)
 _MEMORY_DEVICES: Final = 1  # /dev/null, /dev/zero, /dev/random, /dev/urandom ...
 
 
@@ -72,8 +74,8 @@ def open_waits(*args: Any, **kwargs: Any) -> bool:
     flags = _argument(args, kwargs, 1, "flags")
     if type(flags) is not int or flags & _NEVER_WAITS or flags & _CREATES == _CREATES:
         return False
-    if not isinstance(path, (str, bytes, PurePath)):  # (a PathLike of the caller's is asked for
-        return False  # its path once, by os)
+    if not isinstance(path, _PLAIN_PATHS):  # (another PathLike is asked for its path once,
+        return False  # by os: it may not give the same twice)
     try:
         found = os.stat(
             path, dir_fd=kwargs.get("dir_fd"), follow_symlinks=not flags & os.O_NOFOLLOW

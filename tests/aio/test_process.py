@@ -640,6 +640,36 @@ async def test_waits_cancelled_in_a_loop_leave_no_thread_each() -> None:
     assert await aos.waitpid(pid, 0) == (pid, 0)
 
 
+async def test_a_wait_on_a_pidfd_whose_number_named_another_child_sees_its_own() -> None:
+    """A cancelled wait on a pidfd runs on in a worker, watching its child. Once that pidfd is
+    closed, its number may name another child: a wait on it must not join the call in flight
+    (shared by arguments, it never saw the new child's exit)."""
+    options = os.WEXITED | os.WSTOPPED  # (stops: a worker's wait, not the loop's)
+    r, w = os.pipe()
+    first = await spawn_python(
+        "import sys; sys.stdin.read()", file_actions=[(os.POSIX_SPAWN_DUP2, r, 0)]
+    )
+    os.close(r)
+    try:
+        watched = os.pidfd_open(first)
+        with anyio.move_on_after(0.05):
+            await aos.waitid(os.P_PIDFD, watched, options)
+        os.close(watched)
+        second = await aos.posix_spawn("/bin/true", ["true"], ENV)
+        reused = os.pidfd_open(second)
+        try:
+            assert reused == watched  # (the lowest free number)
+            with anyio.fail_after(20):
+                result = await aos.waitid(os.P_PIDFD, reused, options)
+            assert result is not None
+            assert (result.si_pid, result.si_code) == (second, os.CLD_EXITED)
+        finally:
+            os.close(reused)
+    finally:
+        os.close(w)
+    assert await aos.waitpid(first, 0) == (first, 0)
+
+
 def test_a_wait_that_joins_a_look_which_finds_no_child_looks_again() -> None:
     """A wait joined a shared ``waitid(WNOWAIT)`` whose call had found no child (before its
     own child existed): it got ChildProcessError. It gets ``None`` now, and attempts again."""

@@ -5,17 +5,20 @@ no worker that filesystem calls need, and give what ``os`` gives. (``splice`` an
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 import aos
-from tests.aio._helpers import answered_while_it_waits, error_facts, off_loop, os_error
+from tests.aio._helpers import DEADLOCK, answered_while_it_waits, error_facts, off_loop, os_error
 
 pytestmark = pytest.mark.anyio
 
@@ -37,33 +40,70 @@ def eventfd() -> Iterator[int]:
     os.close(fd)
 
 
+async def entries_of(path: Path) -> tuple[object, object]:
+    """``path``'s entry in ``aos.scandir`` and in ``os.scandir`` (path-likes both)."""
+    ours = [entry async for entry in aos.scandir(path.parent) if entry.name == path.name]
+    theirs = await off_loop(lambda: [e for e in os.scandir(path.parent) if e.name == path.name])
+    return ours[0], theirs[0]
+
+
 @pytest.mark.parametrize(
-    ("flags", "other_end"),
-    [(os.O_RDONLY, os.O_WRONLY), (os.O_WRONLY, os.O_RDONLY), (os.O_RDWR | os.O_CLOEXEC, None)],
-    ids=["reader", "writer", "both-ends"],
+    ("flags", "other_end", "given_as"),
+    [
+        (os.O_RDONLY, os.O_WRONLY, "str"),
+        (os.O_WRONLY, os.O_RDONLY, "Path"),
+        (os.O_RDONLY, os.O_WRONLY, "bytes"),
+        (os.O_RDONLY, os.O_WRONLY, "aos.DirEntry"),
+        (os.O_RDONLY, os.O_WRONLY, "os.DirEntry"),
+        (os.O_RDWR | os.O_CLOEXEC, None, "str"),
+    ],
+    ids=["reader", "writer", "bytes", "aos.DirEntry", "os.DirEntry", "both-ends"],
 )
 async def test_an_open_of_a_fifo_holds_no_filesystem_worker(
-    fifo: Path, flags: int, other_end: int | None, one_worker: None
+    fifo: Path, flags: int, other_end: int | None, given_as: str, one_worker: None
 ) -> None:
+    ours, theirs = await entries_of(fifo)
+    path: Any = {
+        "str": str(fifo),
+        "Path": fifo,
+        "bytes": os.fsencode(fifo),
+        "aos.DirEntry": ours,
+        "os.DirEntry": theirs,
+    }[given_as]
     others: list[int] = []
 
     def open_other_end() -> None:
-        if other_end is not None:
-            others.append(os.open(fifo, other_end | os.O_NONBLOCK))
+        assert other_end is not None
+        others.append(opened_once_the_other_end_is_there(fifo, other_end))
 
-    if other_end is None:  # O_RDWR never waits on Linux: it is the reader it waits for
-        fd = await aos.open(fifo, flags)
-    else:
-        fd = await answered_while_it_waits(lambda: aos.open(fifo, flags), open_other_end)
     try:
-        opened, named = await aos.fstat(fd), await aos.stat(fifo)
-        assert (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
-        assert os.get_inheritable(fd) is False
-        assert os.get_blocking(fd)
+        if other_end is None:  # O_RDWR never waits on Linux: it is the reader it waits for
+            fd = await aos.open(path, flags)
+        else:
+            fd = await answered_while_it_waits(lambda: aos.open(path, flags), open_other_end)
+        try:
+            opened, named = await aos.fstat(fd), await aos.stat(fifo)
+            assert (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+            assert os.get_inheritable(fd) is False
+            assert os.get_blocking(fd)
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
         for other in others:
             os.close(other)
+
+
+def opened_once_the_other_end_is_there(fifo: Path, flags: int) -> int:
+    """``fifo`` opened with ``flags`` and ``O_NONBLOCK``; a writer is tried again until a reader
+    has come (``ENXIO`` till then: the waiting reader's open may not have begun yet)."""
+    deadline = time.monotonic() + DEADLOCK
+    while True:
+        try:
+            return os.open(fifo, flags | os.O_NONBLOCK)
+        except OSError as error:
+            if error.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+        time.sleep(0.001)
 
 
 @pytest.mark.parametrize(
@@ -196,6 +236,19 @@ async def test_a_cancelled_eventfd_read_takes_nothing_from_the_counter(eventfd: 
     await anyio.sleep(0.05)  # time for a read that went on after its caller left
     os.set_blocking(eventfd, False)
     assert os.eventfd_read(eventfd) == 5
+
+
+async def test_eventfd_read_of_a_nonblocking_eventfd_answers_at_once_as_os() -> None:
+    fd = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        expected = await os_error(os.eventfd_read, fd)
+        with pytest.raises(BlockingIOError) as raised:
+            await aos.eventfd_read(fd)
+        assert (type(raised.value), error_facts(raised.value)) == expected
+        os.eventfd_write(fd, 3)
+        assert await aos.eventfd_read(fd) == 3
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("initial", [0, 1, 42])
