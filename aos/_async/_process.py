@@ -313,9 +313,10 @@ async def _start_as_exec_would(
     Each attempt is an async :func:`posix_spawn`, so it takes the same route (inline, or on a
     spawner while other children are in flight) and a cancel leaves no child behind.
     """
-    # (spawnve's and spawnvpe's env=None: exec* refuses it in the child, which exits 127)
     environ = _process_environment() if env is _INHERITED else env
     try:
+        if env is None:  # exec* refuses it in the child (posix_spawn takes it from 3.13)
+            raise TypeError("env must be a mapping object")
         if not search_path or os.path.dirname(file):
             return await posix_spawn(file, args, environ)
         # os._execvpe: try every directory of the PATH the child would see, in order.
