@@ -51,6 +51,7 @@ import anyio
 from aos import blocking
 from aos._async import _engine, _readiness
 from aos._async._offload import MUTATE, call, home_in_aos
+from aos._async._refusal import refusing_as
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, SupportsLenAndGetItem, WriteableBuffer
@@ -67,6 +68,7 @@ _TIMEVAL: Final = struct.Struct("@ll")  # struct timeval: seconds, microseconds
 _getsockopt = ctypes.CDLL(None, use_errno=True).getsockopt
 
 
+@refusing_as(os.read)
 async def read(fd: int, length: int, /) -> bytes:
     """Like :func:`os.read`, but async; pipes, sockets and ttys wait for readiness on the loop."""
     size = _size_of(length)
@@ -91,6 +93,7 @@ async def read(fd: int, length: int, /) -> bytes:
     return bytes(buffer)
 
 
+@refusing_as(os.readv)
 async def readv(fd: int, buffers: SupportsLenAndGetItem[WriteableBuffer], /) -> int:
     """Like :func:`os.readv`, but async; pipes, sockets and ttys wait for readiness on the loop."""
     if not _readiness.is_pollable(fd) or not _is_sequence(buffers):
@@ -215,6 +218,7 @@ def _socket_option(fd: int, option: int, size: int) -> bytes | None:
     return value.raw
 
 
+@refusing_as(os.write)
 async def write(fd: int, data: ReadableBuffer, /) -> int:
     """Like :func:`os.write`, but async; pipes, sockets and ttys wait for readiness on the loop."""
     views = _byte_views([data])
@@ -231,6 +235,7 @@ async def write(fd: int, data: ReadableBuffer, /) -> int:
     return await _writev_blocking_fd(fd, views)
 
 
+@refusing_as(os.writev)
 async def writev(fd: int, buffers: SupportsLenAndGetItem[ReadableBuffer], /) -> int:
     """Like :func:`os.writev`, but async; pipes, sockets and ttys wait for readiness on the loop."""
     views = _byte_views(buffers)

@@ -40,6 +40,7 @@ from aos._async import _engine, _inline as inline, _ring_requests as ring
 from aos._async._fd_io import read
 from aos._async._may_wait import eventfd_write_waits
 from aos._async._offload import MUTATE, QUERY, WAIT, call, home_in_aos, offload
+from aos._async._refusal import refusing_as
 
 __all__ = [
     "access",
@@ -129,6 +130,7 @@ if hasattr(blocking, "eventfd"):
     eventfd = offload(blocking.eventfd, MUTATE, release=blocking.close)
     eventfd_write = offload(blocking.eventfd_write, MUTATE, waits=eventfd_write_waits)
 
+    @refusing_as(os.eventfd_read)
     async def eventfd_read(fd: int) -> int:
         """Like :func:`os.eventfd_read`, but async: a blocking eventfd (any fd of an anonymous
         inode) is read as :func:`aos.read` reads it, after readiness on the loop (no thread), so

@@ -56,6 +56,7 @@ from aos._async._child_wait import (
 )
 from aos._async._native_spawn import Prepared, prepare_call
 from aos._async._offload import WAIT, home_in_aos, offload
+from aos._async._refusal import refusing_as
 from aos._async._workers import SPAWNERS, WAIT_LANE, Job, drop
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ posix_spawnp = _spawns(blocking.posix_spawnp, search_path=True)
 system = offload(blocking.system, WAIT)
 
 
+@refusing_as(os.waitpid)
 async def waitpid(pid: int, options: int, /) -> tuple[int, int]:
     """Like :func:`os.waitpid`, but async. A cancel returns at once and reaps nothing."""
     pid, options = operator.index(pid), operator.index(options)  # os's TypeError, first
@@ -172,11 +174,13 @@ async def waitpid(pid: int, options: int, /) -> tuple[int, int]:
     return await wait_for(attempt, subject_of_pid(pid), waitid_options_of(options))
 
 
+@refusing_as(os.wait)
 async def wait() -> tuple[int, int]:
     """Like :func:`os.wait`, but async. A cancel returns at once and reaps nothing."""
     return await waitpid(-1, 0)
 
 
+@refusing_as(os.wait4)
 async def wait4(pid: int, options: int) -> tuple[int, int, resource.struct_rusage]:
     """Like :func:`os.wait4`, but async. A cancel returns at once and reaps nothing."""
     pid, options = operator.index(pid), operator.index(options)  # os's TypeError, first
@@ -190,6 +194,7 @@ async def wait4(pid: int, options: int) -> tuple[int, int, resource.struct_rusag
     return await wait_for(attempt, subject_of_pid(pid), waitid_options_of(options))
 
 
+@refusing_as(os.wait3)
 async def wait3(options: int) -> tuple[int, int, resource.struct_rusage]:
     """Like :func:`os.wait3`, but async. A cancel returns at once and reaps nothing."""
     options = operator.index(options)  # os's TypeError, first
@@ -203,6 +208,7 @@ async def wait3(options: int) -> tuple[int, int, resource.struct_rusage]:
     return await wait_for(attempt, (os.P_ALL, 0), waitid_options_of(options))
 
 
+@refusing_as(os.waitid)
 async def waitid(idtype: int, id: int, options: int, /) -> os.waitid_result | None:
     """Like :func:`os.waitid`, but async. A cancel returns at once and reaps nothing."""
     idtype, id, options = operator.index(idtype), operator.index(id), operator.index(options)

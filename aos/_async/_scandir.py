@@ -20,6 +20,7 @@ from typing import Any, AnyStr, Final, Generic, cast, overload
 
 from aos._async._loop_slice import LOOP_SLICE, let_loop_run
 from aos._async._offload import MUTATE, QUERY, call
+from aos._async._refusal import refusing_as_sync
 
 __all__ = ["DirEntry", "ScandirIterator", "scandir"]
 
@@ -264,6 +265,7 @@ def scandir(path: None = None) -> ScandirIterator[str]: ...
 def scandir(path: int) -> ScandirIterator[str]: ...
 @overload
 def scandir(path: AnyStr | os.PathLike[AnyStr]) -> ScandirIterator[AnyStr]: ...
+@refusing_as_sync(os.scandir)
 def scandir(path: Any = None) -> ScandirIterator[Any]:
     """Like :func:`os.scandir`, but async: ``async with aos.scandir(p) as it: async for e in it``
     or ``it = await aos.scandir(p)``.
