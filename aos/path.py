@@ -13,11 +13,13 @@ component), ``abspath`` and ``relpath`` (``getcwd`` for a relative path, like
 Passed through as the very objects of :mod:`os.path`, because they only compute on strings:
 ``join``, ``split``, ``splitext``, ``splitdrive``, ``splitroot``, ``basename``, ``dirname``,
 ``normpath``, ``normcase``, ``commonpath``, ``commonprefix``, ``expandvars``, ``isabs``,
-``samestat``, ``isjunction`` and ``isdevdrive`` (always false on POSIX), and the constants.
+``samestat``, ``isjunction`` and ``isdevdrive`` (always false on POSIX), the constants, and any
+name a later release of this Python's :mod:`os.path` adds.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from os import PathLike
 from os.path import (
@@ -50,46 +52,7 @@ from aos import blocking
 from aos._async import _inline as inline
 from aos._async._offload import QUERY, offload
 
-__all__ = [
-    "abspath",
-    "altsep",
-    "basename",
-    "commonpath",
-    "commonprefix",
-    "curdir",
-    "defpath",
-    "devnull",
-    "dirname",
-    "exists",
-    "expanduser",
-    "expandvars",
-    "extsep",
-    "getatime",
-    "getctime",
-    "getmtime",
-    "getsize",
-    "isabs",
-    "isdir",
-    "isfile",
-    "islink",
-    "ismount",
-    "join",
-    "lexists",
-    "normcase",
-    "normpath",
-    "pardir",
-    "pathsep",
-    "realpath",
-    "relpath",
-    "samefile",
-    "sameopenfile",
-    "samestat",
-    "sep",
-    "split",
-    "splitdrive",
-    "splitext",
-    "supports_unicode_filenames",
-]
+__all__ = list(os.path.__all__)  # os.path's names, whatever this Python's are
 
 exists = offload(blocking.path.exists, QUERY, inline=inline.exists)
 lexists = offload(blocking.path.lexists, QUERY, inline=inline.lexists)
@@ -137,9 +100,10 @@ else:
 if sys.version_info >= (3, 12):
     from os.path import isjunction as isjunction, splitroot as splitroot
 
-    __all__ += ["isjunction", "splitroot"]
-
 if sys.version_info >= (3, 13):
     from os.path import isdevdrive as isdevdrive
 
-    __all__ += ["isdevdrive"]
+# Any other name of this Python's os.path (one a later release adds, such as ALLOW_MISSING in
+# the 2025 security releases), as its very object: a string function or a constant.
+for _name in set(__all__) - set(globals()):
+    globals()[_name] = getattr(os.path, _name)

@@ -13,6 +13,7 @@ import inspect
 import os
 import pickle
 import posixpath
+import subprocess
 import sys
 from pathlib import Path
 
@@ -220,6 +221,22 @@ def test_path_disk_query_is_async(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(set(posixpath.__all__) - PATH_ASYNC))
 def test_path_string_function_is_passed_through(name: str) -> None:
     assert getattr(aos.path, name) is getattr(posixpath, name)
+
+
+def test_path_passes_through_a_name_a_later_os_path_adds() -> None:
+    """A release may add a name to os.path (3.13.4 added ``ALLOW_MISSING``): aos.path has it."""
+    script = (
+        "import posixpath\n"
+        "posixpath.LATER_NAME = object()\n"
+        "posixpath.__all__.append('LATER_NAME')\n"
+        "import aos.path\n"
+        "assert aos.path.LATER_NAME is posixpath.LATER_NAME\n"
+        "assert 'LATER_NAME' in aos.path.__all__\n"
+        "from aos.path import *\n"
+        "assert LATER_NAME is posixpath.LATER_NAME\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_policies_recorded() -> None:
