@@ -12,6 +12,7 @@ from aos._async._fd import *  # noqa: F403
 from aos._async._fd_io import *  # noqa: F403
 from aos._async._files import *  # noqa: F403
 from aos._async._iter import *  # noqa: F403
+from aos._async._later import *  # noqa: F403
 from aos._async._params import *  # noqa: F403
 from aos._async._process import *  # noqa: F403
 from aos._async._random import *  # noqa: F403

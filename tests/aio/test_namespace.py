@@ -68,8 +68,8 @@ NEVER_BLOCKING = {
     "popen", "kill", "times",
 }  # fmt: skip
 
-ASYNC_MODULES = ("_fd", "_fd_io", "_files", "_iter", "_params", "_process", "_random", "_sched",
-                 "_sysinfo", "_tuning", "_xattr")  # fmt: skip
+ASYNC_MODULES = ("_fd", "_fd_io", "_files", "_iter", "_later", "_params", "_process", "_random",
+                 "_sched", "_sysinfo", "_tuning", "_xattr")  # fmt: skip
 
 
 def public_blocking_names() -> set[str]:
@@ -236,6 +236,29 @@ def test_path_passes_through_a_name_a_later_os_path_adds() -> None:
         "assert LATER_NAME is posixpath.LATER_NAME\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+LATER_OS = """
+import os, threading, anyio
+def later_call(): return threading.get_ident()
+os.later_call, os.LATER_CONSTANT = later_call, object()
+os.__all__ += ["later_call", "LATER_CONSTANT"]
+import aos, aos.blocking
+assert aos.blocking.later_call is later_call and aos.blocking.LATER_CONSTANT is os.LATER_CONSTANT
+assert aos.LATER_CONSTANT is os.LATER_CONSTANT
+assert {"later_call", "LATER_CONSTANT"} <= set(aos.__all__) & set(aos.blocking.__all__)
+async def main():
+    assert await aos.later_call() != threading.get_ident()  # on a worker, not the loop
+for backend in ("asyncio", "trio"):
+    anyio.run(main, backend=backend)
+"""
+
+
+def test_a_function_a_later_os_adds_is_offloaded() -> None:
+    """A release may add names to os (3.14 added ``readinto``): aos.blocking has each, and aos
+    runs a new function on a worker (it may block), as ``MUTATE``."""
+    done = subprocess.run([sys.executable, "-c", LATER_OS], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 
