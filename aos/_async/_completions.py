@@ -953,6 +953,8 @@ def _close_channels_of_closed_loops() -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _channels_lock
+    _channels_lock = threading.RLock()  # (a thread that held it at the fork is gone)
     for channel in list(_channels.values()):
         channel.forget_after_fork()
     _channels.clear()

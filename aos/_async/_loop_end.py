@@ -11,11 +11,20 @@ another task's cleanup) is never cancelled.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 _STRICT_FILTERS = threading.Lock()  # held while a strict LoopEnd has changed the filters
+
+
+def _after_fork_in_child() -> None:
+    global _STRICT_FILTERS
+    _STRICT_FILTERS = threading.Lock()  # (a thread that held it at the fork is gone)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class LoopEnd:

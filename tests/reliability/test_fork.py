@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 import aos
+from tests.aio._helpers import run_child
 
 IN_FLIGHT = 40
 """Calls running (or queued) in the parent's engine at the moment of the fork."""
@@ -107,3 +108,48 @@ async def test_fork_while_calls_are_in_flight(
             stop.set()
     error = await anyio.to_thread.run_sync(child_error, tmp_path)
     assert os.waitstatus_to_exitcode(status) == 0, error or "the child timed out"
+
+
+HELD_AT_FORK = """
+import asyncio, os, signal, sys, threading, traceback, warnings
+import trio, uvloop
+import aos
+from aos._async import _completions, _loop_end
+
+taken, done = threading.Event(), threading.Event()
+
+def hold() -> None:  # a thread in the middle of opening or closing a loop's channel
+    with _completions._channels_lock, _loop_end._STRICT_FILTERS:
+        taken.set()
+        done.wait()
+
+holder = threading.Thread(target=hold)
+holder.start()
+taken.wait()
+with warnings.catch_warnings():  # 3.12+ warns that forking a threaded process is risky
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pid = os.fork()
+if pid == 0:
+    signal.alarm(20)  # (a child that hangs dies of SIGALRM)
+    code = 1
+    try:  # (a failure's traceback goes to stderr, then the child exits 1)
+        expected = os.listdir(".")
+        assert asyncio.run(aos.listdir(".")) == expected  # opens a channel, closes it
+        assert uvloop.run(aos.listdir(".")) == expected
+        assert trio.run(aos.listdir, ".") == expected
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+done.set()
+holder.join()
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_lock_held_by_another_thread_at_the_fork_is_free_in_the_child() -> None:
+    """A thread that held aos's channel table or warning-filter lock at the fork is not in the
+    child: the child's loops open and close their channels all the same."""
+    run_child(HELD_AT_FORK)
