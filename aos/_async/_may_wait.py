@@ -13,8 +13,9 @@ begun, since part of the data may have moved (or the lock been taken).
   ``os``'s answer.
 - ``eventfd_write``: a blocking eventfd (it waits while the counter is full).
 - ``lockf``: ``F_LOCK``, which waits for the lock.
-- ``open``: a FIFO, or a character device other than a memory device (a serial line may wait
-  for its carrier), without ``O_NONBLOCK``. This one looks the path up, which may block, so
+- ``open``: a FIFO opened for reading or writing only, or a character device other than a
+  memory device, ``/dev/tty``, ``/dev/console``, ``/dev/ptmx`` or a pty (a serial line may
+  wait for its carrier), without ``O_NONBLOCK``. This one looks the path up, which may block, so
   it is checked on the filesystem worker, which then hands the call over (see
   :class:`aos._async._workers.HandOver`).
 
@@ -40,7 +41,9 @@ __all__ = ["eventfd_write_waits", "lockf_waits", "open_waits", "sendfile_waits",
 _NEVER_WAITS: Final = os.O_NONBLOCK | os.O_PATH | os.O_DIRECTORY
 _CREATES: Final = os.O_CREAT | os.O_EXCL  # a new file, or EEXIST
 _PLAIN_PATHS: Final = (str, bytes, PurePath, os.DirEntry, DirEntry)
-_MEMORY_DEVICES: Final = 1  # /dev/null, /dev/zero, /dev/random, /dev/urandom ...
+# Character devices whose open never waits: memory devices (/dev/null, /dev/zero, /dev/urandom
+# ...), /dev/tty, /dev/console and /dev/ptmx, and the Unix98 pty ends (/dev/pts/N).
+_NEVER_WAITING_DEVICES: Final = frozenset({1, 5, *range(136, 144)})
 
 
 def sendfile_waits(*args: Any, **kwargs: Any) -> bool:
@@ -83,8 +86,9 @@ def open_waits(*args: Any, **kwargs: Any) -> bool:
     except (OSError, TypeError, ValueError, OverflowError):
         return False  # (os.open raises its own error, or creates the file)
     if stat.S_ISCHR(found.st_mode):
-        return os.major(found.st_rdev) != _MEMORY_DEVICES
-    return stat.S_ISFIFO(found.st_mode)
+        return os.major(found.st_rdev) not in _NEVER_WAITING_DEVICES
+    # O_RDWR never waits on Linux: it is the other end a FIFO's open waits for
+    return stat.S_ISFIFO(found.st_mode) and flags & os.O_ACCMODE != os.O_RDWR
 
 
 def _waits(fd: object) -> bool:

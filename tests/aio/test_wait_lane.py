@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import anyio
 import pytest
 
 import aos
+from aos._async._may_wait import open_waits
 from tests.aio._helpers import DEADLOCK, answered_while_it_waits, error_facts, off_loop, os_error
 
 pytestmark = pytest.mark.anyio
@@ -147,6 +149,35 @@ async def test_a_memory_device_opens_as_os_opens_it() -> None:
         assert await aos.read(fd, 10) == b""
     finally:
         await aos.close(fd)
+
+
+@pytest.fixture
+def pty_end() -> Iterator[str]:
+    """The path of a pty's terminal end (``/dev/pts/N``), open while the test runs."""
+    main_end, terminal_end = os.openpty()
+    yield os.ttyname(terminal_end)
+    os.close(main_end)
+    os.close(terminal_end)
+
+
+def test_only_opens_that_may_wait_for_good_go_to_the_wait_lane(
+    fifo: Path, tmp_path: Path, pty_end: str
+) -> None:
+    waits = {
+        (str(fifo), os.O_RDONLY): True,
+        (str(fifo), os.O_WRONLY): True,
+        (str(fifo), os.O_RDWR): False,  # it is the other end a FIFO's open waits for
+        (str(fifo), os.O_RDONLY | os.O_NONBLOCK): False,
+        ("/dev/null", os.O_RDWR): False,
+        ("/dev/ptmx", os.O_RDWR): False,
+        (pty_end, os.O_RDWR): False,
+        (str(tmp_path), os.O_RDONLY): False,
+    }
+    serial_line = tmp_path / "ttyS0"
+    with contextlib.suppress(PermissionError):  # (only root makes device nodes)
+        os.mknod(serial_line, 0o600 | stat.S_IFCHR, os.makedev(4, 64))
+        waits[str(serial_line), os.O_RDWR] = True  # it may wait for its carrier
+    assert {case: open_waits(*case) for case in waits} == waits
 
 
 @contextlib.asynccontextmanager
