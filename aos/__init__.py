@@ -8,11 +8,13 @@ other public name of :mod:`aos.blocking` is passed through as the very same obje
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from aos import blocking as blocking
+
+# First: a face of aos's own, imported below, replaces _later's fallback for its name.
+from aos._async._later import *  # noqa: F403  # isort: skip
 from aos._async._fd import *  # noqa: F403
 from aos._async._fd_io import *  # noqa: F403
 from aos._async._files import *  # noqa: F403
 from aos._async._iter import *  # noqa: F403
-from aos._async._later import *  # noqa: F403
 from aos._async._params import *  # noqa: F403
 from aos._async._process import *  # noqa: F403
 from aos._async._random import *  # noqa: F403

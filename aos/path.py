@@ -13,14 +13,16 @@ component), ``abspath`` and ``relpath`` (``getcwd`` for a relative path, like
 Passed through as the very objects of :mod:`os.path`, because they only compute on strings:
 ``join``, ``split``, ``splitext``, ``splitdrive``, ``splitroot``, ``basename``, ``dirname``,
 ``normpath``, ``normcase``, ``commonpath``, ``commonprefix``, ``expandvars``, ``isabs``,
-``samestat``, ``isjunction`` and ``isdevdrive`` (always false on POSIX), the constants, and any
-name a later release of this Python's :mod:`os.path` adds.
+``samestat``, ``isjunction`` and ``isdevdrive`` (always false on POSIX), and the constants.
+A function that a later release of :mod:`os.path` adds is offloaded as ``QUERY``; a constant
+is passed through.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import types
 from os import PathLike
 from os.path import (
     altsep as altsep,
@@ -104,6 +106,11 @@ if sys.version_info >= (3, 13):
     from os.path import isdevdrive as isdevdrive
 
 # Any other name of this Python's os.path (one a later release adds, such as ALLOW_MISSING in
-# the 2025 security releases), as its very object: a string function or a constant.
-for _name in set(__all__) - set(globals()):
-    globals()[_name] = getattr(os.path, _name)
+# the 2025 security releases): a constant as its very object; a function, which may look at the
+# disk, offloaded as QUERY, as aos offloads a later os function. (On the releases aos is tested
+# on, only ALLOW_MISSING, where it is there: tests/aio/test_namespace.py.)
+_LATER_NAMES = frozenset(__all__) - set(globals())
+for _name in _LATER_NAMES:
+    _value = getattr(os.path, _name)
+    _is_function = isinstance(_value, (types.BuiltinFunctionType, types.FunctionType))
+    globals()[_name] = offload(_value, QUERY) if _is_function else _value

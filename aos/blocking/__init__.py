@@ -22,16 +22,17 @@ from aos.blocking._sched import *
 from aos.blocking._sysinfo import *
 from aos.blocking._xattr import *
 
+_rebind_os_functions(globals())
+
 # A name that a later release of os adds (3.14's readinto and reload_environ, say) and no
-# section above places yet: the very object of os, so that the whole interface is here. (Empty
-# on the releases aos is tested on: tests/blocking/test_names.py.)
+# section above places yet: the very object of os (after the rebinding above: a function of
+# os.py may call a private helper of os), so that the whole interface is here. (Empty on the
+# releases aos is tested on: tests/blocking/test_names.py.)
 _LATER_NAMES = frozenset(
     {_name for _name in dir(_os) if not _name.startswith("_")} | set(_os.__all__)
 ) - set(globals())
 for _name in _LATER_NAMES:
     globals()[_name] = getattr(_os, _name)
-
-_rebind_os_functions(globals())
 
 # As in os, `from aos.blocking import *` takes os.__all__ (no supports_*, PathLike, helpers).
 __all__ = [_name for _name in _os.__all__ if _name in globals()]
