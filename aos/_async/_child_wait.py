@@ -17,6 +17,7 @@ consumes a status that its caller then never sees.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import threading
 from collections.abc import Callable
@@ -90,9 +91,7 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
         # __WNOTHREAD: children of the loop's thread only, which the worker's own call would
         # never see (it has none): it looks at the process's, and the attempt picks ours.
         peek = (idtype, ident, waitid_options & ~_WNOTHREAD | os.WNOWAIT)
-        # (A pidfd's number may name another child once it is closed: a call in flight watches
-        # the child it named when it began, so waits on a pidfd share nothing.)
-        lane: Lane = WAIT_LANE if idtype == _P_PIDFD else SHARED_WAITS
+        lane = _shared_lane(idtype, ident)
         pause = _FIRST_PAUSE
         while True:
             # (Where nothing can ever match, the attempt raises ChildProcessError, as os would.)
@@ -105,6 +104,34 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
                 pause = min(2 * pause, _LAST_PAUSE)
     finally:
         _waits -= 1
+
+
+def _shared_lane(idtype: int, ident: int) -> Lane:
+    """Where the ``waitid(WNOWAIT)`` calls of a wait on this subject go. A pidfd's number may
+    name another child once it is closed, while a call in flight watches the child it named
+    when it began: waits on a pidfd share a call only with those on the same child."""
+    if idtype != _P_PIDFD:
+        return SHARED_WAITS
+    process = _process_of_pidfd(ident)
+    return WAIT_LANE if process is None else SharedFor(SHARED_WAITS, process)
+
+
+def _process_of_pidfd(fd: int) -> int | None:
+    """The pid a pidfd refers to (its fdinfo's ``Pid:``), or ``None`` where none is told (not a
+    pidfd, or one of a process already reaped: ``os`` answers such a wait at once)."""
+    try:  # (procfs answers from memory: a read on the loop's thread)
+        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            text = os.read(info, 4096)
+        finally:
+            os.close(info)
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(b"Pid:"):
+            pid = int(line.split()[1])
+            return pid if pid > 0 else None
+    return None
 
 
 def _reported(subject: Subject, waitid_options: int) -> bool:
@@ -132,7 +159,10 @@ class SharedWaits:
         """Join ``job`` (a ``waitid`` with ``WNOWAIT``) to the call in flight with its arguments,
         or start that call in the wait lane. Its value is ``waitid``'s, or ``None`` where no
         child matched (the caller attempts again, and gets ``os``'s error if still so)."""
-        key = job.args
+        self.submit_as(job, job.args)
+
+    def submit_as(self, job: Job, key: tuple[Any, ...]) -> None:
+        """:meth:`submit`, shared with the calls of the same ``key`` (the arguments, or more)."""
         with self._lock:
             joined = self._waiting.get(key)
             if joined is not None:  # (those who gave up waiting are let go now: not kept for
@@ -146,7 +176,7 @@ class SharedWaits:
                 other.complete(None, None)
             return
         try:
-            WAIT_LANE.submit(Job(self._wait, (job.fn, *key), {}, drop))
+            WAIT_LANE.submit(Job(self._wait, (job.fn, job.args, key), {}, drop))
         except BaseException as error:  # no thread could start: those who joined get the error
             with self._lock:
                 others = self._waiting.pop(key)[1:]
@@ -154,11 +184,11 @@ class SharedWaits:
                 other.complete(None, copy.copy(error))
             raise
 
-    def _wait(self, peek: Callable[..., Any], *key: Any) -> None:
+    def _wait(self, peek: Callable[..., Any], args: tuple[Any, ...], key: tuple[Any, ...]) -> None:
         value: Any = None
         error: BaseException | None = None
         try:
-            value = peek(*key)
+            value = peek(*args)
         except ChildProcessError:
             # No child matched when the call began; a wait that joined later may have one
             # now. Each attempts again on its loop, which raises os's error if still so.
@@ -177,6 +207,19 @@ class SharedWaits:
 
 
 SHARED_WAITS: Final = SharedWaits()
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedFor:
+    """The shared lane, for the waits on one process that their arguments alone do not name (a
+    pidfd's number): the calls are shared by arguments and process."""
+
+    waits: SharedWaits
+    process: int
+
+    def submit(self, job: Job, /) -> None:
+        self.waits.submit_as(job, (*job.args, self.process))
+
 
 _waits = 0  # waits in progress in this process (any loop)
 

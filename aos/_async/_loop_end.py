@@ -14,14 +14,34 @@ import contextlib
 import os
 import threading
 import warnings
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from typing import Any
 
 _STRICT_FILTERS = threading.Lock()  # held while a strict LoopEnd has changed the filters
+_filters_before: list[Any] | None = None  # the filters it changed, while it has them changed
+
+
+@contextlib.contextmanager
+def _resource_warnings_raised() -> Iterator[None]:
+    """ResourceWarning raised as an error, in one thread at a time (the filters are global)."""
+    global _filters_before
+    with _STRICT_FILTERS, warnings.catch_warnings():
+        _filters_before = list(warnings.filters)
+        try:
+            warnings.simplefilter("error", ResourceWarning)
+            yield
+        finally:
+            _filters_before = None
 
 
 def _after_fork_in_child() -> None:
-    global _STRICT_FILTERS
-    _STRICT_FILTERS = threading.Lock()  # (a thread that held it at the fork is gone)
+    """A thread that had changed the filters at the fork is gone: put them back, free its lock."""
+    global _STRICT_FILTERS, _filters_before
+    _STRICT_FILTERS = threading.Lock()
+    if _filters_before is not None:
+        warnings.filters = _filters_before
+        getattr(warnings, "_filters_mutated", lambda: None)()  # (the once-registries' cue)
+        _filters_before = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -43,12 +63,9 @@ class LoopEnd:
         self._callback: Callable[[], Awaitable[object]] | None = callback
         self._signal = self._until_end()
         # The first step runs the loop's firstiter hook, which registers the generator with it.
-        with _STRICT_FILTERS if strict else contextlib.nullcontext():
-            with warnings.catch_warnings() if strict else contextlib.nullcontext():
-                if strict:
-                    warnings.simplefilter("error", ResourceWarning)
-                with contextlib.suppress(StopIteration):
-                    self._signal.asend(None).send(None)
+        with _resource_warnings_raised() if strict else contextlib.nullcontext():
+            with contextlib.suppress(StopIteration):
+                self._signal.asend(None).send(None)
 
     async def _until_end(self) -> AsyncGenerator[None, None]:
         try:

@@ -32,9 +32,11 @@ def refusing_as(
             try:
                 awaitable = fn(*args, **kwargs)  # (a coroutine: only the binding runs)
             except TypeError:
-                _raise_as(os_fn, args, kwargs)
-                raise
-            return await awaitable
+                pass
+            else:
+                return await awaitable
+            _raise_as(os_fn, args, kwargs)  # (outside the except: os's error, with no context)
+            return await fn(*args, **kwargs)  # (os takes them after all: the face's own error)
 
         return refusing_as_os
 
@@ -44,7 +46,9 @@ def refusing_as(
 def refusing_as_sync(
     os_fn: Callable[..., object],
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
-    """For a face that returns an async iterator (``scandir``): the same, raised at the call."""
+    """For a face that returns an async iterator (``scandir``): the same, raised at the call.
+    ``fn`` is called again where its ``TypeError`` stands, so it must do nothing before it
+    raises one."""
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         @functools.wraps(fn)
@@ -52,8 +56,9 @@ def refusing_as_sync(
             try:
                 return fn(*args, **kwargs)
             except TypeError:
-                _raise_as(os_fn, args, kwargs)
-                raise
+                pass
+            _raise_as(os_fn, args, kwargs)  # (outside the except: os's error, with no context)
+            return fn(*args, **kwargs)  # (os takes them: the face's own error, again)
 
         return refusing_as_os
 
@@ -65,7 +70,10 @@ def _raise_as(os_fn: Callable[..., object], args: tuple[Any, ...], kwargs: dict[
     (the ``TypeError`` came from the face's own checks, and stands)."""
     try:
         inspect.signature(os_fn).bind(*args, **kwargs)
+    except TypeError:
+        pass
     except ValueError:  # no signature to tell: the face's own error stands
         return
-    except TypeError:
-        os_fn(*args, **kwargs)  # raises before it does anything
+    else:
+        return
+    os_fn(*args, **kwargs)  # raises before it does anything

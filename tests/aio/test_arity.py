@@ -19,6 +19,7 @@ from aos import blocking
 pytestmark = pytest.mark.anyio
 
 Arguments = tuple[tuple[Any, ...], dict[str, Any]]
+Refusal = tuple[type[BaseException], str, BaseException | None]  # the error, and its context
 
 
 def async_faces() -> list[tuple[str, Callable[..., Any], Callable[..., Any]]]:
@@ -67,18 +68,19 @@ def _binds(fn: Callable[..., Any], call: Arguments) -> bool:
     return True
 
 
-def refusal(fn: Callable[..., Any], call: Arguments) -> tuple[type[BaseException], str]:
-    """The error ``fn(*args, **kwargs)`` raises (driving the first step of a generator)."""
+def refusal(fn: Callable[..., Any], call: Arguments) -> Refusal:
+    """The error ``fn(*args, **kwargs)`` raises (driving the first step of a generator), with
+    its ``__context__`` (a traceback shows it first)."""
     with pytest.raises(TypeError) as raised:
         _first_step(fn, call)
-    return type(raised.value), str(raised.value)
+    return type(raised.value), str(raised.value), raised.value.__context__
 
 
-async def our_refusal(fn: Callable[..., Any], call: Arguments) -> tuple[type[BaseException], str]:
+async def our_refusal(fn: Callable[..., Any], call: Arguments) -> Refusal:
     """The error our face raises: at the call, at the await, or at the first step."""
     with anyio.fail_after(10), pytest.raises(TypeError) as raised:  # (taken: it would run)
         await _first_async_step(fn, call)
-    return type(raised.value), str(raised.value)
+    return type(raised.value), str(raised.value), raised.value.__context__
 
 
 def _first_step(fn: Callable[..., Any], call: Arguments) -> None:

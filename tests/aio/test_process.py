@@ -625,17 +625,20 @@ async def test_waits_cancelled_in_a_loop_leave_no_thread_each() -> None:
         "import sys; sys.stdin.read()", file_actions=[(os.POSIX_SPAWN_DUP2, r, 0)]
     )
     os.close(r)
+    pidfd = os.pidfd_open(pid)
     try:
         before = threading.active_count()
         waits: list[Callable[[], Awaitable[object]]] = [
             aos.wait,
             lambda: aos.waitpid(pid, os.WUNTRACED),
+            lambda: aos.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WSTOPPED),
         ]
         for waiting in waits * 20:
             with anyio.move_on_after(0.005):
                 await waiting()
-        assert threading.active_count() <= before + 2  # one for each subject, at most
+        assert threading.active_count() <= before + len(waits)  # one for each, at most
     finally:
+        os.close(pidfd)
         os.close(w)
     assert await aos.waitpid(pid, 0) == (pid, 0)
 
