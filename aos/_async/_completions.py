@@ -943,19 +943,30 @@ def _close_channels_of_closed_loops() -> None:
     with _channels_lock:  # (loops in other threads open and close channels meanwhile)
         closed = [
             (key, channel)
-            for key, channel in list(_channels.items())
+            for key, channel in _channels_now()
             if isinstance(channel, AsyncioChannel) and channel.loop_is_closed()
         ]
-        for key, _ in closed:  # first: a close that fails is not met by every later loop
-            del _channels[key]
+        for key, channel in closed:  # first: a close that fails is not met by every later loop
+            if _channels.get(key) is channel:
+                del _channels[key]
     for _, channel in closed:
         channel.close_after_closed_loop()
+
+
+def _channels_now() -> list[tuple[int, Channel]]:
+    """The table's entries. A collection in this very thread (which the lock lets in) may run
+    a finalizer that closes a channel, and so removes it, while they are copied: copy again."""
+    while True:
+        try:
+            return list(_channels.items())
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
 
 
 def _after_fork_in_child() -> None:
     global _channels_lock
     _channels_lock = threading.RLock()  # (a thread that held it at the fork is gone)
-    for channel in list(_channels.values()):
+    for _, channel in _channels_now():
         channel.forget_after_fork()
     _channels.clear()
     _forget_closing_rings_after_fork()

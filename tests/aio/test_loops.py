@@ -6,7 +6,9 @@ import os
 import sys
 import threading
 import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -104,6 +106,39 @@ def test_loops_opened_and_closed_in_threads_at_once(loop: str) -> None:
         pytest.importorskip("uvloop")
     args = ["asyncio", "uvloop"] if loop == "uvloop" else [loop]
     assert run_child(LOOPS_ONE_AFTER_ANOTHER, *args).split() == ["[]", "[]"]
+
+
+class ChangedWhileCopied(dict[int, object]):
+    """A channel table in which, the first time it is copied, a finalizer (a collection in the
+    copying thread) closes a channel, which removes it."""
+
+    def __init__(self, entries: dict[int, object], removed: int) -> None:
+        super().__init__(entries)
+        self.removed: int | None = removed
+
+    def items(self) -> Any:
+        entries = super().items()
+
+        def copying() -> Iterator[tuple[int, object]]:
+            for index, entry in enumerate(entries):
+                if index == 1 and self.removed is not None:
+                    del self[self.removed]
+                    self.removed = None
+                yield entry
+
+        return copying()
+
+
+def test_a_channel_closed_while_the_table_is_looked_through_is_no_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A finalizer that closed a channel while a loop looked for channels of closed loops made
+    that loop's first call fail (``dictionary changed size during iteration``: 1 run in 9 of
+    the test above, on asyncio)."""
+    table = ChangedWhileCopied({1: object(), 2: object(), 3: object()}, removed=3)
+    monkeypatch.setattr(_completions, "_channels", table)
+    _completions._close_channels_of_closed_loops()
+    assert sorted(table) == [1, 2]
 
 
 def test_outside_an_event_loop_gives_anyios_error() -> None:
