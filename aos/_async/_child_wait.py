@@ -60,7 +60,7 @@ def waitid_options_of(waitpid_options: int) -> int:
         options |= os.WSTOPPED
     if waitpid_options & os.WCONTINUED:
         options |= os.WCONTINUED
-    return options
+    return options - (1 << 32) if options >= 1 << 31 else options  # (a C int: __WCLONE < 0)
 
 
 async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_options: int) -> R:
@@ -138,8 +138,8 @@ def _reported(subject: Subject, waitid_options: int) -> bool:
     """Whether a state change of ``subject`` waits to be reaped now (or the attempt will raise)."""
     try:
         return os.waitid(*subject, waitid_options | os.WNOHANG | os.WNOWAIT) is not None
-    except OSError:  # (ChildProcessError: the attempt raises os's own error)
-        return True
+    except (OSError, OverflowError):  # (ChildProcessError, or a subject no waitid can name,
+        return True  # as waitpid(-2**31): the attempt raises os's own error)
 
 
 class SharedWaits:

@@ -327,6 +327,14 @@ async def test_wait_errors_are_those_of_os() -> None:
         ("wait4", (None, 0)),
         ("wait3", ("0",)),
         ("waitpid", (2**70, 0)),
+        # (beyond what waitid can name: waitpid's own answer, not the translation's overflow)
+        ("waitpid", (-(2**31), 0)),  # ESRCH
+        ("waitpid", (-(2**31) - 1, 0)),
+        ("waitpid", (-1, -(2**31))),  # __WCLONE, bit 31
+        ("wait4", (-(2**31), 0)),
+        ("wait4", (-1, -(2**31))),
+        ("wait3", (-(2**31),)),
+        ("wait3", (2**31,)),
     ]
     for name, args in cases:
         expected = await sync_error(getattr(os, name), *args)
