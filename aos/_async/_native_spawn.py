@@ -53,6 +53,7 @@ _SETSID: Final = 0x80
 _SIG_BLOCK: Final = 0
 _SIG_SETMASK: Final = 2
 _C_INT: Final = range(-(2**31), 2**31)
+_FLAGS_ARE_C_INTS: Final = sys.version_info < (3, 12)  # resetids, setsid: then bools
 
 _OPEN: Final = getattr(os, "POSIX_SPAWN_OPEN", None)
 _CLOSE: Final = getattr(os, "POSIX_SPAWN_CLOSE", None)
@@ -207,8 +208,8 @@ class Prepared:
             _held["posix_spawnattr_setpgroup"](self._attributes(), setpgroup)
             flags |= _SETPGROUP
         for value, flag in ((resetids, _RESETIDS), (setsid, _SETSID)):
-            if type(value) not in (bool, int):
-                return False
+            if type(value) not in (bool, int) or (_FLAGS_ARE_C_INTS and value not in _C_INT):
+                return False  # (os raises its OverflowError)
             if value:
                 flags |= flag
         return not flags or not _held["posix_spawnattr_setflags"](

@@ -107,6 +107,8 @@ def _spawns(fn: Callable[P, int], *, search_path: bool) -> Callable[P, Coroutine
     other children are spawned or awaited, libc's on a spawner thread without the GIL."""
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
+        if args and isinstance(args[0], os.PathLike):  # asked for its path once, as by os (which
+            args = (os.fspath(args[0]), *args[1:])  # type: ignore[assignment]  # names it so)
         if not SPAWNERS.is_idle() or waits_in_progress():
             await _completions.current().checkpoint_if_cancelled()  # (native cancels too)
             prepared = prepare_call(search_path, args, kwargs)

@@ -9,6 +9,7 @@ results, errors and attributes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -434,12 +435,39 @@ ERROR_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("posix_spawn", ("/bin/true", ["true"], ENV), {"setpgroup": None}),  # os: not "omitted"
     ("posix_spawn", ("/bin/true", ["true"], ENV), {"scheduler": None}),  # (os: SystemError)
     ("posix_spawn", (Path("/nonexistent/aos"), ["x"], ENV), {}),  # os names it as a str
+    *(  # 3.11 takes resetids and setsid as C ints (3.12 on, as truth values)
+        [("posix_spawn", ("/bin/true", ["true"], ENV), {"resetids": 2**70}),
+         ("posix_spawn", ("/bin/true", ["true"], ENV), {"setsid": 2**31}),
+         ("posix_spawn", ("/bin/true", ["true"], ENV), {"resetids": -(2**63)})]
+        if sys.version_info < (3, 12) else []
+    ),
 ]  # fmt: skip
 
 
 async def test_errors_are_those_of_os() -> None:
     async with children_in_flight():
         await assert_spawn_errors_are_those_of_os(ERROR_CASES)
+
+
+class AnsweringOnce:
+    """A path-like that gives its path once, and refuses to be asked again."""
+
+    def __init__(self, path: str) -> None:
+        self.path: str | None = path
+
+    def __fspath__(self) -> str:
+        path, self.path = self.path, None
+        if path is None:
+            raise RuntimeError("asked for its path twice")
+        return path
+
+
+async def test_a_path_like_is_asked_for_its_path_once_as_os_asks() -> None:
+    """os asks a path-like for its path once; so does each route (inline, and on a spawner)."""
+    for route in (contextlib.nullcontext, children_in_flight):
+        async with route():
+            pid = await aos.posix_spawn(AnsweringOnce("/bin/true"), ["true"], ENV)
+            assert await aos.waitpid(pid, 0) == (pid, 0)
 
 
 async def test_it_is_audited_once_as_os_audits(monkeypatch: pytest.MonkeyPatch) -> None:
