@@ -35,6 +35,7 @@ import asyncio
 import ctypes
 import errno
 import fcntl
+import mmap
 import operator
 import os
 import select
@@ -62,6 +63,7 @@ _NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
 _PIPE_BUF: Final = select.PIPE_BUF  # a writable pipe or tty always has room for this much
 _READ_MAX: Final = sys.maxsize - sys.getsizeof(b"")  # os.read: beyond it, OverflowError
 _SMALL_READ: Final = 65536  # a read buffer this small costs next to nothing to zero
+_LARGE_READ: Final = 1 << 20  # from this size, a read buffer is anonymous memory (no zeroing)
 _INT: Final = struct.Struct("@i")
 _INT_BYTES: Final = bytes(_INT.size)
 _TIMEVAL: Final = struct.Struct("@ll")  # struct timeval: seconds, microseconds
@@ -81,16 +83,46 @@ async def read(fd: int, length: int, /) -> bytes:
                 return os.read(fd, size)
             except BlockingIOError:
                 await _readiness.wait_readable(fd)
-    buffer = bytearray()
+    buffer: bytearray | mmap.mmap = bytearray()
 
-    def sized() -> list[bytearray]:
+    def sized() -> list[bytearray | mmap.mmap]:
         nonlocal buffer
-        buffer = bytearray(_readable_size(fd, size))
+        _free(buffer)
+        buffer = _read_buffer(_readable_size(fd, size))
         return [buffer]
 
-    count = await _readv_blocking_fd(fd, sized)
+    try:
+        count = await _readv_blocking_fd(fd, sized)  # (sized() replaces the buffer)
+        return _taken(buffer, count)
+    finally:
+        _free(buffer)
+
+
+def _read_buffer(size: int) -> bytearray | mmap.mmap:
+    """A buffer for a read of ``size`` bytes. A large one is anonymous memory, which the kernel
+    hands out zeroed page by page as the read fills it: a ``bytearray`` is zeroed whole, on the
+    loop's thread, which stalled the loop for seconds where ``os.read`` allocates 2 GiB for a
+    datagram of a byte (or for an fd that refuses the read, as an epoll fd does)."""
+    if size < _LARGE_READ:
+        return bytearray(size)
+    try:
+        return mmap.mmap(-1, size)
+    except (OSError, OverflowError):  # no room: os.read's MemoryError
+        pass
+    raise MemoryError
+
+
+def _taken(buffer: bytearray | mmap.mmap, count: int) -> bytes:
+    """The first ``count`` bytes of ``buffer``, as ``bytes``."""
+    if isinstance(buffer, mmap.mmap):
+        return buffer[:count]
     del buffer[count:]
     return bytes(buffer)
+
+
+def _free(buffer: bytearray | mmap.mmap) -> None:
+    if isinstance(buffer, mmap.mmap):
+        buffer.close()
 
 
 @refusing_as(os.readv)

@@ -23,7 +23,7 @@ import pytest
 
 import aos
 from aos._async._offload import QUERY, call
-from tests.aio._helpers import native_cancel
+from tests.aio._helpers import native_cancel, run_child
 
 pytestmark = pytest.mark.anyio
 
@@ -478,3 +478,73 @@ async def test_errors_are_those_of_os(pipe: tuple[int, int]) -> None:
             assert got.__cause__ is None
     finally:
         os.close(closed_w)
+
+
+def blocking_fd_holding_a_little(kind: str) -> tuple[int, Callable[[], None]]:
+    """A blocking fd with a little to read (or one ``os.read`` refuses), and its closing."""
+    if kind == "eventfd":
+        fd = os.eventfd(3)
+        return fd, lambda: os.close(fd)
+    if kind == "epoll":  # os.read: EINVAL
+        poller = select.epoll()
+        return poller.fileno(), poller.close
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    theirs.send(b"x")
+
+    def close() -> None:
+        ours.close()
+        theirs.close()
+
+    return ours.fileno(), close
+
+
+@pytest.mark.parametrize("kind", ["eventfd", "epoll", "datagram"])
+async def test_a_large_read_of_a_little_gives_what_os_gives(kind: str) -> None:
+    """A read of 1 GiB from an fd that holds 8 bytes, one byte or refuses to be read."""
+    fd, close = await anyio.to_thread.run_sync(blocking_fd_holding_a_little, kind)
+    try:
+        expected = await off_loop_outcome(os.read, fd, 2**30)
+    finally:
+        close()
+    fd, close = await anyio.to_thread.run_sync(blocking_fd_holding_a_little, kind)
+    try:
+        assert await outcome(aos.read, fd, 2**30) == expected
+    finally:
+        close()
+
+
+async def off_loop_outcome(fn: Callable[..., Any], *args: Any) -> object:
+    return await anyio.to_thread.run_sync(lambda: _sync_outcome(fn, *args))
+
+
+def _sync_outcome(fn: Callable[..., Any], *args: Any) -> object:
+    try:
+        return fn(*args)
+    except OSError as error:
+        return (type(error), error.errno)
+
+
+async def outcome(fn: Callable[..., Awaitable[Any]], *args: Any) -> object:
+    try:
+        return await fn(*args)
+    except OSError as error:
+        return (type(error), error.errno)
+
+
+LARGE_READS = """
+import os, resource, socket, sys, anyio, aos
+ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+async def main():
+    for _ in range(4):
+        theirs.send(b"x")
+        assert await aos.read(ours.fileno(), 2**30) == b"x"
+anyio.run(main, backend=sys.argv[1])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)  # MiB
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_large_read_touches_only_what_it_reads(backend: str) -> None:
+    """``os.read(fd, 2**30)`` allocates 1 GiB without touching it; aos's buffer is not zeroed
+    whole either (a bytearray was: 1 GiB of memory, seconds of the loop's time, per read)."""
+    assert int(run_child(LARGE_READS, backend)) < 256
