@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from aos._async import _completions, _readiness
+from aos._async._procfs import fdinfo_lines
 from aos._async._workers import WAIT_LANE, Job, Lane, drop
 
 R = TypeVar("R")
@@ -119,15 +120,7 @@ def _shared_lane(idtype: int, ident: int) -> Lane:
 def _process_of_pidfd(fd: int) -> int | None:
     """The pid a pidfd refers to (its fdinfo's ``Pid:``), or ``None`` where none is told (not a
     pidfd, or one of a process already reaped: ``os`` answers such a wait at once)."""
-    try:  # (procfs answers from memory: a read on the loop's thread)
-        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            text = os.read(info, 4096)
-        finally:
-            os.close(info)
-    except OSError:
-        return None
-    for line in text.splitlines():
+    for line in fdinfo_lines(fd) or ():
         if line.startswith(b"Pid:"):
             pid = int(line.split()[1])
             return pid if pid > 0 else None

@@ -6,7 +6,8 @@ The async face of :mod:`aos.blocking._fd`. What can block, and so is offloaded h
   moves no offset), ``ttyname`` (looks the device up under ``/dev``).
 - ``MUTATE``: ``close``, ``closerange``, ``fchmod``, ``fchown``, ``fsync``, ``fdatasync``,
   ``ftruncate``, ``lseek``, ``lockf`` (``F_LOCK`` waits for the lock; a cancel waits with it,
-  so the caller never holds a lock it does not know of), ``posix_fallocate``,
+  then gives the lock back where the process held none on the file before: the caller never
+  holds a lock it does not know of), ``posix_fallocate``,
   ``posix_fadvise``, ``pwrite``, ``pwritev``, ``preadv`` (fills the caller's buffers, so it
   must not run on after a cancel), ``copy_file_range``, ``sendfile`` and ``splice``.
   ``close`` and ``closerange`` run even for a caller cancelled already (then raise the cancel).
@@ -30,11 +31,17 @@ file object, whose methods are sync anyway), ``device_encoding``, ``isatty``,
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sys
 
 from aos import blocking
+from aos._async import _engine
 from aos._async._may_wait import lockf_waits, open_waits, sendfile_waits, splice_waits
-from aos._async._offload import MUTATE, QUERY, offload
+from aos._async._offload import MUTATE, QUERY, home_in_aos, offload
+from aos._async._procfs import read_proc_file
+from aos._async._refusal import refusing_as
+from aos._async._workers import WAIT_LANE
 
 __all__ = [
     "close",
@@ -88,7 +95,61 @@ fsync = offload(blocking.fsync, MUTATE)
 fdatasync = offload(blocking.fdatasync, MUTATE)
 ftruncate = offload(blocking.ftruncate, MUTATE)
 lseek = offload(blocking.lseek, MUTATE)
-lockf = offload(blocking.lockf, MUTATE, waits=lockf_waits)
+_lockf = offload(blocking.lockf, MUTATE, waits=lockf_waits)
+
+
+@refusing_as(os.lockf)
+async def lockf(fd: int, command: int, length: int, /) -> None:
+    """Like :func:`os.lockf`, but async. ``F_LOCK`` waits in the wait lane; a cancel waits for
+    the lock, then gives it back, so the caller never holds a lock it does not know of."""
+    start = _start_of_a_lock_to_give_back(fd, command, length)
+    if start is None:
+        return await _lockf(fd, command, length)
+
+    def give_back(_: None) -> None:
+        fcntl.lockf(fd, fcntl.LOCK_UN, length, start, os.SEEK_SET)
+
+    await _engine.run_to_completion(
+        blocking.lockf, (fd, command, length), {}, give_back, pool=WAIT_LANE
+    )
+
+
+home_in_aos(lockf)
+
+
+def _start_of_a_lock_to_give_back(fd: object, command: object, length: object) -> int | None:
+    """For an ``F_LOCK`` of a file on which this process holds no lock yet: where its range
+    starts (the fd's offset now), so that a cancel can give it back exactly. ``None``
+    otherwise: a lock that merged with one held already cannot be taken apart, and a cancel
+    leaves it held (as any other call with effects); bad arguments get os's error."""
+    if not lockf_waits(fd, command, length) or type(fd) is not int or type(length) is not int:
+        return None
+    try:
+        start = os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return None
+    return None if _holds_a_lock_on(fd) else start
+
+
+def _holds_a_lock_on(fd: int) -> bool:
+    """Whether this process holds a POSIX lock on ``fd``'s file, through any of its fds (the
+    kernel's ``/proc/locks``; a line with ``->`` is a wait). ``True`` where it cannot tell."""
+    try:
+        found = os.fstat(fd)
+    except OSError:
+        return True
+    text = read_proc_file("/proc/locks")
+    if text is None:
+        return True
+    pid = str(os.getpid()).encode()
+    file = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}".encode()
+    for line in text.splitlines():
+        fields = line.split()
+        if b"->" not in fields and fields[1:2] == [b"POSIX"] and fields[4:6] == [pid, file]:
+            return True
+    return False
+
+
 posix_fallocate = offload(blocking.posix_fallocate, MUTATE)
 posix_fadvise = offload(blocking.posix_fadvise, MUTATE)
 pwrite = offload(blocking.pwrite, MUTATE)

@@ -281,7 +281,7 @@ def test_policies_recorded() -> None:
     """Read-only calls are QUERY; the table of mutations is never QUERY."""
     for name in ("stat", "lstat", "fstat", "access", "readlink", "listdir", "getxattr", "pread"):
         assert policy_of(getattr(aos, name)) is QUERY, name
-    for name in ("open", "dup", "dup2", "pipe", "mkdir", "rename", "fsync", "preadv", "lockf"):
+    for name in ("open", "dup", "dup2", "pipe", "mkdir", "rename", "fsync", "preadv"):
         assert policy_of(getattr(aos, name)) is Policy.MUTATE, name
     assert policy_of(aos.system) is Policy.WAIT
     if sys.platform == "linux":  # hand-written: an eventfd's read waits on the loop

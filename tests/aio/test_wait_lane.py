@@ -181,9 +181,11 @@ def test_only_opens_that_may_wait_for_good_go_to_the_wait_lane(
 
 
 @contextlib.asynccontextmanager
-async def locked_by_another_process(path: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """A child that holds a ``lockf`` lock on the whole of ``path`` until its stdin closes
-    (POSIX record locks belong to a process: this one cannot wait on its own)."""
+async def locked_by_another_process(
+    path: Path, length: int = 0
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """A child that holds a ``lockf`` lock on ``length`` bytes of ``path`` (0: all of it) until
+    its stdin closes (POSIX record locks belong to a process: this one cannot wait on its own)."""
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -192,7 +194,7 @@ async def locked_by_another_process(path: Path) -> AsyncIterator[subprocess.Pope
                 "-c",
                 "import os, sys\n"
                 f"fd = os.open({str(path)!r}, os.O_RDWR)\n"
-                "os.lockf(fd, os.F_LOCK, 0)\n"
+                f"os.lockf(fd, os.F_LOCK, {length})\n"
                 "print('locked', flush=True)\n"
                 "sys.stdin.read()\n",
             ],
@@ -236,6 +238,55 @@ async def test_lockf_waiting_for_a_lock_holds_no_filesystem_worker(
             )
             assert tester.returncode != 0
             assert b"PermissionError" in tester.stderr or b"BlockingIOError" in tester.stderr
+    finally:
+        await aos.close(fd)
+
+
+def our_locks_on(fd: int) -> tuple[list[bytes], list[bytes]]:
+    """This process's POSIX locks on ``fd``'s file, and its waits for one (``/proc/locks``)."""
+    found = os.fstat(fd)
+    file = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}".encode()
+    with open("/proc/locks", "rb") as locks:
+        ours = [line for line in locks if str(os.getpid()).encode() in line.split()]
+    ours = [line for line in ours if file in line.split()]
+    return [line for line in ours if b"->" not in line], [line for line in ours if b"->" in line]
+
+
+@pytest.mark.parametrize("held_before", [False, True], ids=["none-held", "one-held"])
+async def test_a_cancelled_lockf_leaves_the_lock_as_it_found_it(
+    tmp_path: Path, held_before: bool
+) -> None:
+    """A cancel lands while ``F_LOCK`` waits for another process's lock: the call runs on, takes
+    the lock, and gives it back, so the caller holds no lock it does not know of. Where the
+    process held a lock on the file already, the new one merged with it: it stays."""
+    path = tmp_path / "locked"
+    await off_loop(path.write_bytes, b"0123456789")
+    fd = await aos.open(path, os.O_RDWR)
+    try:
+        if held_before:
+            await aos.lseek(fd, 8, os.SEEK_SET)
+            await aos.lockf(fd, os.F_TLOCK, 2)  # bytes 8-9: the other process locks 0-7
+        await aos.lseek(fd, 0, os.SEEK_SET)
+        async with locked_by_another_process(path, length=8) as holder:
+            assert holder.stdout is not None
+            assert holder.stdin is not None
+            assert await off_loop(holder.stdout.readline) == b"locked\n"
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+
+                    async def cancel_once_it_waits() -> None:
+                        while not (await off_loop(our_locks_on, fd))[1]:  # noqa: ASYNC110
+                            await anyio.sleep(0.001)  # (the kernel's list, not an event)
+                        scope.cancel()
+                        with anyio.CancelScope(shield=True):  # (then the lock is free)
+                            await off_loop(holder.stdin.close)  # type: ignore[union-attr]
+
+                    tg.start_soon(cancel_once_it_waits)
+                    await aos.lockf(fd, os.F_LOCK, 8)
+            assert scope.cancelled_caught
+            held, waiting = await off_loop(our_locks_on, fd)
+            assert not waiting
+            assert len(held) == (1 if held_before else 0), held
     finally:
         await aos.close(fd)
 
