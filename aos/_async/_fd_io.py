@@ -32,6 +32,7 @@ non-blocking ``pwritev`` would not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -44,13 +45,13 @@ import stat
 import struct
 import sys
 import termios
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from aos import blocking
-from aos._async import _engine, _readiness
+from aos._async import _completions, _engine, _readiness
 from aos._async._offload import MUTATE, call, home_in_aos
 from aos._async._refusal import refusing_as
 
@@ -146,7 +147,6 @@ async def _readv_blocking_fd(
     """One read that returns what is there, as a blocking read does, without blocking the loop,
     into ``buffers()`` (asked for again before each attempt)."""
     nowait = bool(_NOWAIT)
-    ready = False
     deadline: float | None = None
     looked_up = False  # (the deadline)
     twin: int | None = None  # a named FIFO's non-blocking twin, if it has one
@@ -168,16 +168,42 @@ async def _readv_blocking_fd(
                     nowait = False  # a tty or a named FIFO: read only after readiness...
                     twin = _nonblocking_twin(fd)  # ...or, a FIFO, through a twin
                     continue
-            if ready and not nowait and twin is None:
-                return os.readv(fd, buffers())
             if not looked_up:
                 deadline, looked_up = _deadline(fd, socket.SO_RCVTIMEO), True
-            if not await _wait_until(_readiness.wait_readable, fd, deadline):
-                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))  # as the socket's
-            ready = True
+            if not nowait and twin is None:  # (a read after readiness is a blocking one)
+                async with _reading_alone(fd):
+                    await _readable_by(fd, deadline)
+                    return os.readv(fd, buffers())
+            await _readable_by(fd, deadline)
     finally:
         if twin is not None:
             os.close(twin)
+
+
+async def _readable_by(fd: int, deadline: float | None) -> None:
+    """Wait until ``fd`` is readable; ``EAGAIN`` at a socket's ``SO_RCVTIMEO`` deadline."""
+    if not await _wait_until(_readiness.wait_readable, fd, deadline):
+        raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))  # as the socket's
+
+
+_turns: dict[tuple[int, int], tuple[anyio.Lock, list[int]]] = {}  # (loop's channel, fd) ->
+
+
+@contextlib.asynccontextmanager
+async def _reading_alone(fd: int) -> AsyncIterator[None]:
+    """One task of this loop at a time waits for ``fd`` to be readable and reads it. A tty or an
+    inotify fd refuses ``RWF_NOWAIT``, so its read after readiness is a blocking one: where two
+    tasks were woken by the same data, the second read blocked the loop until more came."""
+    key = (id(_completions.current()), fd)
+    turn = _turns.setdefault(key, (anyio.Lock(), [0]))
+    turn[1][0] += 1
+    try:
+        async with turn[0]:
+            yield
+    finally:
+        turn[1][0] -= 1
+        if not turn[1][0] and _turns.get(key) is turn:
+            del _turns[key]
 
 
 def _nonblocking_twin(fd: int) -> int | None:

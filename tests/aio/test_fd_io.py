@@ -13,6 +13,7 @@ import socket
 import struct
 import sys
 import tracemalloc
+import tty
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 
 import aos
 from aos._async._offload import QUERY, call
-from tests.aio._helpers import native_cancel, run_child
+from tests.aio._helpers import native_cancel, off_loop, run_child, unstuck_after_a_while
 
 pytestmark = pytest.mark.anyio
 
@@ -548,3 +549,35 @@ def test_a_large_read_touches_only_what_it_reads(backend: str) -> None:
     """``os.read(fd, 2**30)`` allocates 1 GiB without touching it; aos's buffer is not zeroed
     whole either (a bytearray was: 1 GiB of memory, seconds of the loop's time, per read)."""
     assert int(run_child(LARGE_READS, backend)) < 256
+
+
+async def test_two_readers_of_a_tty_woken_by_one_byte_leave_the_loop_running() -> None:
+    """A tty refuses ``RWF_NOWAIT``: its read after readiness is a blocking one. Both readers
+    were woken by one byte; the second then blocked the loop's thread until another came (here
+    the guard's, after a while: the test fails if the guard had to write it)."""
+    main_end, terminal_end = os.openpty()
+    tty.setraw(terminal_end)
+    got: list[bytes] = []
+    guard_wrote: list[bool] = []
+
+    def guard() -> None:
+        guard_wrote.append(True)
+        os.write(main_end, b"g")
+
+    async def reader() -> None:
+        got.append(await aos.read(terminal_end, 1))
+
+    try:
+        async with unstuck_after_a_while(guard), anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            tg.start_soon(reader)
+            await anyio.wait_all_tasks_blocked()
+            await off_loop(os.write, main_end, b"1")
+            while not got:  # noqa: ASYNC110 (a reader's result, not an event)
+                await anyio.sleep(0.001)
+            await off_loop(os.write, main_end, b"2")  # (the loop ran: it is the second's)
+        assert sorted(got) == [b"1", b"2"]
+        assert not guard_wrote
+    finally:
+        os.close(main_end)
+        os.close(terminal_end)
