@@ -22,6 +22,7 @@ import pytest
 import aos
 import aos.path
 from aos import blocking
+from aos._async import _fd
 from aos._async._offload import QUERY, Policy, policy_of
 
 # Every name that can block, by the module that must give it an async face. The modules of
@@ -284,5 +285,8 @@ def test_policies_recorded() -> None:
     for name in ("open", "dup", "dup2", "pipe", "mkdir", "rename", "fsync", "preadv"):
         assert policy_of(getattr(aos, name)) is Policy.MUTATE, name
     assert policy_of(aos.system) is Policy.WAIT
+    # hand-written, gives a cancelled F_LOCK's lock back; what it offloads is still a MUTATE
+    assert policy_of(aos.lockf) is None
+    assert policy_of(_fd._lockf) is Policy.MUTATE
     if sys.platform == "linux":  # hand-written: an eventfd's read waits on the loop
         assert policy_of(aos.eventfd_read) is None
