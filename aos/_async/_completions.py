@@ -441,7 +441,7 @@ class Channel:
         release: Callable[[Any], object] | None,
         ring: RingRequest | None,
     ) -> Any:
-        """Run on ``pool``; a cancel waits for the call, releases its value, is raised."""
+        """Run on ``pool``; a cancel waits for the call (see :func:`after_completion`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -876,14 +876,21 @@ def _by_anyio_alone(
 async def after_completion(
     job: Job, cancelled: BaseException | None, scopes_check: Callable[[], Awaitable[None]]
 ) -> Any:
-    """A MUTATE call has returned: raise a pending cancel (releasing the value with the job's
-    ``release``), or its error.
+    """A MUTATE call has returned: give the caller what it did, so that a cancelled caller
+    knows whether it happened.
 
-    A native asyncio cancel (``cancelled``, caught while waiting) is raised even if the call
-    failed: asyncio delivers it only once. anyio's and trio's own cancels stay pending in their
-    scope, so a failed call raises its error and the cancel lands at the next checkpoint.
-    ``scopes_check`` is the loop's check of those scopes (see :func:`_anyio_asyncio_check`).
+    - A native asyncio cancel (``cancelled``, caught while waiting) is raised, even if the call
+      failed: asyncio delivers it only once, and a cancel re-armed for the next await would
+      outlive an ``asyncio.timeout`` block that this return lets end (3.11, 3.12).
+    - Else the call's value or error, as anyio's and trio's ``to_thread`` give it: their own
+      cancels stay pending in their scope and land at the caller's next checkpoint. So a cancel
+      never drops bytes read or the count of bytes written.
+    - But a resource (a job with ``release``: an fd, a lock) is released if a scope's cancel is
+      pending, and the cancel raised: a cancelled caller is not handed what it must free.
+      ``scopes_check`` is the loop's check of those scopes (see :func:`_anyio_asyncio_check`).
     """
+    if cancelled is None and job.release is None:
+        return outcome(job)
     failed = job.error is not None  # (outcome takes the error out of the job)
     try:
         if cancelled is not None:

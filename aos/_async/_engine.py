@@ -51,13 +51,17 @@ async def run_to_completion(
     pool: Pool = FILESYSTEM,
     check_first: bool = True,
 ) -> T:
-    """Run on a worker of ``pool`` (or io_uring); a cancel waits for the call, releases its
-    result, is raised. With ``check_first``, a caller cancelled already gets the cancel at once,
-    and nothing runs (as with anyio's and trio's ``to_thread``): the call is a checkpoint."""
+    """Run on a worker of ``pool`` (or io_uring); a cancel waits for the call, then returns
+    its result or releases it (see :func:`_completions.after_completion`). The call is a
+    checkpoint: with ``check_first``, a caller cancelled already gets the cancel at once and
+    nothing runs (as with anyio's and trio's ``to_thread``); without, the call runs, then the
+    cancel is raised (``close``, so that cleanup which forgot its shield still frees the fd)."""
     if check_first:
         await _completions.current().checkpoint_if_cancelled()
     channel = _completions.current()  # (anew: the check may have let the loop run, and end)
     result: T = await channel.run_to_completion(pool, fn, args, kwargs, release, ring)
+    if not check_first:  # (close: it runs, then it is the checkpoint)
+        await channel.checkpoint_if_cancelled()
     return result
 
 

@@ -101,7 +101,9 @@ _lockf = offload(blocking.lockf, MUTATE, waits=lockf_waits)
 @refusing_as(os.lockf)
 async def lockf(fd: int, command: int, length: int, /) -> None:
     """Like :func:`os.lockf`, but async. ``F_LOCK`` waits in the wait lane; a cancel waits for
-    the lock, then gives it back, so the caller never holds a lock it does not know of."""
+    the lock, then gives it back and is raised, so the caller never holds a lock it does not
+    know of (where the process held one on the file already, the two merged: the call returns,
+    and the cancel lands at the next checkpoint)."""
     start = _start_of_a_lock_to_give_back(fd, command, length)
     if start is None:
         return await _lockf(fd, command, length)

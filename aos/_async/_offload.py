@@ -5,9 +5,11 @@ runs the function on a worker and applies a cancellation policy:
 
 - ``QUERY``: read-only. A cancel returns at once; the worker finishes in the background and its
   result is dropped.
-- ``MUTATE``: side effects. A cancel waits until the call has returned, then is raised, so no
-  syscall is still running once the caller sees the cancellation. With ``release``, a result
-  the caller never receives (an fd, a pair of fds) is released, so nothing leaks.
+- ``MUTATE``: side effects. A cancel waits until the call has returned, so that the caller
+  knows whether it happened: the call's value (or error) is returned, and the cancel of an
+  anyio or trio scope lands at the next checkpoint, as with their ``to_thread``; asyncio's own
+  ``Task.cancel()``, delivered once, is raised instead. With ``release``, a resource (an fd, a
+  pair of fds, a lock) is released and the cancel raised, so nothing leaks.
 - ``WAIT``: may wait forever (``waitpid``, a blocking read). Runs in its own unbounded lane so
   it never holds a worker that filesystem calls need; a cancel returns at once.
 
@@ -49,9 +51,15 @@ _PATH_MODULES: Final = frozenset(
 
 _POLICY_SENTENCE: Final = {
     Policy.QUERY: "Cancellation returns at once; the call finishes in a worker and its result is dropped.",
-    Policy.MUTATE: "Cancellation waits until the call has returned, then is raised.",
+    Policy.MUTATE: (
+        "Cancellation waits until the call has returned, which then returns its result; the"
+        " cancel lands at the next checkpoint (asyncio's own ``Task.cancel()`` is raised)."
+    ),
     Policy.WAIT: "Runs in the unbounded wait lane; cancellation returns at once.",
 }
+_RELEASING_SENTENCE: Final = (
+    "Cancellation waits until the call has returned, closes what it opened, then is raised."
+)
 
 
 async def call(
@@ -81,7 +89,7 @@ def offload(
 ) -> Callable[P, Coroutine[Any, Any, T]]:
     """Make the async face of the blocking function ``fn``: same signature, run on a worker.
 
-    ``release`` (``MUTATE`` only) frees a result that a cancelled caller will never receive.
+    ``release`` (``MUTATE`` only) frees a result that a cancelled caller is not handed.
     ``ring`` (``MUTATE`` only) builds the call's io_uring form from its arguments (see
     :mod:`aos._async._ring_requests`); where it does, the kernel runs the call, not a worker.
     ``inline`` (``QUERY`` only) answers the call on the loop's thread when the kernel promises
@@ -138,7 +146,8 @@ def offload(
     )
     wrapper.__module__ = home  # (where pickle finds it)
     name = getattr(fn, "__name__", repr(fn))
-    wrapper.__doc__ = f"Like :func:`{original}.{name}`, but async. {_POLICY_SENTENCE[policy]}"
+    sentence = _RELEASING_SENTENCE if release is not None else _POLICY_SENTENCE[policy]
+    wrapper.__doc__ = f"Like :func:`{original}.{name}`, but async. {sentence}"
     wrapper.__aos_policy__ = policy  # type: ignore[attr-defined]
     wrapper.__aos_ring__ = ring  # type: ignore[attr-defined]
     wrapper.__aos_inline__ = inline  # type: ignore[attr-defined]

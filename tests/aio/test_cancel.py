@@ -2,7 +2,8 @@
 
 - QUERY: a cancel returns while the syscall is still blocked (a read of an empty pipe).
 - MUTATE: a cancel waits for the syscall (``open`` of a FIFO for writing blocks until a reader
-  comes), and a resource the cancelled caller never receives is closed.
+  comes), and a resource the cancelled caller never receives is closed; a value (bytes read,
+  a count written) is returned, and the cancel lands at the next checkpoint.
 - Resource-creating calls cancelled at random points never leak an fd.
 - WAIT: a cancel returns at once (``eventfd_read`` of an empty pipe, in a worker).
 
@@ -16,6 +17,7 @@ import asyncio
 import os
 import platform
 import random
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,6 +124,52 @@ async def test_mutate_cancel_waits_for_the_syscall_and_releases_the_fd(tmp_path:
     assert isinstance(done[0], anyio.get_cancelled_exc_class())
     await aos.close(reader)
     assert await in_worker(fd_count) == before, "the fd opened for the cancelled caller leaked"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["read", "write"])
+async def test_a_cancelled_file_read_or_write_returns_what_it_did(
+    name: str, tmp_path: Path, one_worker: None
+) -> None:
+    """A scope's cancel while a regular file's ``read`` or ``write`` waits for its worker: the
+    call runs all the same (``MUTATE``), and the caller gets the bytes it read or the count it
+    wrote (the offset moved: dropped, they would be lost), then the cancel, at its next
+    checkpoint, as anyio's and trio's ``to_thread`` do."""
+    path = tmp_path / "f"
+    await in_worker(path.write_bytes, b"0123456789")
+    fd = await aos.open(path, os.O_RDWR)
+    started, gate = threading.Event(), threading.Event()
+    got: list[object] = []
+    scope = anyio.CancelScope()
+
+    def hold_the_worker() -> None:
+        started.set()
+        gate.wait(10)
+
+    async def caller() -> None:
+        with scope:
+            got.append(await (aos.read(fd, 4) if name == "read" else aos.write(fd, b"abcd")))
+            await anyio.lowlevel.checkpoint()
+            got.append("ran past the next checkpoint")
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(in_worker, hold_the_worker)
+            await anyio.to_thread.run_sync(started.wait, 10)
+            tg.start_soon(caller)
+            await anyio.wait_all_tasks_blocked()
+            scope.cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert got == [], "MUTATE returned before its call ran"
+            gate.set()
+        assert scope.cancelled_caught
+        assert got == ([b"0123"] if name == "read" else [4])
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 4
+        expected = b"0123456789" if name == "read" else b"abcd456789"
+        assert await in_worker(path.read_bytes) == expected
+    finally:
+        gate.set()
+        await aos.close(fd)
 
 
 @pytest.mark.anyio

@@ -175,8 +175,11 @@ async def test_wait_lane_cancel_returns_at_once() -> None:
     gate.set()
 
 
-@pytest.mark.parametrize("with_release", [True, False])
-async def test_mutate_cancel_waits_for_the_call_then_releases(with_release: bool) -> None:
+@pytest.mark.parametrize("with_release", [True, False], ids=["resource", "value"])
+async def test_mutate_cancel_waits_for_the_call(with_release: bool) -> None:
+    """A scope's cancel while the call runs: the call returns first. A resource is released and
+    the cancel raised; a value is the caller's (as anyio's and trio's ``to_thread`` return it),
+    and the cancel lands at its next checkpoint, so it knows the call happened."""
     started, gate = threading.Event(), threading.Event()
     released: list[str] = []
     returned: list[str] = []
@@ -186,7 +189,7 @@ async def test_mutate_cancel_waits_for_the_call_then_releases(with_release: bool
         started.set()
         gate.wait(WAIT_S)
         events.append("syscall returned")
-        return "resource"
+        return "result"
 
     scope = anyio.CancelScope()
 
@@ -197,6 +200,8 @@ async def test_mutate_cancel_waits_for_the_call_then_releases(with_release: bool
                     mutate, (), {}, released.append if with_release else None
                 )
             )
+            await anyio.lowlevel.checkpoint()
+            events.append("ran past the next checkpoint")
         events.append("caller returned")
 
     async with anyio.create_task_group() as tg:
@@ -208,8 +213,8 @@ async def test_mutate_cancel_waits_for_the_call_then_releases(with_release: bool
         gate.set()
     assert scope.cancelled_caught
     assert events == ["still waiting", "syscall returned", "caller returned"]
-    assert returned == []
-    assert released == (["resource"] if with_release else [])
+    assert returned == ([] if with_release else ["result"])
+    assert released == (["result"] if with_release else [])
 
 
 async def test_mutate_error_is_raised_not_released_on_cancel() -> None:
@@ -269,6 +274,36 @@ def test_mutate_waits_through_a_native_asyncio_cancel() -> None:
 
     assert asyncio.run(main()) == ["waiting"]
     assert released == ["fd"]
+
+
+@pytest.mark.parametrize("factory", loop_factories())
+def test_asyncio_timeout_around_a_mutate_call_times_out_and_leaves_no_cancel(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """asyncio's own cancel is delivered once: a call that has a value but no resource still
+    raises it after the call has returned, so ``asyncio.timeout`` raises ``TimeoutError`` and
+    the task runs on uncancelled (a cancel re-armed for the next await would outlive the block
+    on 3.11 and 3.12)."""
+    done: list[str] = []
+
+    def mutate() -> str:
+        time.sleep(0.05)
+        done.append("ran")
+        return "value"
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.001):
+                await _engine.run_to_completion(mutate, (), {}, None)
+        assert done == ["ran"]
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+        await asyncio.sleep(0)  # no cancel left to land here
+        assert await _engine.run_to_completion(mutate, (), {}, None) == "value"
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
 
 
 @pytest.mark.parametrize("kind", ["native", "anyio"])

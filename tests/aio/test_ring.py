@@ -302,7 +302,9 @@ async def test_a_cancelled_mutation_on_the_ring_returns_only_once_it_has_complet
         tg.start_soon(release_later)
         with anyio.move_on_after(0.01) as scope:
             await aos.mkdir(tmp_path / "made")
-        assert released  # the cancel waited for the mkdir's completion
+            assert released  # the cancel waited for the mkdir's completion
+            await anyio.lowlevel.checkpoint()  # where the cancel lands
+            pytest.fail("the cancel was lost")
     assert scope.cancelled_caught
     assert await off_loop(os.path.isdir, tmp_path / "made")
     assert pushed() == 1

@@ -258,8 +258,10 @@ async def test_a_cancelled_lockf_leaves_the_lock_as_it_found_it(
 ) -> None:
     """A cancel lands while ``F_LOCK`` waits for another process's lock: the call runs on, takes
     the lock, and gives it back, so the caller holds no lock it does not know of. Where the
-    process held a lock on the file already, the new one merged with it: it stays."""
+    process held a lock on the file already, the new one merged with it: it stays, and the call
+    returns (the cancel lands at the next checkpoint), as a call with effects does."""
     path = tmp_path / "locked"
+    returned = False
     await off_loop(path.write_bytes, b"0123456789")
     fd = await aos.open(path, os.O_RDWR)
     try:
@@ -283,7 +285,10 @@ async def test_a_cancelled_lockf_leaves_the_lock_as_it_found_it(
 
                     tg.start_soon(cancel_once_it_waits)
                     await aos.lockf(fd, os.F_LOCK, 8)
+                    returned = True  # (a lock held is the caller's: it is told so)
+                    await anyio.lowlevel.checkpoint()
             assert scope.cancelled_caught
+            assert returned is held_before
             held, waiting = await off_loop(our_locks_on, fd)
             assert not waiting
             assert len(held) == (1 if held_before else 0), held
