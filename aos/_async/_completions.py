@@ -166,6 +166,16 @@ class Channel:
             self._parked += 1  # until the delivery resumes it, or it gives up waiting
         return job
 
+    def withdraw(self, pool: Pool, job: Job) -> bool:
+        """Take back a call that no worker of ``pool`` has started: its cancelled caller then
+        knows that it never ran. ``False`` if it has started (or is on the ring, or the channel
+        is closed: its last delivery closes the eventfd)."""
+        if not self.open or not pool.withdraw(job):
+            return False
+        self._submitted -= 1
+        job.fn, job.args, job.kwargs, job.release = None, (), {}, None
+        return True
+
     def _busy(self) -> bool:
         """Whether other calls of this loop are in flight: only then does the ring pay off.
 
@@ -440,8 +450,12 @@ class Channel:
         kwargs: Mapping[str, Any],
         release: Callable[[Any], object] | None,
         ring: RingRequest | None,
+        *,
+        withdrawable: bool = True,
     ) -> Any:
-        """Run on ``pool``; a cancel waits for the call (see :func:`after_completion`)."""
+        """Run on ``pool``. With ``withdrawable``, a cancel takes back a call that no worker
+        has started, and is raised at once; else it waits for the call (see
+        :func:`after_completion`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -794,6 +808,8 @@ class AsyncioChannel(Channel):
         kwargs: Mapping[str, Any],
         release: Callable[[Any], object] | None,
         ring: RingRequest | None,
+        *,
+        withdrawable: bool = True,
     ) -> Any:
         task = asyncio.current_task()
         asked = task.cancelling() if task is not None else 0  # cancels requested before
@@ -810,6 +826,9 @@ class AsyncioChannel(Channel):
             return await after_completion(job, None, self._scopes_check)
         # (outside the except clause: the call's own error must not carry the cancel as context)
         try:
+            if withdrawable and self.withdraw(pool, job):  # never ran: nothing to wait for
+                self._unpark()  # (its waiter is cancelled: no delivery resumes it)
+                raise cancel
             return await self._wait_out_cancel(
                 job, cancel, _by_anyio_alone(job.waiter, task, asked)
             )

@@ -59,7 +59,9 @@ async def run_to_completion(
     if check_first:
         await _completions.current().checkpoint_if_cancelled()
     channel = _completions.current()  # (anew: the check may have let the loop run, and end)
-    result: T = await channel.run_to_completion(pool, fn, args, kwargs, release, ring)
+    result: T = await channel.run_to_completion(
+        pool, fn, args, kwargs, release, ring, withdrawable=check_first
+    )
     if not check_first:  # (close: it runs, then it is the checkpoint)
         await channel.checkpoint_if_cancelled()
     return result

@@ -5,8 +5,9 @@ runs the function on a worker and applies a cancellation policy:
 
 - ``QUERY``: read-only. A cancel returns at once; the worker finishes in the background and its
   result is dropped.
-- ``MUTATE``: side effects. A cancel waits until the call has returned, so that the caller
-  knows whether it happened: the call's value (or error) is returned, and the cancel of an
+- ``MUTATE``: side effects. A cancel takes back a call that no worker has started (every
+  worker busy): it is raised at once, and nothing ran. Else it waits until the call has
+  returned, so that the caller knows whether it happened: the call's value (or error) is returned, and the cancel of an
   anyio or trio scope lands at the next checkpoint, as with their ``to_thread``; asyncio's own
   ``Task.cancel()``, delivered once, is raised instead. With ``release``, a resource (an fd, a
   pair of fds, a lock) is released and the cancel raised, so nothing leaks.

@@ -201,10 +201,20 @@ class TrioChannel(Channel):
         kwargs: Mapping[str, Any],
         release: Callable[[Any], object] | None,
         ring: RingRequest | None,
+        *,
+        withdrawable: bool = True,
     ) -> Any:
         task = trio.lowlevel.current_task()
         job = self.submit(pool, fn, args, kwargs, task, ring=ring, release=release)
-        await trio.lowlevel.wait_task_rescheduled(_refuse_abort)  # a cancel waits for the call
+
+        def withdraw_or_wait(_: object) -> trio.lowlevel.Abort:
+            if withdrawable and self.withdraw(pool, job):  # never ran: nothing to wait for
+                job.waiter = None
+                self._unpark()
+                return trio.lowlevel.Abort.SUCCEEDED
+            return trio.lowlevel.Abort.FAILED  # a cancel waits for the call
+
+        await trio.lowlevel.wait_task_rescheduled(withdraw_or_wait)
         return await after_completion(job, None, trio.lowlevel.checkpoint_if_cancelled)
 
 
@@ -213,7 +223,3 @@ async def _ki_protected(awaitable: Awaitable[None]) -> None:
     """Await ``awaitable`` with KeyboardInterrupt held back to a checkpoint: one raised after a
     waiter joined the queue, or after it was given its turn, would leave the turn taken."""
     await awaitable
-
-
-def _refuse_abort(_: object) -> Any:
-    return trio.lowlevel.Abort.FAILED

@@ -256,6 +256,15 @@ class Pool:
             me.wake.acquire()
             arrived = True
 
+    def withdraw(self, job: Job) -> bool:
+        """Take ``job`` back out of the queue; ``False`` if a worker has taken it already."""
+        with self._lock:
+            try:
+                self._jobs.remove(job)  # (the queue is as long as the calls in flight)
+            except ValueError:
+                return False
+        return True
+
     def set_limit(self, limit: int) -> None:
         """Change the most threads; idle threads beyond it are woken so they exit."""
         with self._lock:

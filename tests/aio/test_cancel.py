@@ -14,6 +14,7 @@ and "the task had every chance to finish" is :func:`anyio.wait_all_tasks_blocked
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import random
@@ -33,7 +34,11 @@ from aos._async._offload import MUTATE, QUERY, call, offload
 
 T = TypeVar("T")
 
-SYS_READ, SYS_OPENAT = {"x86_64": (0, 257), "aarch64": (63, 56)}.get(platform.machine(), (-1, -1))
+SYS_READ, SYS_OPENAT, SYS_SENDFILE, SYS_SPLICE = {
+    "x86_64": (0, 257, 40, 275),
+    "aarch64": (63, 56, 71, 76),
+}.get(platform.machine(), (-1, -1, -1, -1))
+SYSCALLS = {"sendfile": SYS_SENDFILE, "splice": SYS_SPLICE}
 needs_known_syscalls = pytest.mark.skipif(
     SYS_READ < 0, reason="syscall numbers known for x86_64/aarch64"
 )
@@ -126,50 +131,139 @@ async def test_mutate_cancel_waits_for_the_syscall_and_releases_the_fd(tmp_path:
     assert await in_worker(fd_count) == before, "the fd opened for the cancelled caller leaked"
 
 
+def fill(pipe_w: int) -> None:
+    """Fill a blocking pipe, so that the next write to it blocks."""
+    os.set_blocking(pipe_w, False)
+    try:
+        while True:
+            os.write(pipe_w, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    finally:
+        os.set_blocking(pipe_w, True)
+
+
+def drain(pipe_r: int) -> bytes:
+    """What a pipe holds now."""
+    os.set_blocking(pipe_r, False)
+    taken = bytearray()
+    try:
+        while chunk := os.read(pipe_r, 65536):
+            taken += chunk
+    except BlockingIOError:
+        pass
+    finally:
+        os.set_blocking(pipe_r, True)
+    return bytes(taken)
+
+
+@needs_known_syscalls
 @pytest.mark.anyio
-@pytest.mark.parametrize("name", ["read", "write"])
-async def test_a_cancelled_file_read_or_write_returns_what_it_did(
+@pytest.mark.parametrize("name", ["sendfile", "splice"])
+async def test_a_cancelled_transfer_returns_its_count(
+    name: str, tmp_path: Path, pipe: tuple[int, int]
+) -> None:
+    """A scope's cancel while ``sendfile`` or ``splice`` from a file waits for room in a pipe:
+    the call runs on (``MUTATE``), and the caller gets its count (the file's offset moved:
+    dropped, the count would leave it not knowing what went), then the cancel, at its next
+    checkpoint, as anyio's and trio's ``to_thread`` do."""
+    r, w = pipe
+    path = tmp_path / "f"
+    await in_worker(path.write_bytes, b"0123456789")
+    fd = await aos.open(path, os.O_RDONLY)
+    got: list[object] = []
+    scope = anyio.CancelScope()
+
+    async def caller() -> None:
+        with scope:
+            if name == "sendfile":
+                got.append(await aos.sendfile(w, fd, None, 10))
+            else:
+                got.append(await aos.splice(fd, w, 10))
+            await anyio.lowlevel.checkpoint()
+            got.append("ran past the next checkpoint")
+
+    try:
+        await in_worker(fill, w)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            await until_blocked_in(SYSCALLS[name])
+            scope.cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert got == [], "MUTATE returned before its call did"
+            piped = await in_worker(drain, r)  # room: the call writes and returns
+        assert scope.cancelled_caught
+        assert got == [10]
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 10
+        piped += await in_worker(drain, r)
+        assert piped.endswith(b"0123456789")
+        assert set(piped[:-10]) == {ord("x")}
+    finally:
+        await aos.close(fd)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["chmod", "write", "open", "close"])
+async def test_a_call_cancelled_before_a_worker_took_it_is_taken_back(
     name: str, tmp_path: Path, one_worker: None
 ) -> None:
-    """A scope's cancel while a regular file's ``read`` or ``write`` waits for its worker: the
-    call runs all the same (``MUTATE``), and the caller gets the bytes it read or the count it
-    wrote (the offset moved: dropped, they would be lost), then the cancel, at its next
-    checkpoint, as anyio's and trio's ``to_thread`` do."""
+    """A scope's cancel while a call waits in the queue (the sole worker is busy): the call is
+    taken back and the cancel raised at once, so the caller knows it never ran; but ``close``,
+    which cleanup that forgot its shield relies on, runs all the same, then raises. (Calls with
+    an io_uring form, ``mkdir`` say, do not queue behind a busy worker.)"""
     path = tmp_path / "f"
     await in_worker(path.write_bytes, b"0123456789")
     fd = await aos.open(path, os.O_RDWR)
     started, gate = threading.Event(), threading.Event()
-    got: list[object] = []
-    scope = anyio.CancelScope()
+    outcome: list[object] = []
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "chmod": lambda: aos.chmod(path, 0o600),
+        "write": lambda: aos.write(fd, b"abcd"),
+        "open": lambda: aos.open(tmp_path / "opened", os.O_CREAT | os.O_WRONLY),
+        "close": lambda: aos.close(fd),
+    }
 
     def hold_the_worker() -> None:
         started.set()
         gate.wait(10)
 
-    async def caller() -> None:
+    async def caller(scope: anyio.CancelScope) -> None:
         with scope:
-            got.append(await (aos.read(fd, 4) if name == "read" else aos.write(fd, b"abcd")))
-            await anyio.lowlevel.checkpoint()
-            got.append("ran past the next checkpoint")
+            outcome.append(await calls[name]())
+        outcome.append("cancelled" if scope.cancelled_caught else "returned")
 
+    before = await in_worker(fd_count)
+    mode = (await aos.stat(path)).st_mode
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(in_worker, hold_the_worker)
             await anyio.to_thread.run_sync(started.wait, 10)
-            tg.start_soon(caller)
+            scope = anyio.CancelScope()
+            tg.start_soon(caller, scope)
             await anyio.wait_all_tasks_blocked()
             scope.cancel()
             await anyio.wait_all_tasks_blocked()
-            assert got == [], "MUTATE returned before its call ran"
+            if name == "close":
+                assert outcome == [], "close returned before it ran"
+            else:
+                assert outcome == ["cancelled"], "the cancel waited for the busy worker"
             gate.set()
-        assert scope.cancelled_caught
-        assert got == ([b"0123"] if name == "read" else [4])
-        assert os.lseek(fd, 0, os.SEEK_CUR) == 4
-        expected = b"0123456789" if name == "read" else b"abcd456789"
-        assert await in_worker(path.read_bytes) == expected
+        assert outcome == ["cancelled"]
+        if name == "close":
+            with pytest.raises(OSError, match="Bad file descriptor"):
+                os.fstat(fd)
+            assert await in_worker(fd_count) == before - 1
+            return
+        assert await in_worker(os.listdir, tmp_path) == ["f"]
+        assert (await aos.stat(path)).st_mode == mode
+        assert await in_worker(path.read_bytes) == b"0123456789"
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0
+        assert await in_worker(fd_count) == before
     finally:
         gate.set()
-        await aos.close(fd)
+        if name != "close" or outcome != ["cancelled"]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @pytest.mark.anyio
