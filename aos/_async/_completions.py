@@ -453,9 +453,9 @@ class Channel:
         *,
         withdrawable: bool = True,
     ) -> Any:
-        """Run on ``pool``. With ``withdrawable``, a cancel takes back a call that no worker
-        has started, and is raised at once; else it waits for the call (see
-        :func:`after_completion`)."""
+        """Run on ``pool``. With ``withdrawable``, a cancel scope's cancel takes back a call
+        that no worker has started, and is raised at once; else a cancel waits for the call
+        (see :func:`after_completion`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -826,12 +826,13 @@ class AsyncioChannel(Channel):
             return await after_completion(job, None, self._scopes_check)
         # (outside the except clause: the call's own error must not carry the cancel as context)
         try:
-            if withdrawable and self.withdraw(pool, job):  # never ran: nothing to wait for
+            by_anyio = _by_anyio_alone(job.waiter, task, asked)
+            # A scope's cancel takes back a call not started. asyncio's own (Ctrl-C, a task
+            # group's) gets through anyio's shields: a shielded cleanup's call still runs.
+            if by_anyio and withdrawable and self.withdraw(pool, job):
                 self._unpark()  # (its waiter is cancelled: no delivery resumes it)
                 raise cancel
-            return await self._wait_out_cancel(
-                job, cancel, _by_anyio_alone(job.waiter, task, asked)
-            )
+            return await self._wait_out_cancel(job, cancel, by_anyio)
         finally:
             del cancel  # raised through this frame: no cycle through its local
 
@@ -853,7 +854,9 @@ class AsyncioChannel(Channel):
                     try:
                         await job.waiter
                     except asyncio.CancelledError as again:  # native: asyncio delivers it once
-                        cancelled = again
+                        # Raised in anyio's words if anyio's came first: its scope, cancelled,
+                        # then takes it as its own (an asyncio.timeout within it counted both).
+                        cancelled = cancel if by_anyio else again
                     except GeneratorExit:  # (as in run_to_completion)
                         abandoned(job)
                         raise

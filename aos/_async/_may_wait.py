@@ -3,8 +3,8 @@
 A call that waits for as long as another party takes (a splice from an empty pipe, a FIFO
 opened with no one at the other end, a lock held elsewhere) held a filesystem worker in the
 bounded pool: with two of them, every ``aos.access`` of the process waited. In the wait lane
-it holds none. It runs as ``MUTATE`` there: a cancel waits for it, as for a write that has
-begun, since part of the data may have moved (or the lock been taken).
+it holds none. It runs as ``MUTATE`` there: a cancel waits for it once it has begun, as for
+a write, since part of the data may have moved (or the lock been taken).
 
 - ``sendfile``, ``splice``: a side is a blocking pipe, FIFO, socket or tty. The loop does not
   wait for readiness first: what the kernel's call waits for is not always what ``epoll``

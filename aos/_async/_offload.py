@@ -5,12 +5,14 @@ runs the function on a worker and applies a cancellation policy:
 
 - ``QUERY``: read-only. A cancel returns at once; the worker finishes in the background and its
   result is dropped.
-- ``MUTATE``: side effects. A cancel takes back a call that no worker has started (every
-  worker busy): it is raised at once, and nothing ran. Else it waits until the call has
-  returned, so that the caller knows whether it happened: the call's value (or error) is returned, and the cancel of an
-  anyio or trio scope lands at the next checkpoint, as with their ``to_thread``; asyncio's own
-  ``Task.cancel()``, delivered once, is raised instead. With ``release``, a resource (an fd, a
-  pair of fds, a lock) is released and the cancel raised, so nothing leaks.
+- ``MUTATE``: side effects; the caller knows whether the call happened. A cancel scope's
+  cancel takes back a call that no worker has started (every worker busy): it is raised at
+  once, and nothing ran. A call that has begun is waited for; its value (or error) is returned,
+  and the scope's cancel (anyio's, trio's) lands at the next checkpoint, as with their
+  ``to_thread``. asyncio's own ``Task.cancel()``, delivered once, waits for the call even if
+  queued (it gets through anyio's shields: a shielded cleanup still runs), then is raised.
+  With ``release``, a resource (an fd, a pair of fds, a lock) is released and the cancel
+  raised, so nothing leaks.
 - ``WAIT``: may wait forever (``waitpid``, a blocking read). Runs in its own unbounded lane so
   it never holds a worker that filesystem calls need; a cancel returns at once.
 
@@ -53,13 +55,19 @@ _PATH_MODULES: Final = frozenset(
 _POLICY_SENTENCE: Final = {
     Policy.QUERY: "Cancellation returns at once; the call finishes in a worker and its result is dropped.",
     Policy.MUTATE: (
-        "Cancellation waits until the call has returned, which then returns its result; the"
-        " cancel lands at the next checkpoint (asyncio's own ``Task.cancel()`` is raised)."
+        "Cancellation takes back a call not started yet; else it waits until the call has"
+        " returned, which then returns its result, and the cancel lands at the next checkpoint"
+        " (asyncio's own ``Task.cancel()`` is raised)."
     ),
     Policy.WAIT: "Runs in the unbounded wait lane; cancellation returns at once.",
 }
 _RELEASING_SENTENCE: Final = (
-    "Cancellation waits until the call has returned, closes what it opened, then is raised."
+    "Cancellation takes back a call not started yet; else it waits until the call has"
+    " returned, closes what it opened, then is raised."
+)
+_RUNS_WHEN_CANCELLED_SENTENCE: Final = (
+    "It runs even when its caller is cancelled already (cleanup that forgot its shield still"
+    " frees the fd), then the cancel is raised."
 )
 
 
@@ -147,7 +155,13 @@ def offload(
     )
     wrapper.__module__ = home  # (where pickle finds it)
     name = getattr(fn, "__name__", repr(fn))
-    sentence = _RELEASING_SENTENCE if release is not None else _POLICY_SENTENCE[policy]
+    sentence = (
+        _RUNS_WHEN_CANCELLED_SENTENCE
+        if runs_when_cancelled
+        else _RELEASING_SENTENCE
+        if release is not None
+        else _POLICY_SENTENCE[policy]
+    )
     wrapper.__doc__ = f"Like :func:`{original}.{name}`, but async. {sentence}"
     wrapper.__aos_policy__ = policy  # type: ignore[attr-defined]
     wrapper.__aos_ring__ = ring  # type: ignore[attr-defined]

@@ -991,7 +991,8 @@ def fwalk(
     ``lstat()/open()/fstat()`` check), holding at most a quarter of the process's fd limit
     (read-ahead waits, rather than fail, when fds run short); every fd, read ahead or yielded,
     is closed on exhaustion, ``aclose``, exit of ``async with``, an error, cancellation and
-    garbage collection. Reads run to completion (a cancel waits for the batch, then closes its fds).
+    garbage collection. Reads run to completion (a cancel waits for a batch that has begun,
+    then closes its fds).
     ``onerror`` runs in the event-loop thread and must not block.
     """
     return _FWalk(top, topdown, onerror, follow_symlinks, dir_fd)

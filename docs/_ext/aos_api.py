@@ -26,7 +26,7 @@ from aos._async._offload import Policy, policy_of
 
 POLICY_TEXT = {
     Policy.QUERY: "**QUERY**: a cancel returns at once; the call finishes in a worker and its result is dropped.",
-    Policy.MUTATE: "**MUTATE**: a cancel waits until the call has returned, so you know whether it happened.",
+    Policy.MUTATE: "**MUTATE**: a cancel takes back a call not started yet, or waits until the call has returned, so you know whether it happened.",
     Policy.WAIT: "**WAIT**: runs in the unbounded wait lane, so it never holds a filesystem worker; a cancel returns at once.",
 }
 ROLE_OF = {

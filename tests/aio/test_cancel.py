@@ -267,6 +267,43 @@ async def test_a_call_cancelled_before_a_worker_took_it_is_taken_back(
 
 
 @pytest.mark.anyio
+async def test_a_native_cancel_of_a_queued_shielded_cleanup_lets_it_run(
+    tmp_path: Path, one_worker: None, anyio_backend: tuple[str, object]
+) -> None:
+    """asyncio's own cancel (Ctrl-C's, a task group's) gets through anyio's shields: a queued
+    call of a shielded cleanup is not taken back, it runs, then the cancel is raised."""
+    if anyio_backend[0] == "trio":
+        pytest.skip("a native asyncio cancel: trio's cancels are all its scopes'")
+    path = tmp_path / "f"
+    await in_worker(path.write_bytes, b"0123456789")
+    started, gate = threading.Event(), threading.Event()
+
+    def hold_the_worker() -> None:
+        started.set()
+        gate.wait(10)
+
+    async def cleanup() -> None:
+        with anyio.CancelScope(shield=True):
+            await aos.truncate(path, 0)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(in_worker, hold_the_worker)
+            await anyio.to_thread.run_sync(started.wait, 10)
+            task = asyncio.ensure_future(cleanup())
+            await anyio.wait_all_tasks_blocked()
+            task.cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert not task.done(), "the queued cleanup was taken back"
+            gate.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    finally:
+        gate.set()
+    assert await in_worker(path.read_bytes) == b""
+
+
+@pytest.mark.anyio
 async def test_a_call_made_when_cancelled_already_does_nothing(tmp_path: Path) -> None:
     """Every call is a checkpoint, as anyio's and trio's ``to_thread`` are: one made in a
     cancelled scope raises the cancel and runs nothing, whatever its policy or route (a

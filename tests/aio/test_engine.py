@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 import trio
@@ -284,26 +285,89 @@ def test_asyncio_timeout_around_a_mutate_call_times_out_and_leaves_no_cancel(
     raises it after the call has returned, so ``asyncio.timeout`` raises ``TimeoutError`` and
     the task runs on uncancelled (a cancel re-armed for the next await would outlive the block
     on 3.11 and 3.12)."""
+    started, gate = threading.Event(), threading.Event()
     done: list[str] = []
 
     def mutate() -> str:
-        time.sleep(0.05)
+        started.set()
+        gate.wait(WAIT_S)
         done.append("ran")
         return "value"
 
+    expiries: list[asyncio.Future[None]] = []
+
+    async def expire_once_running(deadline: asyncio.Timeout) -> None:
+        await asyncio.to_thread(started.wait, WAIT_S)
+        deadline.reschedule(asyncio.get_running_loop().time())  # (the call has begun)
+        await asyncio.sleep(0.01)
+        gate.set()
+
+    async def call_timed() -> None:
+        async with asyncio.timeout(None) as deadline:
+            expiries.append(asyncio.ensure_future(expire_once_running(deadline)))
+            await _engine.run_to_completion(mutate, (), {}, None)
+
     async def main() -> None:
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.001):
-                await _engine.run_to_completion(mutate, (), {}, None)
+            await call_timed()
+        await expiries[0]
         assert done == ["ran"]
         task = asyncio.current_task()
         assert task is not None
         assert task.cancelling() == 0
         await asyncio.sleep(0)  # no cancel left to land here
-        assert await _engine.run_to_completion(mutate, (), {}, None) == "value"
+        assert await _engine.run_to_completion(lambda: "value", (), {}, None) == "value"
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
+
+
+@pytest.mark.parametrize("factory", loop_factories())
+def test_an_asyncio_timeout_within_a_cancelled_anyio_scope_is_caught_by_the_scope(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """An anyio scope's cancel, then an ``asyncio.timeout`` within the scope, both while one
+    call runs: the scope catches the cancel, as it does around ``anyio.to_thread.run_sync``.
+    The cancel raised was the timeout's own, which the timeout, counting two requests, let
+    through, and which anyio's scope did not take for its own: it ended the task."""
+    started, gate = threading.Event(), threading.Event()
+    events: list[object] = []
+
+    async def caller(scope: anyio.CancelScope, timeouts: list[asyncio.Timeout]) -> None:
+        with scope:
+            try:
+                async with asyncio.timeout(None) as timeout:
+                    timeouts.append(timeout)
+                    events.append(await _engine.run_to_completion(mutate, (), {}, None))
+                    await anyio.lowlevel.checkpoint()
+                    events.append("ran past the checkpoint")
+            except TimeoutError:
+                events.append("TimeoutError")
+        events.append(("scope caught", scope.cancelled_caught))
+        task = asyncio.current_task()
+        assert task is not None
+        events.append(("cancelling", task.cancelling()))
+
+    def mutate() -> str:
+        started.set()
+        gate.wait(WAIT_S)
+        return "value"
+
+    async def main() -> None:
+        scope = anyio.CancelScope()
+        timeouts: list[asyncio.Timeout] = []
+        task = asyncio.ensure_future(caller(scope, timeouts))
+        await asyncio.to_thread(started.wait, WAIT_S)
+        scope.cancel()
+        await asyncio.sleep(0.01)  # anyio delivers its cancel
+        timeouts[0].reschedule(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.01)  # the timeout cancels the task too
+        gate.set()
+        await task
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    assert events == [("scope caught", True), ("cancelling", 0)]
 
 
 @pytest.mark.parametrize("kind", ["native", "anyio"])
