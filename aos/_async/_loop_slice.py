@@ -118,7 +118,15 @@ def attempt_done(channel: _completions.Channel) -> None:
 
 async def _take_turn(channel: _completions.Channel) -> None:
     """Wait until the loop has run and it is the caller's turn to begin a slice, or to share
-    one that has not passed yet (see :mod:`aos._async._turns`)."""
+    one that has not passed yet (see :mod:`aos._async._turns`); then raise a cancel that came
+    meanwhile (on asyncio, anyio delivers its scope's cancel a loop iteration after the cancel:
+    a turn granted before that was answered, although the call is a checkpoint)."""
+    await _wait_for_turn(channel)
+    await channel.checkpoint_if_cancelled()
+
+
+async def _wait_for_turn(channel: _completions.Channel) -> None:
+    """The wait of :func:`_take_turn`."""
     turns = channel.turns
     task_id = id(channel.current_task())  # (a task that reuses the number inherits its turns)
     while True:

@@ -563,6 +563,34 @@ async def test_on_trio_turns_are_taken_under_ki_protection(
     assert all(protected["join"] + protected["begin"]), protected
 
 
+async def test_a_call_in_a_cancelled_scope_is_not_answered_when_its_turn_comes(
+    place: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call is a checkpoint: one made in a scope cancelled already raises the cancel, even
+    when it waits for its turn among tasks answered inline (on asyncio, anyio delivers a cancel
+    to a waiting task a loop iteration later: a turn granted before that was answered)."""
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", EVERY_TIME)
+    answered = take_route("inline", monkeypatch)
+    done = False
+    returned = 0
+
+    async def busy() -> None:
+        while not done:
+            await aos.stat(place / "file")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(busy)
+        for _ in range(300):
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await aos.stat(place / "file")
+                returned += 1
+        done = True
+    assert answered()
+    assert returned == 0
+
+
 async def test_an_answer_after_the_loop_ran_needs_no_scheduling_point(
     place: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, object]
 ) -> None:
