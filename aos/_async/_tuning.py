@@ -19,7 +19,8 @@ def max_workers() -> int:
 
 
 def set_max_workers(n: int) -> None:
-    """Let at most ``n`` threads run filesystem calls at once; extra idle threads exit."""
+    """Let at most ``n`` threads run filesystem calls at once: extra threads exit when idle, or
+    once the call they run has returned."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"max workers must be an int, not {type(n).__name__}")
     if n < 1:

@@ -232,8 +232,11 @@ class Pool:
                 if arrived:
                     self._waking -= 1
                     arrived = False
-                if self.limit is not None and self._threads > self.limit and not jobs:
-                    self._threads -= 1  # the pool was shrunk: leave once the queue is empty
+                if self.limit is not None and self._threads > self.limit:
+                    self._threads -= 1  # the pool was shrunk: leave, even amid a steady load
+                    if jobs and self._idle and len(jobs) > self._waking:
+                        self._idle.pop().wake.release()  # (its jobs are another's now)
+                        self._waking += 1
                     return
                 job = jobs.popleft() if jobs else None
                 if job is None:

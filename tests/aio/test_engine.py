@@ -684,6 +684,35 @@ def test_shrinking_the_pool_lets_extra_threads_exit() -> None:
     assert done.acquire(timeout=WAIT_S)
 
 
+def test_a_pool_shrunk_while_its_queue_is_full_runs_no_more_than_its_new_limit() -> None:
+    """Threads beyond the new limit leave as they come back to the queue, full or not: before,
+    they left only once it was empty, which a steady load never lets happen."""
+    pool = Pool("shrink-busy", 4)
+    gate, done = threading.Event(), threading.Semaphore(0)
+    running = peak = 0
+    lock = threading.Lock()
+
+    def counted() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+
+    for _ in range(4):  # four threads, all busy
+        pool.submit(_finishing_job(lambda: gate.wait(WAIT_S), done))
+    pool.set_limit(1)
+    for _ in range(8):
+        pool.submit(_finishing_job(counted, done))
+    gate.set()
+    for _ in range(12):
+        assert done.acquire(timeout=WAIT_S)
+    assert peak == 1
+    assert until(lambda: pool.threads() == 1)
+
+
 def test_worker_threads_are_daemons() -> None:
     pool = Pool("daemon", 1)
     done = threading.Semaphore(0)
