@@ -40,6 +40,22 @@ REAL_STAT = os.stat  # blockbuster's wrapper raises inside an except block, sett
 WAIT_S = 10.0  # a generous bound for waiting on worker threads; never a timing assertion
 
 
+def gated(
+    value: str, started: threading.Event, gate: threading.Event, ran: list[str] | None = None
+) -> Callable[[], str]:
+    """A call that says it has begun, waits until ``gate`` is set, notes in ``ran`` that it
+    returned, and returns ``value``."""
+
+    def call() -> str:
+        started.set()
+        gate.wait(WAIT_S)
+        if ran is not None:
+            ran.append("syscall returned")
+        return value
+
+    return call
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _uvloop_warmed_up() -> None:
     """uvloop opens a pipe pair on its first loop and keeps it for the process: not a leak."""
@@ -186,11 +202,7 @@ async def test_mutate_cancel_waits_for_the_call(with_release: bool) -> None:
     returned: list[str] = []
     events: list[str] = []
 
-    def mutate() -> str:
-        started.set()
-        gate.wait(WAIT_S)
-        events.append("syscall returned")
-        return "result"
+    mutate = gated("result", started, gate, events)
 
     scope = anyio.CancelScope()
 
@@ -257,10 +269,7 @@ def test_mutate_waits_through_a_native_asyncio_cancel() -> None:
     started, gate = threading.Event(), threading.Event()
     released: list[str] = []
 
-    def mutate() -> str:
-        started.set()
-        gate.wait(WAIT_S)
-        return "fd"
+    mutate = gated("fd", started, gate)
 
     async def main() -> list[str]:
         task = asyncio.ensure_future(_engine.run_to_completion(mutate, (), {}, released.append))
@@ -288,11 +297,7 @@ def test_asyncio_timeout_around_a_mutate_call_times_out_and_leaves_no_cancel(
     started, gate = threading.Event(), threading.Event()
     done: list[str] = []
 
-    def mutate() -> str:
-        started.set()
-        gate.wait(WAIT_S)
-        done.append("ran")
-        return "value"
+    mutate = gated("value", started, gate, done)
 
     expiries: list[asyncio.Future[None]] = []
 
@@ -311,7 +316,7 @@ def test_asyncio_timeout_around_a_mutate_call_times_out_and_leaves_no_cancel(
         with pytest.raises(TimeoutError):
             await call_timed()
         await expiries[0]
-        assert done == ["ran"]
+        assert done == ["syscall returned"]
         task = asyncio.current_task()
         assert task is not None
         assert task.cancelling() == 0
@@ -348,10 +353,7 @@ def test_an_asyncio_timeout_within_a_cancelled_anyio_scope_is_caught_by_the_scop
         assert task is not None
         events.append(("cancelling", task.cancelling()))
 
-    def mutate() -> str:
-        started.set()
-        gate.wait(WAIT_S)
-        return "value"
+    mutate = gated("value", started, gate)
 
     async def main() -> None:
         scope = anyio.CancelScope()
