@@ -30,11 +30,17 @@ def os_threads() -> set[int]:
     return {int(tid) for tid in os.listdir("/proc/self/task")}
 
 
+_RUNNERS_OWN: frozenset[int] = frozenset(os_threads())
+"""Threads of the test runner, there before any test (pytest-xdist's channel thread waits on its
+pipe for good): never aos's."""
+
+
 def stuck_threads() -> list[tuple[int, str]]:
-    """Threads (other than the caller) blocked on a pipe, a child or a FIFO, with their wchan."""
+    """Threads (other than the caller and the runner's own) blocked on a pipe, a child or a
+    FIFO, with their wchan."""
     me = threading.get_native_id()
     stuck = []
-    for tid in os_threads() - {me}:
+    for tid in os_threads() - {me} - _RUNNERS_OWN:
         try:
             with open(f"/proc/self/task/{tid}/wchan") as f:
                 wchan = f.read()
