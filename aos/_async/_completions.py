@@ -168,12 +168,13 @@ class Channel:
 
     def withdraw(self, pool: Pool, job: Job) -> bool:
         """Take back a call that no worker of ``pool`` has started: its cancelled caller then
-        knows that it never ran. ``False`` if it has started (or is on the ring, or the channel
-        is closed: its last delivery closes the eventfd)."""
+        knows that it never ran, and no longer waits for a delivery. ``False`` if it has started
+        (or is on the ring, or the channel is closed: its last delivery closes the eventfd)."""
         if not self.open or not pool.withdraw(job):
             return False
         self._submitted -= 1
-        job.fn, job.args, job.kwargs, job.release = None, (), {}, None
+        job.fn, job.args, job.kwargs, job.release, job.waiter = None, (), {}, None, None
+        self._unpark()
         return True
 
     def _busy(self) -> bool:
@@ -830,7 +831,6 @@ class AsyncioChannel(Channel):
             # A scope's cancel takes back a call not started. asyncio's own (Ctrl-C, a task
             # group's) gets through anyio's shields: a shielded cleanup's call still runs.
             if by_anyio and withdrawable and self.withdraw(pool, job):
-                self._unpark()  # (its waiter is cancelled: no delivery resumes it)
                 raise cancel
             return await self._wait_out_cancel(job, cancel, by_anyio)
         finally:

@@ -209,8 +209,6 @@ class TrioChannel(Channel):
 
         def withdraw_or_wait(_: object) -> trio.lowlevel.Abort:
             if withdrawable and self.withdraw(pool, job):  # never ran: nothing to wait for
-                job.waiter = None
-                self._unpark()
                 return trio.lowlevel.Abort.SUCCEEDED
             return trio.lowlevel.Abort.FAILED  # a cancel waits for the call
 
