@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
@@ -25,6 +26,21 @@ from aos._async._offload import QUERY, answers_inline, call, runs_on_ring
 from aos._async._workers import Job
 
 T = TypeVar("T")
+
+
+async def fill_pipe(w: int) -> int:
+    """Fill the pipe of write end ``w`` through a non-blocking description of its own
+    (non-blocking calls only, the flags of ``w`` untouched); how many bytes it took."""
+    fd = os.open(f"/proc/self/fd/{w}", os.O_WRONLY | os.O_NONBLOCK)
+    total = 0
+    try:
+        while True:
+            total += os.write(fd, b"z" * 4096)
+    except BlockingIOError:
+        return total
+    finally:
+        os.close(fd)
+        await anyio.lowlevel.checkpoint()
 
 
 def native_cancel(scope: anyio.CancelScope) -> Callable[[], object]:

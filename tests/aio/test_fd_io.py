@@ -24,7 +24,13 @@ import pytest
 
 import aos
 from aos._async._offload import QUERY, call
-from tests.aio._helpers import native_cancel, off_loop, run_child, unstuck_after_a_while
+from tests.aio._helpers import (
+    fill_pipe,
+    native_cancel,
+    off_loop,
+    run_child,
+    unstuck_after_a_while,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -117,7 +123,7 @@ async def test_cancelled_read_takes_nothing(pipe: tuple[int, int]) -> None:
 
 async def test_cancelled_write_to_a_full_pipe_writes_nothing(pipe: tuple[int, int]) -> None:
     r, w = pipe
-    size = await _fill(w)
+    size = await fill_pipe(w)
     with anyio.move_on_after(0.05) as scope:
         await aos.write(w, b"more")
     assert scope.cancelled_caught
@@ -127,20 +133,6 @@ async def test_cancelled_write_to_a_full_pipe_writes_nothing(pipe: tuple[int, in
     assert got == size
     os.close(w)
     assert await aos.read(r, 10) == b""  # nothing of the cancelled write
-
-
-async def _fill(w: int) -> int:
-    """Fill a pipe through a non-blocking description of its own (non-blocking calls only)."""
-    fd = os.open(f"/proc/self/fd/{w}", os.O_WRONLY | os.O_NONBLOCK)
-    total = 0
-    try:
-        while True:
-            total += os.write(fd, b"z" * 4096)
-    except BlockingIOError:
-        return total
-    finally:
-        os.close(fd)
-        await anyio.lowlevel.checkpoint()
 
 
 async def test_every_call_is_a_checkpoint_even_when_the_fd_is_ready(
