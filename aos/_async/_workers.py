@@ -21,6 +21,11 @@ IDLE_TIMEOUT: float = 10.0
 
 ENV_MAX_WORKERS: Final = "AOS_MAX_WORKERS"
 
+COMPACT_AFTER: Final = 64
+"""Jobs taken back that may stay in a pool's queue, skipped by workers, before they are cleared
+out; beyond it, once they are half the queue. Taking one back is then constant time on average
+(it was a search of the queue: cancelling 20,000 queued calls held the pool's lock for 1 s)."""
+
 
 def default_max_workers() -> int:
     """The filesystem pool's size: ``$AOS_MAX_WORKERS``, else one per CPU, from 2 to 8.
@@ -53,6 +58,7 @@ class Job:
         "fn",
         "kwargs",
         "notify",
+        "queued",
         "release",
         "request",
         "value",
@@ -78,6 +84,7 @@ class Job:
         self.request: Any = None  # loop side: the io_uring operation it runs as, if any
         self.notify: Callable[[Job], None] | None = None  # loop side: called instead of a waiter
         self.release: Callable[[Any], object] | None = None  # frees a value nobody will take
+        self.queued = False  # under its pool's lock: waiting in the queue, not taken back
 
     def run(self) -> None:
         """Run the call (on a worker), keep its outcome, and report completion."""
@@ -182,6 +189,7 @@ class Pool:
         self.keeps = keeps
         self._lock = threading.Lock()  # guards the fields below; held for a few bytecodes only
         self._jobs: deque[Job] = deque()
+        self._withdrawn = 0  # jobs taken back but still in _jobs (see withdraw)
         self._idle: list[_Worker] = []  # LIFO: the warmest thread is woken first, cold ones expire
         self._threads = 0
         self._waking = 0  # woken or started, not yet back at the queue
@@ -191,8 +199,9 @@ class Pool:
         worker = None
         spawn = False
         with self._lock:
+            job.queued = True
             self._jobs.append(job)
-            if len(self._jobs) > self._waking:
+            if self._waiting() > self._waking:
                 if self._idle:
                     worker = self._idle.pop()
                     self._waking += 1
@@ -205,6 +214,11 @@ class Pool:
         elif spawn:
             self._start_thread(job)
 
+    def _waiting(self) -> int:
+        """How many queued jobs wait for a worker (under the lock): the queue also holds jobs
+        taken back (see :meth:`withdraw`), which workers skip."""
+        return len(self._jobs) - self._withdrawn
+
     def _start_thread(self, job: Job) -> None:
         """Start a thread for ``job``; if none can start, take ``job`` back and raise, unless
         a worker took it meanwhile (then it runs, and its caller gets its result)."""
@@ -215,16 +229,13 @@ class Pool:
             with self._lock:
                 self._threads -= 1
                 self._waking -= 1
-                try:
-                    self._jobs.remove(job)
-                except ValueError:
+                if not self._take_back(job):
                     return
             raise
 
     def _work(self) -> None:
         """A worker thread's life: run queued jobs, sleep when there are none, exit when idle."""
         me = _Worker()
-        jobs = self._jobs
         lock = self._lock
         arrived = True  # counted in _waking until it reaches the queue
         while True:
@@ -234,11 +245,11 @@ class Pool:
                     arrived = False
                 if self.limit is not None and self._threads > self.limit:
                     self._threads -= 1  # the pool was shrunk: leave, even amid a steady load
-                    if jobs and self._idle and len(jobs) > self._waking:
+                    if self._idle and self._waiting() > self._waking:
                         self._idle.pop().wake.release()  # (its jobs are another's now)
                         self._waking += 1
                     return
-                job = jobs.popleft() if jobs else None
+                job = self._next_job()
                 if job is None:
                     self._idle.append(me)
             if job is not None:
@@ -259,13 +270,35 @@ class Pool:
             me.wake.acquire()
             arrived = True
 
+    def _next_job(self) -> Job | None:
+        """The next job to run, off the queue (under the lock); ``None`` if none waits."""
+        jobs = self._jobs
+        while jobs:
+            job = jobs.popleft()
+            if job.queued:
+                job.queued = False
+                return job
+            self._withdrawn -= 1  # (taken back: skipped)
+        return None
+
     def withdraw(self, job: Job) -> bool:
         """Take ``job`` back out of the queue; ``False`` if a worker has taken it already."""
         with self._lock:
-            try:
-                self._jobs.remove(job)  # (the queue is as long as the calls in flight)
-            except ValueError:
-                return False
+            return self._take_back(job)
+
+    def _take_back(self, job: Job) -> bool:
+        """:meth:`withdraw` under the lock, in constant time: the job stays in the queue, marked,
+        until a worker skips it, or until taken-back jobs fill half the queue (then they go)."""
+        if not job.queued:
+            return False
+        job.queued = False
+        self._withdrawn += 1
+        jobs = self._jobs
+        if self._withdrawn > COMPACT_AFTER and 2 * self._withdrawn > len(jobs):
+            waiting = [queued for queued in jobs if queued.queued]
+            jobs.clear()
+            jobs.extend(waiting)
+            self._withdrawn = 0
         return True
 
     def set_limit(self, limit: int) -> None:
@@ -285,12 +318,13 @@ class Pool:
     def is_idle(self) -> bool:
         """Whether no job is queued or running (abandoned calls finish in the background)."""
         with self._lock:
-            return not self._jobs and len(self._idle) == self._threads
+            return not self._waiting() and len(self._idle) == self._threads
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's threads and queue: none of them exist in the child."""
         self._lock = threading.Lock()
         self._jobs = deque()
+        self._withdrawn = 0
         self._idle = []
         self._threads = 0
         self._waking = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import random
 import sys
 import threading
 import time
@@ -670,6 +671,33 @@ def test_pool_is_idle_only_when_no_job_is_queued_or_running(
         assert done.acquire(timeout=WAIT_S)
     assert until(pool.is_idle)
     assert until(lambda: pool.threads() == 0)
+
+
+def test_jobs_taken_back_never_run_and_leave_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taking a queued job back only marks it; workers skip it, and once taken-back jobs are
+    half the queue they are cleared out, so the queue does not keep them."""
+    monkeypatch.setattr(_workers, "COMPACT_AFTER", 64)
+    pool = Pool("withdraw", 1)
+    gate, done = threading.Event(), threading.Semaphore(0)
+    pool.submit(_finishing_job(lambda: gate.wait(WAIT_S), done))  # the sole worker, busy
+    ran: list[int] = []
+    jobs = [_finishing_job(lambda i=i: ran.append(i), done) for i in range(1000)]
+    for job in jobs:
+        pool.submit(job)
+    kept = list(range(0, 1000, 7))
+    taken_back = [i for i in range(1000) if i % 7]
+    random.Random(5).shuffle(taken_back)
+    assert all(pool.withdraw(jobs[i]) for i in taken_back)
+    assert not pool.withdraw(jobs[taken_back[0]])  # not twice
+    assert len(pool._jobs) <= 2 * len(kept) + 64
+    assert not pool.is_idle()
+    gate.set()
+    for _ in range(1 + len(kept)):
+        assert done.acquire(timeout=WAIT_S)
+    assert not done.acquire(timeout=0.1)
+    assert ran == kept
+    assert not pool.withdraw(jobs[0])  # it ran
+    assert until(pool.is_idle)
 
 
 def test_shrinking_the_pool_lets_extra_threads_exit() -> None:
