@@ -18,12 +18,10 @@ A function that a later release of :mod:`os.path` adds is offloaded as ``QUERY``
 is passed through.
 """
 
-from __future__ import annotations
-
 import os
 import sys
-import types
-from os import PathLike
+import types as _types
+import typing as _typing
 from os.path import (
     altsep as altsep,
     basename as basename,
@@ -48,28 +46,30 @@ from os.path import (
     splitext as splitext,
     supports_unicode_filenames as supports_unicode_filenames,
 )
-from typing import TYPE_CHECKING, Any, AnyStr, overload
 
-from aos import blocking
-from aos._async import _inline as inline
-from aos._async._offload import QUERY, offload
+from aos import blocking as _blocking
+from aos._async import _inline
+from aos._async._offload import QUERY as _QUERY, offload as _offload
 
 __all__ = list(os.path.__all__)  # os.path's names, whatever this Python's are
 
-exists = offload(blocking.path.exists, QUERY, inline=inline.exists)
-lexists = offload(blocking.path.lexists, QUERY, inline=inline.lexists)
-isfile = offload(blocking.path.isfile, QUERY, inline=inline.isfile)
-isdir = offload(blocking.path.isdir, QUERY, inline=inline.isdir)
-islink = offload(blocking.path.islink, QUERY, inline=inline.islink)
-ismount = offload(blocking.path.ismount, QUERY)
-getsize = offload(blocking.path.getsize, QUERY, inline=inline.getsize)
-getmtime = offload(blocking.path.getmtime, QUERY, inline=inline.getmtime)
-getatime = offload(blocking.path.getatime, QUERY, inline=inline.getatime)
-getctime = offload(blocking.path.getctime, QUERY, inline=inline.getctime)
-samefile = offload(blocking.path.samefile, QUERY)
-sameopenfile = offload(blocking.path.sameopenfile, QUERY)
+exists = _offload(_blocking.path.exists, _QUERY, inline=_inline.exists)
+lexists = _offload(_blocking.path.lexists, _QUERY, inline=_inline.lexists)
+isfile = _offload(_blocking.path.isfile, _QUERY, inline=_inline.isfile)
+isdir = _offload(_blocking.path.isdir, _QUERY, inline=_inline.isdir)
+islink = _offload(_blocking.path.islink, _QUERY, inline=_inline.islink)
+ismount = _offload(_blocking.path.ismount, _QUERY)
+getsize = _offload(_blocking.path.getsize, _QUERY, inline=_inline.getsize)
+getmtime = _offload(_blocking.path.getmtime, _QUERY, inline=_inline.getmtime)
+getatime = _offload(_blocking.path.getatime, _QUERY, inline=_inline.getatime)
+getctime = _offload(_blocking.path.getctime, _QUERY, inline=_inline.getctime)
+samefile = _offload(_blocking.path.samefile, _QUERY)
+sameopenfile = _offload(_blocking.path.sameopenfile, _QUERY)
 
-if TYPE_CHECKING:  # overloaded in os.path; mypy keeps only one overload through ParamSpec
+if _typing.TYPE_CHECKING:  # overloaded in os.path; mypy keeps only one overload through ParamSpec
+    from os import PathLike
+    from typing import Any, AnyStr, overload
+
     from _typeshed import BytesPath, StrPath
 
     @overload
@@ -94,10 +94,10 @@ if TYPE_CHECKING:  # overloaded in os.path; mypy keeps only one overload through
     async def relpath(path: Any, start: Any = None) -> Any: ...
 
 else:
-    abspath = offload(blocking.path.abspath, QUERY)
-    expanduser = offload(blocking.path.expanduser, QUERY)
-    realpath = offload(blocking.path.realpath, QUERY)
-    relpath = offload(blocking.path.relpath, QUERY)
+    abspath = _offload(_blocking.path.abspath, _QUERY)
+    expanduser = _offload(_blocking.path.expanduser, _QUERY)
+    realpath = _offload(_blocking.path.realpath, _QUERY)
+    relpath = _offload(_blocking.path.relpath, _QUERY)
 
 if sys.version_info >= (3, 12):
     from os.path import isjunction as isjunction, splitroot as splitroot
@@ -112,5 +112,5 @@ if sys.version_info >= (3, 13):
 _LATER_NAMES = frozenset(__all__) - set(globals())
 for _name in _LATER_NAMES:
     _value = getattr(os.path, _name)
-    _is_function = isinstance(_value, (types.BuiltinFunctionType, types.FunctionType))
-    globals()[_name] = offload(_value, QUERY) if _is_function else _value
+    _is_function = isinstance(_value, (_types.BuiltinFunctionType, _types.FunctionType))
+    globals()[_name] = _offload(_value, _QUERY) if _is_function else _value

@@ -206,6 +206,12 @@ def test_path_all_mirrors_os_path() -> None:
     assert sorted(aos.path.__all__) == sorted(posixpath.__all__)
 
 
+def test_path_has_no_public_name_os_path_lacks() -> None:
+    """Its helpers are private: ``dir(aos.path)``, and a REPL's completion, offer os.path's names."""
+    extra = {n for n in dir(aos.path) if not n.startswith("_")} - set(dir(posixpath))
+    assert not extra, sorted(extra)
+
+
 @pytest.mark.parametrize("name", sorted(PATH_ASYNC))
 def test_path_disk_query_is_async(name: str) -> None:
     ours, theirs = getattr(aos.path, name), getattr(posixpath, name)
