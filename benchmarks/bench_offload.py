@@ -6,7 +6,9 @@ on ext4 and tmpfs. Each round times the sync call and then the async one; a row 
 median over rounds of (async time per call / sync time per call) of the same round. A heartbeat
 task records how late a 1 ms sleep wakes up while async calls run: the longest such stall, and
 the 99th percentile (what the longest leaves out: this VM alone stalls a loop for up to a few ms
-now and then). Garbage collections that run meanwhile are timed too: a full one stops the loop
+now and then), and the longest stall beyond the time the loop's thread spent waiting for a CPU
+(runnable, not running: ``/proc/thread-self/schedstat``), which is what the loop's own work and
+its waits for the GIL add, where the rest is the kernel's scheduling. Garbage collections that run meanwhile are timed too: a full one stops the loop
 for as long as it takes to scan the process's heap (aos's calls make no garbage for it:
 ``tests/reliability/test_garbage.py``), so each row also gives the longest collection and the
 longest stall of a heartbeat during which none ran.
@@ -46,6 +48,7 @@ FLOOR_WINDOW_S = 0.5  # ...each this long
 HEARTBEAT_S = 0.001
 
 Op = Callable[[int], Awaitable[object]]  # an async call; its argument is the caller's index
+Floor = tuple[float, float, float, float]  # the idle floor of a loop: see idle_floor
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Row:
     stall_p99_s: float = 0.0
     gc_s: float = 0.0  # the longest garbage collection while the row ran
     stall_without_gc_s: float = 0.0  # the longest stall of a heartbeat no collection overlapped
+    stall_beyond_cpu_wait_s: float = 0.0  # the longest stall less the thread's wait for a CPU
 
     @property
     def ratio(self) -> float:
@@ -70,14 +74,26 @@ class Row:
         return statistics.median(self.micros)
 
 
+@dataclass
+class Stalls:
+    """What the heartbeat saw since the last :meth:`Heartbeat.take` (seconds)."""
+
+    longest: float = 0.0  # the largest oversleep
+    p99: float = 0.0  # its 99th percentile
+    longest_gc: float = 0.0  # the longest collection that overlapped a recorded sleep
+    longest_without_gc: float = 0.0  # the largest oversleep of a sleep no collection overlapped
+    longest_beyond_cpu_wait: float = 0.0  # the largest oversleep less the wait for a CPU in it
+
+
 class Heartbeat:
     """Sleeps 1 ms in a loop and keeps the oversleep of each sleep begun while ``recording``,
-    and the garbage collections that ran meanwhile."""
+    how long the loop's thread waited for a CPU meanwhile, and the garbage collections."""
 
     def __init__(self) -> None:
         self.recording = False
         self.epoch = 0  # bumped when the loop is blocked on purpose (the sync baseline)
-        self.beats: list[tuple[float, float]] = []  # (when the sleep began, its lateness)
+        # (when the sleep began, its lateness, the thread's time runnable but not running)
+        self.beats: list[tuple[float, float, float]] = []
         self.collections: list[tuple[float, float]] = []  # (began, ended)
         self._collecting_since = 0.0
 
@@ -89,42 +105,47 @@ class Heartbeat:
 
     async def run(self) -> None:
         gc.callbacks.append(self._on_collection)
+        schedstat = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # the loop's thread
         try:
-            await self._beat()
+            await self._beat(schedstat)
         finally:
+            os.close(schedstat)
             gc.callbacks.remove(self._on_collection)
 
-    async def _beat(self) -> None:
+    async def _beat(self, schedstat: int) -> None:
+        def cpu_wait() -> float:  # the thread's time runnable but not running, so far
+            return int(os.pread(schedstat, 100, 0).split()[1]) / 1e9
+
         while True:
             # A sleep that began while recording counts (one that ends after the round would be
             # lost otherwise), unless the loop was blocked on purpose meanwhile.
-            recording, epoch, start = self.recording, self.epoch, time.perf_counter()
+            recording, epoch, waited = self.recording, self.epoch, cpu_wait()
+            start = time.perf_counter()
             await anyio.sleep(HEARTBEAT_S)
             late = time.perf_counter() - start - HEARTBEAT_S
             if recording and epoch == self.epoch:
-                self.beats.append((start, late))
+                self.beats.append((start, late, cpu_wait() - waited))
 
-    def take(self) -> tuple[float, float, float, float]:
-        """Since the last take (seconds): the largest and the 99th percentile oversleep, the
-        longest collection, and the largest oversleep of a sleep that no collection overlapped."""
+    def take(self) -> Stalls:
+        """What the recorded sleeps saw since the last take."""
         beats, self.beats = self.beats, []
         collections, self.collections = self.collections, []
         if not beats:
-            return 0.0, 0.0, 0.0, 0.0
-        lateness = sorted(late for _, late in beats)
+            return Stalls()
+        lateness = sorted(late for _, late, _ in beats)
 
-        def overlap(collection: tuple[float, float], beat: tuple[float, float]) -> bool:
-            (began, ended), (start, late) = collection, beat
+        def overlap(collection: tuple[float, float], beat: tuple[float, float, float]) -> bool:
+            (began, ended), (start, late, _) = collection, beat
             return began < start + HEARTBEAT_S + late and ended > start
 
         overlapping = [c for c in collections if any(overlap(c, beat) for beat in beats)]
         clear = [beat[1] for beat in beats if not any(overlap(c, beat) for c in overlapping)]
-        longest_gc = max((e - b for b, e in overlapping), default=0.0)
-        return (
-            lateness[-1],
-            lateness[int(len(lateness) * 0.99)],
-            longest_gc,
-            max(clear, default=0.0),
+        return Stalls(
+            longest=lateness[-1],
+            p99=lateness[int(len(lateness) * 0.99)],
+            longest_gc=max((e - b for b, e in overlapping), default=0.0),
+            longest_without_gc=max(clear, default=0.0),
+            longest_beyond_cpu_wait=max(late - waited for _, late, waited in beats),
         )
 
 
@@ -219,38 +240,44 @@ async def measure(
                 row.ratios.append(async_s / sync_s)
                 row.micros.append(async_s * 1e6)
             await anyio.sleep(3 * HEARTBEAT_S)  # the last sleep of the last round ends
-            row.stall_s, row.stall_p99_s, row.gc_s, row.stall_without_gc_s = beat.take()
+            stalls = beat.take()
+            row.stall_s, row.stall_p99_s = stalls.longest, stalls.p99
+            row.gc_s, row.stall_without_gc_s = stalls.longest_gc, stalls.longest_without_gc
+            row.stall_beyond_cpu_wait_s = stalls.longest_beyond_cpu_wait
             rows.append(row)
             print(
                 f"{backend:8} {workload:16} {mode:14} {name:26} {row.ratio:6.1f}x  "
                 f"{row.us:7.1f} us  stall {row.stall_s * 1e3:5.2f} ms "
                 f"(p99 {row.stall_p99_s * 1e3:4.2f}, gc {row.gc_s * 1e3:4.2f}, "
-                f"without gc {row.stall_without_gc_s * 1e3:4.2f})",
+                f"without gc {row.stall_without_gc_s * 1e3:4.2f}, "
+                f"beyond CPU wait {row.stall_beyond_cpu_wait_s * 1e3:4.2f})",
                 file=sys.stderr,
             )
 
 
-async def idle_floor(beat: Heartbeat) -> tuple[float, float, float]:
+async def idle_floor(beat: Heartbeat) -> Floor:
     """The stall of the heartbeat alone, nothing else running (what the machine adds): the
-    median and the largest, over ``FLOOR_WINDOWS`` windows, of each window's longest stall, and
-    the largest 99th percentile of a window."""
+    median and the largest, over ``FLOOR_WINDOWS`` windows, of each window's longest stall, the
+    largest 99th percentile of a window, and the largest stall beyond the wait for a CPU."""
     await anyio.sleep(0.05)
     beat.take()
     worst: list[float] = []
     p99: list[float] = []
+    beyond: list[float] = []
     for _ in range(FLOOR_WINDOWS):
         beat.recording = True
         await anyio.sleep(FLOOR_WINDOW_S)
         beat.recording = False
         await anyio.sleep(3 * HEARTBEAT_S)
-        longest, percentile, _, _ = beat.take()
-        worst.append(longest)
-        p99.append(percentile)
-    return statistics.median(worst), max(worst), max(p99)
+        stalls = beat.take()
+        worst.append(stalls.longest)
+        p99.append(stalls.p99)
+        beyond.append(stalls.longest_beyond_cpu_wait)
+    return statistics.median(worst), max(worst), max(p99), max(beyond)
 
 
 async def bench_backend(
-    backend: str, rounds: int, dirs: dict[str, str], floors: dict[str, tuple[float, float, float]]
+    backend: str, rounds: int, dirs: dict[str, str], floors: dict[str, Floor]
 ) -> list[Row]:
     rows: list[Row] = []
     beat = Heartbeat()
@@ -291,10 +318,10 @@ BACKENDS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def run_all(rounds: int) -> tuple[list[Row], dict[str, tuple[float, float, float]]]:
+def run_all(rounds: int) -> tuple[list[Row], dict[str, Floor]]:
     """Every row, and each loop's idle floor (seconds)."""
     rows: list[Row] = []
-    floors: dict[str, tuple[float, float, float]] = {}
+    floors: dict[str, Floor] = {}
     with (
         tempfile.TemporaryDirectory(dir="/tmp") as ext4,
         tempfile.TemporaryDirectory(dir="/dev/shm") as tmpfs,
@@ -328,9 +355,7 @@ def verdicts(rows: list[Row]) -> dict[tuple[str, str, str], str]:
     return out
 
 
-def markdown(
-    rows: list[Row], floors: dict[str, tuple[float, float, float]], rounds: int, seconds: float
-) -> str:
+def markdown(rows: list[Row], floors: dict[str, Floor], rounds: int, seconds: float) -> str:
     verdict = verdicts(rows)
     lines = [
         "# Offload cost: aos against its peers",
@@ -348,23 +373,31 @@ def markdown(
         "latest of all rounds, and the 99th percentile. gc = the longest garbage collection of "
         "the benchmark process while the row ran (a full one scans the whole heap with the loop "
         "stopped; aos's calls leave no garbage for it, see `tests/reliability/test_garbage.py`); "
-        "max w/o gc = the latest heartbeat that no collection overlapped.",
+        "max w/o gc = the latest heartbeat that no collection overlapped; beyond CPU wait = the "
+        "largest of (a heartbeat's lateness less the time the loop's thread was runnable but "
+        "waited for a CPU meanwhile, from `/proc/thread-self/schedstat`): the part of a stall "
+        "that the loop's own work and its waits for the GIL make, the rest being the kernel's "
+        "scheduling of the process's threads (workers, io_uring's) and the machine's.",
         "",
         "| loop | workload | mode | call | x sync | us/call | max stall ms | p99 stall ms "
-        "| gc ms | max w/o gc ms | target |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| gc ms | max w/o gc ms | beyond CPU wait ms | target |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r.backend} | {r.workload} | {r.mode} | {r.call} | {r.ratio:.1f} | {r.us:.1f} | "
             f"{r.stall_s * 1e3:.2f} | {r.stall_p99_s * 1e3:.2f} | {r.gc_s * 1e3:.2f} | "
-            f"{r.stall_without_gc_s * 1e3:.2f} | {verdict.get((r.backend, r.mode, r.call), '')} |"
+            f"{r.stall_without_gc_s * 1e3:.2f} | {r.stall_beyond_cpu_wait_s * 1e3:.2f} | "
+            f"{verdict.get((r.backend, r.mode, r.call), '')} |"
         )
     worst = max(rows, key=lambda r: r.stall_s)
     ours = max((r for r in rows if r.call.startswith("aos")), key=lambda r: r.stall_s)
     ours_p99 = max((r for r in rows if r.call.startswith("aos")), key=lambda r: r.stall_p99_s)
     ours_clear = max(
         (r for r in rows if r.call.startswith("aos")), key=lambda r: r.stall_without_gc_s
+    )
+    ours_own = max(
+        (r for r in rows if r.call.startswith("aos")), key=lambda r: r.stall_beyond_cpu_wait_s
     )
     lines += [
         "",
@@ -377,14 +410,19 @@ def markdown(
         f"({ours_p99.backend}, {ours_p99.workload}, {ours_p99.mode}). "
         f"Longest stall of an aos row that no garbage collection overlapped: "
         f"{ours_clear.stall_without_gc_s * 1e3:.2f} ms ({ours_clear.backend}, "
-        f"{ours_clear.workload}, {ours_clear.mode}).",
+        f"{ours_clear.workload}, {ours_clear.mode}). "
+        f"Longest stall of an aos row beyond its thread's wait for a CPU: "
+        f"{ours_own.stall_beyond_cpu_wait_s * 1e3:.2f} ms ({ours_own.backend}, "
+        f"{ours_own.workload}, {ours_own.mode}).",
         "",
         f"Idle floor (what this machine adds to every row): the heartbeat alone, nothing else "
         f"running, in {FLOOR_WINDOWS} windows of {FLOOR_WINDOW_S:g} s; the median and the "
-        "largest of each window's longest stall, and the largest 99th percentile of a window: "
+        "largest of each window's longest stall, the largest 99th percentile of a window, and "
+        "the largest stall beyond the wait for a CPU: "
         + ", ".join(
-            f"{backend} {median * 1e3:.2f} / {most * 1e3:.2f} / {p99 * 1e3:.2f} ms"
-            for backend, (median, most, p99) in floors.items()
+            f"{backend} {median * 1e3:.2f} / {most * 1e3:.2f} / {p99 * 1e3:.2f} / "
+            f"{beyond * 1e3:.2f} ms"
+            for backend, (median, most, p99, beyond) in floors.items()
         )
         + ".",
         "",
