@@ -58,7 +58,7 @@ class Job:
         "fn",
         "kwargs",
         "notify",
-        "queued",
+        "queue",
         "release",
         "request",
         "value",
@@ -84,7 +84,7 @@ class Job:
         self.request: Any = None  # loop side: the io_uring operation it runs as, if any
         self.notify: Callable[[Job], None] | None = None  # loop side: called instead of a waiter
         self.release: Callable[[Any], object] | None = None  # frees a value nobody will take
-        self.queued = False  # under its pool's lock: waiting in the queue, not taken back
+        self.queue: Pool | None = None  # the pool whose queue it waits in (under its lock)
 
     def run(self) -> None:
         """Run the call (on a worker), keep its outcome, and report completion."""
@@ -199,7 +199,7 @@ class Pool:
         worker = None
         spawn = False
         with self._lock:
-            job.queued = True
+            job.queue = self
             self._jobs.append(job)
             if self._waiting() > self._waking:
                 if self._idle:
@@ -275,8 +275,8 @@ class Pool:
         jobs = self._jobs
         while jobs:
             job = jobs.popleft()
-            if job.queued:
-                job.queued = False
+            if job.queue is self:
+                job.queue = None
                 return job
             self._withdrawn -= 1  # (taken back: skipped)
         return None
@@ -289,13 +289,13 @@ class Pool:
     def _take_back(self, job: Job) -> bool:
         """:meth:`withdraw` under the lock, in constant time: the job stays in the queue, marked,
         until a worker skips it, or until taken-back jobs fill half the queue (then they go)."""
-        if not job.queued:
+        if job.queue is not self:  # taken by a worker (perhaps handed over to another pool)
             return False
-        job.queued = False
+        job.queue = None
         self._withdrawn += 1
         jobs = self._jobs
         if self._withdrawn > COMPACT_AFTER and 2 * self._withdrawn > len(jobs):
-            waiting = [queued for queued in jobs if queued.queued]
+            waiting = [queued for queued in jobs if queued.queue is self]
             jobs.clear()
             jobs.extend(waiting)
             self._withdrawn = 0

@@ -700,6 +700,36 @@ def test_jobs_taken_back_never_run_and_leave_the_queue(monkeypatch: pytest.Monke
     assert until(pool.is_idle)
 
 
+def test_a_job_handed_over_to_the_wait_lane_is_not_taken_back_by_its_first_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a worker has taken a job, its pool cannot take it back, even while the job waits
+    in the wait lane's queue (handed over): it runs there, and both queues stay consistent."""
+    wait_lane = Pool("wait-test", 1)
+    monkeypatch.setattr(_workers, "WAIT_LANE", wait_lane)
+    pool = Pool("hands-over", 1)
+    gate, done = threading.Event(), threading.Semaphore(0)
+    wait_lane.submit(_finishing_job(lambda: gate.wait(WAIT_S), done))  # its sole worker, busy
+    ran: list[str] = []
+
+    def hand_over() -> None:
+        raise _workers.HandOver(lambda: ran.append("in the wait lane"))
+
+    job = _finishing_job(hand_over, done)
+    pool.submit(job)
+    assert until(lambda: job.queue is wait_lane)
+    assert not pool.withdraw(job)
+    assert until(pool.is_idle)
+    gate.set()
+    for _ in range(2):
+        assert done.acquire(timeout=WAIT_S)
+    assert ran == ["in the wait lane"]
+    assert until(wait_lane.is_idle)
+    pool.submit(_finishing_job(lambda: ran.append("next"), done))  # still wakes a worker
+    assert done.acquire(timeout=WAIT_S)
+    assert ran == ["in the wait lane", "next"]
+
+
 def test_shrinking_the_pool_lets_extra_threads_exit() -> None:
     pool = Pool("shrink", 4)
     gate, done = threading.Event(), threading.Semaphore(0)
