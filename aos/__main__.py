@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 from aos._cli import main
+from aos._cli._common import exit_with
 
 __all__ = ["main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -90,6 +90,11 @@ def as_table(output: str) -> dict[str, str]:
         ["-B", "MB"],
         ["-B", "KD"],
         ["-B", "E"],
+        ["-h", "-k"],  # the last unit given wins
+        ["-k", "-h"],
+        ["-b", "-k"],  # (-b's apparent sizes stay)
+        ["-m", "-B1"],
+        ["-B1", "-h"],
     ],
     ids=lambda options: " ".join(options),
 )
@@ -99,6 +104,29 @@ def test_du_equals_du(tree: Path, options: list[str], capsys: pytest.CaptureFixt
     expected = as_table(run_tool("du", *options, str(tree)))
     assert as_table(out) == expected
     assert len(out.splitlines()) == len(expected)  # no path printed twice
+
+
+@pytest.mark.parametrize(
+    "options", [["-s", "-a"], ["-sa"], ["-s", "-d", "1"], ["-s", "-d", "0"]], ids=" ".join
+)
+def test_du_refuses_or_warns_as_du_does(
+    tree: Path, options: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-s with -a, or with a depth other than 0, is refused (status 1); with -d 0, a warning."""
+    status, out, err = run_cli("du", *options, str(tree), capsys=capsys)
+    theirs = subprocess.run(["du", *options, str(tree)], capture_output=True, text=True)
+    assert (status, out) == (theirs.returncode, theirs.stdout)
+    assert err == theirs.stderr.replace("du", "aos du")  # (du: ..., Try 'du --help' ...)
+
+
+@pytest.mark.parametrize("slashes", ["/", "//", "///"])
+def test_du_prints_a_path_with_trailing_slashes_as_du_does(
+    tree: Path, slashes: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tree / "a") + slashes
+    status, out, err = run_cli("du", "-a", path, capsys=capsys)
+    assert (status, err) == (0, "")
+    assert out.splitlines() == run_tool("du", "-a", path).splitlines()
 
 
 @pytest.mark.parametrize("size", ["kb", "KIB", "1K ", "Ki", "1e", "Z", "1Y", "B", "0", "1.5K"])
@@ -173,6 +201,11 @@ def test_du_counts_a_path_given_twice_once(
         (["--size", "1"], ["-size", "1"]),
         (["--size", "513c"], ["-size", "513c"]),
         (["--size", "+2", "--size=-9"], ["-size", "+2", "-size", "-9"]),
+        (["--size", "-1k"], ["-size", "-1k"]),  # (argparse alone took -1k for an option)
+        (["--size", "-2", "--size", "+0"], ["-size", "-2", "-size", "+0"]),
+        (["--name", "f*", "--name", "*.txt"], ["-name", "f*", "-name", "*.txt"]),  # both apply
+        (["--iname", "F*", "--name", "*1*"], ["-iname", "F*", "-name", "*1*"]),
+        (["--type", "f,l", "--type", "l,d"], ["-type", "f,l", "-type", "l,d"]),
         (
             ["--type", "f", "--name", "f*", "--size=-2k"],
             ["-type", "f", "-name", "f*", "-size", "-2k"],
@@ -268,6 +301,38 @@ def test_find_reads_name_patterns_as_find_does(
     assert sorted(out.splitlines()) == sorted(expected.splitlines())
 
 
+BAR = "│\u00a0\u00a0 "  # what tree draws below an entry that has siblings after it
+
+
+def gnu_tree(*argv: str | bytes) -> bytes:
+    """What GNU tree 2 prints in a UTF-8 locale (the one whose drawing aos follows)."""
+    version = subprocess.run(["tree", "--version"], capture_output=True, text=True).stdout
+    if not version.startswith("tree v") or int(version[6:].split(".")[0]) < 2:
+        pytest.skip(f"needs GNU tree 2 or later, not {version.strip()!r}")
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    done = subprocess.run(["tree", *argv], capture_output=True, env=env, check=True)
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("tree") is None, reason="needs GNU tree")
+@pytest.mark.parametrize(
+    "options", [[], ["-a"], ["-d"], ["-L", "1"], ["-a", "-d", "-L", "2"]], ids=" ".join
+)
+def test_tree_equals_tree(tree: Path, options: list[str]) -> None:
+    assert run_aos_bytes("tree", *options, str(tree)) == gnu_tree(*options, str(tree))
+
+
+@pytest.mark.skipif(shutil.which("tree") is None, reason="needs GNU tree")
+def test_tree_writes_and_sorts_odd_names_as_tree_does(tmp_path: Path) -> None:
+    """Control characters and bytes that are not UTF-8 in octal; byte order (C.UTF-8's)."""
+    top = os.fsencode(tmp_path)
+    for name in [b"new\nline", b"\xff\xfe", "\ue000pua".encode(), b"caf\xc3\xa9", b"tab\there"]:
+        os.mkdir(os.path.join(top, name))
+        open(os.path.join(top, name, b"x\x7fy"), "w").close()
+    os.symlink(b"to\x01\xff", os.path.join(top, b"link"))
+    assert run_aos_bytes("tree", "-a", str(tmp_path)) == gnu_tree("-a", top)
+
+
 def test_tree_draws_sorted_entries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "b" / "inner").mkdir(parents=True)
     (tmp_path / "a.txt").write_text("a")
@@ -281,16 +346,23 @@ def test_tree_draws_sorted_entries(tmp_path: Path, capsys: pytest.CaptureFixture
         f"{tmp_path}\n"
         "├── a.txt\n"
         "├── b\n"
-        "│   ├── inner\n"
-        "│   │   └── deep.txt\n"
-        "│   └── z.txt\n"
+        f"{BAR}├── inner\n"
+        f"{BAR}{BAR}└── deep.txt\n"
+        f"{BAR}└── z.txt\n"
         "└── c-link -> a.txt\n"
-        "\n2 directories, 4 files\n"
+        "\n3 directories, 4 files\n"  # (tree 2 counts a PATH with entries)
     )
     _, out, _ = run_cli("tree", "-a", "-d", "-L", "1", str(tmp_path), capsys=capsys)
-    assert out == f"{tmp_path}\n└── b\n\n1 directory\n"
+    assert out == f"{tmp_path}\n└── b\n\n2 directories\n"
     _, out, _ = run_cli("tree", "-a", str(tmp_path / "b" / "inner"), capsys=capsys)
-    assert out.endswith("└── deep.txt\n\n0 directories, 1 file\n")
+    assert out.endswith("└── deep.txt\n\n1 directory, 1 file\n")
+    _, out, _ = run_cli(
+        "tree", str(tmp_path / ".dot"), str(tmp_path / "b" / "z.txt"), capsys=capsys
+    )
+    assert out == (  # a PATH that is not a directory: tree's words, counted as a file
+        f"{tmp_path}/.dot  [error opening dir]\n{tmp_path}/b/z.txt  [error opening dir]\n"
+        "\n0 directories, 2 files\n"
+    )
 
 
 def test_tree_lists_a_link_to_a_directory_as_one_without_entering_it(
@@ -307,13 +379,13 @@ def test_tree_lists_a_link_to_a_directory_as_one_without_entering_it(
         f"{tmp_path}\n"
         "├── dangling -> nowhere\n"
         "├── dir\n"
-        "│   └── f\n"
+        f"{BAR}└── f\n"
         "├── file\n"
         "└── ldir -> dir\n"
-        "\n2 directories, 3 files\n"
+        "\n3 directories, 3 files\n"
     )
     _, out, _ = run_cli("tree", "-d", str(tmp_path), capsys=capsys)
-    assert out == f"{tmp_path}\n├── dir\n└── ldir -> dir\n\n2 directories\n"
+    assert out == f"{tmp_path}\n├── dir\n└── ldir -> dir\n\n3 directories\n"
 
 
 def test_tree_shows_a_link_it_cannot_read_and_the_rest(
@@ -333,7 +405,7 @@ def test_tree_shows_a_link_it_cannot_read_and_the_rest(
     assert (status, err) == (0, "")
     assert out == (
         f"{tmp_path}\n├── a\n└── gone -> [Error reading symbolic link information]\n"
-        "\n0 directories, 2 files\n"
+        "\n1 directory, 2 files\n"
     )
 
 
@@ -384,9 +456,9 @@ def test_names_that_are_not_utf8_are_printed_as_their_bytes(tmp_path: Path) -> N
     assert sorted(found.splitlines()) == sorted(run_tool_bytes("find", top).splitlines())
     du = run_aos_bytes("du", "-ab", top)
     assert du == run_tool_bytes("du", "-ab", top)
-    drawn = run_aos_bytes("tree", top)
+    drawn = run_aos_bytes("tree", top)  # (tree writes such a byte in octal: \351)
     last = "└── ".encode()
-    assert drawn.endswith(last + b"caf\xe9\n    " + last + b"na\xefve\n\n1 directory, 1 file\n")
+    assert drawn.endswith(last + b"caf\\351\n    " + last + b"na\\357ve\n\n2 directories, 1 file\n")
 
 
 @pytest.mark.parametrize(
@@ -447,7 +519,8 @@ def test_unreadable_directory_is_reported_and_the_walk_goes_on(tmp_path: Path) -
 
 
 def test_ctrl_c_stops_without_a_traceback(tmp_path: Path) -> None:
-    """SIGINT while ``find`` is blocked writing to a full pipe: status 130, nothing on stderr."""
+    """SIGINT while ``find`` is blocked writing to a full pipe: it dies of SIGINT, as GNU tools
+    do (a shell says 130, and a script's loop stops too), with nothing on stderr."""
     for i in range(2000):  # far more output than a pipe holds
         (tmp_path / f"{i:04d}-{'x' * 100}").touch()
     child = subprocess.Popen(
@@ -465,8 +538,32 @@ def test_ctrl_c_stops_without_a_traceback(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert child.returncode == 130
+    assert child.returncode == -signal.SIGINT
     assert err == b""
+
+
+@pytest.mark.parametrize("argv", [["find"], ["du", "-a"], ["tree"]], ids=" ".join)
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path, argv: list[str]) -> None:
+    """``aos find | head -1``: it dies of SIGPIPE, as GNU tools do (a shell says 141), with
+    nothing on stderr (find and du reported a \"Broken pipe\" error per PATH left)."""
+    for i in range(2000):  # far more output than a pipe holds
+        (tmp_path / f"{i:04d}-{'x' * 100}").touch()
+    with subprocess.Popen(
+        [sys.executable, "-m", "aos", *argv, str(tmp_path), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:  # (closes its pipes and waits for it on the way out)
+        assert child.stdout is not None
+        assert child.stderr is not None
+        try:
+            assert child.stdout.readline()
+            child.stdout.close()
+            err = child.stderr.read()
+            child.wait(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    assert (child.returncode, err) == (-signal.SIGPIPE, b"")
 
 
 def test_progress_renders_counts(tmp_path: Path) -> None:

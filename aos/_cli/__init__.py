@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from collections.abc import Sequence
 
 from aos._cli import du, find, tree
@@ -24,6 +25,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_glued(sys.argv[1:] if argv is None else argv))
     raw_names_on_stdout()
     return guarded(lambda: run_on_loop(functools.partial(args.run, args), args.loop))
+
+
+def _glued(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each value that may begin with ``-`` joined to its option, as in
+    ``--size=-1k``: argparse would take ``-1k`` for an option (only a bare number is let by)."""
+    glued: list[str] = []
+    rest = iter(argv)
+    for arg in rest:
+        if arg == "--":
+            glued += [arg, *rest]
+        elif arg in find.OPTIONS_WITH_NEGATIVE_VALUES:
+            value = next(rest, None)
+            glued.append(arg if value is None else f"{arg}={value}")
+        else:
+            glued.append(arg)
+    return glued

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import io
 import os
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any, Final, Self, TextIO
+from typing import Any, Final, NoReturn, Self, TextIO
 
 import anyio
 
@@ -87,6 +89,16 @@ class ErrorLog:
         self.count += 1
         print(describe_error(self.command, self.action, err), file=sys.stderr)
 
+    @contextlib.contextmanager
+    def going_on(self) -> Iterator[None]:
+        """Report an ``OSError`` of the block and go on; a closed output pipe ends the command."""
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            self(err)
+
     @property
     def status(self) -> int:
         return 1 if self.count else 0
@@ -117,7 +129,8 @@ def _silence(stream: TextIO) -> None:
 def guarded(run: Callable[[], int]) -> int:
     """Run a command so that Ctrl-C and a closed output pipe end it quietly.
 
-    Ctrl-C exits with 130 and a closed pipe with 141, as a shell reports them, with no traceback.
+    Ctrl-C returns 130 and a closed pipe 141, as a shell reports them, with no traceback (see
+    :func:`exit_with`).
     """
     try:
         return run()
@@ -137,6 +150,17 @@ def guarded(run: Callable[[], int]) -> int:
             _silence(sys.stdout)
             return 128 + 13
         raise
+
+
+def exit_with(status: int) -> NoReturn:
+    """End the process with ``status``: 130 and 141 (Ctrl-C, a closed pipe) as a death by SIGINT
+    or SIGPIPE, as GNU tools end then and as Python ends on an uncaught KeyboardInterrupt, so
+    the program that ran the command knows (a shell script's loop stops at a Ctrl-C)."""
+    signum = status - 128
+    if signum in (signal.SIGINT, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+    sys.exit(status)
 
 
 class Progress:

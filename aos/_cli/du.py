@@ -8,6 +8,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from aos._cli._common import ErrorLog, Progress, add_common_options, at_least, human_size
 from aos._cli._scan import scan
@@ -37,38 +38,54 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="count bytes in files (st_size), not blocks used",
     )
-    unit = parser.add_mutually_exclusive_group()
-    unit.add_argument(
+    # The units: as in du, the last one given wins (-b also counts apparent sizes, for good).
+    parser.add_argument(
         "-B",
         "--block-size",
+        dest="unit",
         type=_block_size,
         default=BlockSize(1024),
         metavar="SIZE",
         help="print sizes in units of SIZE bytes: a number and/or a unit, K M G T P E (of 1024) "
         "or KB MB GB ... (of 1000); a unit alone is printed after each size (default 1024)",
     )
-    unit.add_argument(
-        "-b", "--bytes", action="store_true", help="same as --apparent-size --block-size=1"
+    parser.add_argument(
+        "-b",
+        "--bytes",
+        action=_Bytes,
+        nargs=0,
+        help="same as --apparent-size --block-size=1",
     )
-    unit.add_argument(
-        "-k",
-        dest="block_size",
+    parser.add_argument(
+        "-k", dest="unit", action="store_const", const=BlockSize(1024), help="like --block-size=1K"
+    )
+    parser.add_argument(
+        "-m", dest="unit", action="store_const", const=BlockSize(1024**2), help="like -B 1M"
+    )
+    parser.add_argument(
+        "-h",
+        "--human-readable",
+        dest="unit",
         action="store_const",
-        const=BlockSize(1024),
-        help="same as --block-size=1K",
-    )
-    unit.add_argument(
-        "-m",
-        dest="block_size",
-        action="store_const",
-        const=BlockSize(1024**2),
-        help="same as --block-size=1M",
-    )
-    unit.add_argument(
-        "-h", "--human-readable", action="store_true", help="print sizes like 1.5K, 23M, 2.0G"
+        const=HUMAN,
+        help="print sizes like 1.5K, 23M, 2.0G",
     )
     add_common_options(parser)
     parser.set_defaults(run=run)
+
+
+class _Bytes(argparse.Action):
+    """``-b``: apparent sizes, in bytes (a later unit option changes the unit only)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        namespace.apparent_size = True
+        namespace.unit = BlockSize(1)
 
 
 # -B SIZE as GNU du reads it: a number (octal after 0, hex after 0x) and/or a unit K M G T P E Z Y
@@ -89,6 +106,10 @@ class BlockSize:
 
     def format(self, n: int) -> str:
         return f"{-(-n // self.size)}{self.suffix}"
+
+
+HUMAN: Final = "human"
+"""The unit of ``-h``: each size in its own, like 1.5K."""
 
 
 def _block_size(text: str) -> BlockSize:
@@ -127,23 +148,47 @@ def _unit_suffix(size: int, tail: str) -> str:
 
 
 async def run(args: argparse.Namespace) -> int:
-    apparent = bool(args.apparent_size or args.bytes)
-    block_size: BlockSize = BlockSize(1) if args.bytes else args.block_size
+    conflict = _conflict(args)
+    if conflict:
+        print(f"aos du: {conflict}\nTry 'aos du --help' for more information.", file=sys.stderr)
+        return 1
+    unit: BlockSize | str = args.unit
     max_depth = 0 if args.summarize else args.max_depth
     errors = ErrorLog("du", "cannot access")
     inodes = _Inodes(every=len(args.paths) > 1)
 
     def show(size: int, path: str) -> None:
-        text = human_size(size) if args.human_readable else block_size.format(size)
+        text = human_size(size) if isinstance(unit, str) else unit.format(size)
         sys.stdout.write(f"{text}\t{path}\n")
 
     with Progress("du:", args.progress) as progress:
-        for top in args.paths:
-            try:
-                await _du_one(top, apparent, max_depth, args.all, inodes, errors, progress, show)
-            except OSError as err:
-                errors(err)
+        for top in map(_one_trailing_slash, args.paths):
+            with errors.going_on():
+                await _du_one(
+                    top, args.apparent_size, max_depth, args.all, inodes, errors, progress, show
+                )
     return errors.status
+
+
+def _conflict(args: argparse.Namespace) -> str | None:
+    """What du refuses in ``args`` (and -s with -d 0, which it warns about), or ``None``."""
+    if args.summarize and args.all:
+        return "cannot both summarize and show all entries"
+    if args.summarize and args.max_depth is not None:
+        if args.max_depth:
+            return f"warning: summarizing conflicts with --max-depth={args.max_depth}"
+        print("aos du: warning: summarizing is the same as using --max-depth=0", file=sys.stderr)
+    return None
+
+
+def _one_trailing_slash(path: str) -> str:
+    """``path`` with two or more trailing slashes cut to one, as du prints it (``a//``: ``a/``;
+    fts's rule: not in a path of 2 characters, so ``//`` stays)."""
+    end = len(path)
+    if end > 2 and path.endswith("/"):
+        while end > 1 and path[end - 2] == "/":
+            end -= 1
+    return path[:end]
 
 
 @dataclass(slots=True)

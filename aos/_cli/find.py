@@ -23,6 +23,7 @@ _TYPES: dict[str, Callable[[int], bool]] = {
     "c": stat.S_ISCHR,
 }
 _SIZE_UNITS = {"c": 1, "w": 2, "b": 512, "k": 1024, "M": 1024**2, "G": 1024**3}
+OPTIONS_WITH_NEGATIVE_VALUES = ("--size",)  # -1k: less than 1k (see aos._cli.main)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +58,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(symbolic links are not followed; sizes round up to the unit, as find's -size does).",
     )
     parser.add_argument("paths", nargs="*", default=["."], metavar="PATH")
-    parser.add_argument("--name", metavar="GLOB", help="base name matches the shell pattern GLOB")
-    parser.add_argument("--iname", metavar="GLOB", help="like --name, ignoring case")
+    parser.add_argument(
+        "--name",
+        action="append",
+        metavar="GLOB",
+        help="base name matches the shell pattern GLOB",
+    )
+    parser.add_argument(
+        "--iname", action="append", metavar="GLOB", help="like --name, ignoring case"
+    )
     parser.add_argument(
         "--type",
+        action="append",
         metavar="TYPES",
         help="file type, one or more of f d l p s b c separated by commas (like find -type)",
     )
@@ -82,20 +91,22 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _matcher(args: argparse.Namespace) -> Callable[[Found], bool]:
+    """Every test given, each as often as given: an entry passes if it passes them all."""
     tests: list[Callable[[Found], bool]] = []
-    if args.name is not None:
-        tests.append(_name_test(args.name, ignore_case=False))
-    if args.iname is not None:
-        tests.append(_name_test(args.iname, ignore_case=True))
-    if args.type is not None:
-        kinds = args.type.split(",")
-        unknown = [k for k in kinds if k not in _TYPES]
-        if unknown:
-            raise ValueError(f"unknown type {unknown[0]!r} for --type (use f d l p s b c)")
-        checks = [_TYPES[k] for k in kinds]
-        tests.append(lambda found: any(check(_mode(found)) for check in checks))
+    tests.extend(_name_test(glob, ignore_case=False) for glob in args.name or ())
+    tests.extend(_name_test(glob, ignore_case=True) for glob in args.iname or ())
+    tests.extend(_type_test(types) for types in args.type or ())
     tests.extend(_size_check(size_test) for size_test in args.size or ())
     return lambda found: all(test(found) for test in tests)
+
+
+def _type_test(types: str) -> Callable[[Found], bool]:
+    kinds = types.split(",")
+    unknown = [k for k in kinds if k not in _TYPES]
+    if unknown:
+        raise ValueError(f"unknown type {unknown[0]!r} for --type (use f d l p s b c)")
+    checks = [_TYPES[k] for k in kinds]
+    return lambda found: any(check(_mode(found)) for check in checks)
 
 
 def _name_test(pattern: str, *, ignore_case: bool) -> Callable[[Found], bool]:
@@ -211,13 +222,11 @@ async def run(args: argparse.Namespace) -> int:
     want_stat = bool(args.type or args.size)  # a name alone is answered without a stat
     with Progress("find:", args.progress) as progress:
         for top in args.paths:
-            try:
+            with errors.going_on():
                 async for found in scan(
                     top, want_stat=want_stat, on_error=errors, max_depth=args.max_depth
                 ):
                     progress.advance(found.path)
                     if found.depth >= args.min_depth and matches(found):
                         sys.stdout.write(found.path + "\n")
-            except OSError as err:
-                errors(err)
     return errors.status

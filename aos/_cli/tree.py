@@ -6,6 +6,7 @@ import argparse
 import os
 import stat
 import sys
+import unicodedata
 from dataclasses import dataclass
 
 import aos
@@ -50,22 +51,27 @@ async def run(args: argparse.Namespace) -> int:
             except OSError as err:
                 errors(err)
                 continue
-            sys.stdout.write(top + "\n")
-            if not stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISDIR(st.st_mode):  # tree's words, and it counts a file
+                sys.stdout.write(f"{_printable(top)}  [error opening dir]\n")
+                files += 1
                 continue
+            sys.stdout.write(_printable(top) + "\n")
             stack = await _children(top, "", 1, args, errors)
+            directories += bool(stack)  # tree (2.x) counts a PATH that has entries to show
             while stack:
                 item = stack.pop()
                 progress.advance(item.path)
                 connector = "└── " if item.last else "├── "
-                shown = f"{item.name} -> {item.link}" if item.link is not None else item.name
+                shown = _printable(item.name)
+                if item.link is not None:
+                    shown += f" -> {_printable(item.link)}"
                 sys.stdout.write(item.prefix + connector + shown + "\n")
                 if not item.is_dir:
                     files += 1
                     continue
                 directories += 1
                 if item.link is None and (args.level is None or item.depth < args.level):
-                    inner = item.prefix + ("    " if item.last else "│   ")
+                    inner = item.prefix + ("    " if item.last else "│\u00a0\u00a0 ")
                     stack.extend(await _children(item.path, inner, item.depth + 1, args, errors))
     dirs_word = "directory" if directories == 1 else "directories"
     summary = f"\n{directories} {dirs_word}"
@@ -94,11 +100,26 @@ async def _children(
     except OSError as err:
         errors(err)
         return []
-    items.sort(key=lambda item: item.name)
+    items.sort(key=lambda item: os.fsencode(item.name))  # as tree sorts them in C.UTF-8
     if items:
         items[-1].last = True
     items.reverse()
     return items
+
+
+def _printable(name: str) -> str:
+    """``name`` as tree prints it: a control character, or a byte that is not UTF-8, as a
+    backslash and three octal digits (``new\\012line``)."""
+    if name.isprintable():
+        return name
+    return "".join(
+        f"\\{ord(char) - 0xDC00:03o}"
+        if 0xDC80 <= ord(char) <= 0xDCFF  # (a byte that is not UTF-8, as os.fsdecode keeps it)
+        else f"\\{ord(char):03o}"
+        if unicodedata.category(char) == "Cc"
+        else char
+        for char in name
+    )
 
 
 def _is_dir(entry: DirEntry[str]) -> bool:
