@@ -129,6 +129,28 @@ def test_du_prints_a_path_with_trailing_slashes_as_du_does(
     assert out.splitlines() == run_tool("du", "-a", path).splitlines()
 
 
+def test_paths_longer_than_path_max_are_walked_as_du_and_find_walk_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for _ in range(20):  # 20 names of 250 bytes: deeper than PATH_MAX (4096 bytes) allows
+        os.mkdir("N" * 250, dir_fd=fd)
+        inner = os.open("N" * 250, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    leaf = os.open("leaf", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+    os.write(leaf, b"x" * 5000)
+    os.close(leaf)
+    os.close(fd)
+    status, out, err = run_cli("du", "-a", str(tmp_path), capsys=capsys)
+    assert (status, err) == (0, "")
+    assert out.splitlines() == run_tool("du", "-a", str(tmp_path)).splitlines()
+    status, out, err = run_cli("find", str(tmp_path), "--size", "+9", capsys=capsys)
+    assert (status, err) == (0, "")
+    assert out.splitlines() == run_tool("find", str(tmp_path), "-size", "+9").splitlines()
+    assert out.endswith("/leaf\n")
+
+
 @pytest.mark.parametrize("size", ["kb", "KIB", "1K ", "Ki", "1e", "Z", "1Y", "B", "0", "1.5K"])
 def test_du_rejects_the_block_sizes_du_rejects(
     tmp_path: Path, size: str, capsys: pytest.CaptureFixture[str]
