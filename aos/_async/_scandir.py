@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
@@ -118,8 +119,8 @@ class ScandirIterator(Generic[AnyStr]):
 
     The directory is opened on first use; its fd is closed on exhaustion, on an error, by
     :meth:`aclose`, on exit of ``async with``, when an iteration is cancelled, and on garbage
-    collection. A batch still being read by a worker closes the fd itself when it returns.
-    An entry served from the buffer is a checkpoint only once 0.25 ms have passed since the
+    collection (with a :exc:`ResourceWarning`, as :func:`os.scandir`'s iterator gives). A batch
+    still being read by a worker closes the fd itself when it returns. An entry served from the buffer is a checkpoint only once 0.25 ms have passed since the
     iterator last let the loop run. A step (or the opening) while another task awaits one
     raises :exc:`RuntimeError`, as an async generator refuses it: the two would read the
     directory twice over.
@@ -150,7 +151,11 @@ class ScandirIterator(Generic[AnyStr]):
 
     async def _open_now(self) -> ScandirIterator[AnyStr]:
         if self._it is None and not self._done:
-            opened = await call(MUTATE, _close_opened, self._open_and_read)
+            try:
+                opened = await call(MUTATE, _close_opened, self._open_and_read)
+            except BaseException:
+                self._it = None  # (what a cancelled open opened, it closed: nothing is open)
+                raise
             self._it = opened[0]
             self._take(*opened[1:])
         return self
@@ -255,8 +260,14 @@ class ScandirIterator(Generic[AnyStr]):
                 self._lock.release()
 
     def __del__(self) -> None:
-        if getattr(self, "_it", None) is not None:
-            self._close()
+        if getattr(self, "_it", None) is None:
+            return
+        unclosed = not self._done and not self._close_requested  # its fd is still open
+        self._close()  # (first: the warning may be an error)
+        if unclosed:  # as os warns
+            warnings.warn(
+                f"unclosed scandir iterator {self!r}", ResourceWarning, stacklevel=2, source=self
+            )
 
 
 @overload

@@ -9,6 +9,7 @@ import os
 import random
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -270,9 +271,46 @@ async def test_fd_closed_on_exhaustion_aclose_exit_and_gc(big: Path) -> None:
 
     it = await scandir(big)
     await it.__anext__()
-    del it
-    gc.collect()
+    with pytest.warns(ResourceWarning, match="^unclosed scandir iterator <"):  # noqa: PT031 - as os warns
+        del it
+        gc.collect()  # (a reference may be left in a cycle)
     assert await fds_under(big) == 0
+
+
+async def test_a_cancelled_open_leaves_nothing_open_to_warn_about(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The open is a MUTATE that makes a resource: cancelled while the worker opens, it closes
+    what was opened, and the iterator is left as never opened (no ResourceWarning later)."""
+    entered, go_on = threading.Event(), threading.Event()
+    real_scandir = os.scandir
+
+    def slow_scandir(path: Any) -> Any:
+        opened = real_scandir(path)
+        entered.set()
+        go_on.wait(10)
+        return opened
+
+    monkeypatch.setattr(os, "scandir", slow_scandir)
+    it = scandir(big)
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def cancel_once_open() -> None:
+                await anyio.to_thread.run_sync(entered.wait, 10)
+                scope.cancel()
+                go_on.set()
+
+            tg.start_soon(cancel_once_open)
+            await it
+    assert scope.cancelled_caught
+    monkeypatch.undo()
+    assert await fds_under(big) == 0
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        del it
+        gc.collect()
+    assert not warned
 
 
 async def _with_a_hanging_batch(
@@ -411,30 +449,36 @@ async def test_aclose_drops_an_error_the_last_batch_ended_with(
 
 async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) -> None:
     """Half the rounds cancel after k entries (the body's checkpoint raises, the iterator is
-    left to ``async with`` or to garbage collection); half time out at a random moment, which
-    lands in the open, in a batch read or between them."""
+    left to ``async with`` or to garbage collection, which warns as os does); half time out at
+    a random moment, which lands in the open, in a batch read or between them."""
     await off_loop(_make_files, tmp_path, 300)
     rng = random.Random(6)
     cancelled = 0
-    for round_ in range(1000):
-        if round_ % 2:
-            with anyio.move_on_after(rng.uniform(0, 0.001)) as scope:
-                async with scandir(tmp_path) as it:
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        for round_ in range(1000):
+            if round_ % 2:
+                with anyio.move_on_after(rng.uniform(0, 0.001)) as scope:
+                    async with scandir(tmp_path) as it:
+                        async for _ in it:
+                            pass
+            else:
+                k = rng.randrange(300)
+                with anyio.CancelScope() as scope:
+                    it = scandir(tmp_path)
+                    if rng.random() < 0.5:
+                        await it
+                    seen = 0
                     async for _ in it:
-                        pass
-        else:
-            k = rng.randrange(300)
-            with anyio.CancelScope() as scope:
-                it = scandir(tmp_path)
-                if rng.random() < 0.5:
-                    await it
-                seen = 0
-                async for _ in it:
-                    seen += 1
-                    if seen == k:
-                        scope.cancel()
-                        await anyio.lowlevel.checkpoint()
-            del it
-        cancelled += scope.cancelled_caught
+                        seen += 1
+                        if seen == k:
+                            scope.cancel()
+                            await anyio.lowlevel.checkpoint()
+                del it
+            cancelled += scope.cancelled_caught
+        del scope
+        gc.collect()
     assert cancelled >= 500
+    assert warned  # some were left to garbage collection
+    assert {w.category for w in warned} == {ResourceWarning}
     await wait_for_no_fds_under(tmp_path)
