@@ -706,12 +706,15 @@ def walk(
     """Like :func:`os.walk`, but an async iterator: ``async for dirpath, dirnames, filenames in
     aos.walk(top)``.
 
-    Same sequence, top-down pruning by editing ``dirnames`` in place, link handling and errors;
-    directories are read by workers, many per hop: from the page cache on demand (one job with
-    what the walk visits next), from a disk ahead of the walk in parallel (bounded). When the
-    process runs short of fds, read-ahead waits rather than fail: a directory it found no fd
-    for is read when the walk needs it, and from then on a job reads ahead only when no other
-    job runs.
+    Same sequence, top-down pruning by editing ``dirnames`` in place, link handling and errors,
+    on a tree that does not change during the walk. Directories are read by workers, many per
+    hop: from the page cache on demand (one job with what the walk visits next), from a disk
+    ahead of the walk in parallel (bounded). A directory read before the walk reaches it is
+    seen as it was read, where ``os.walk`` lists it on arrival: what changes meanwhile (the
+    caller's own ``mkdir``, ``rmtree`` or a directory swapped for a link too) may not be seen.
+    When the process runs short of fds, read-ahead waits rather than fail: a directory it found
+    no fd for is read when the walk needs it, and from then on a job reads ahead only when no
+    other job runs.
     ``onerror`` runs in the event-loop thread, where ``os.walk`` would call it, and must not
     block. Reads are queries: a cancel returns at once and ends the walk.
     """
@@ -987,7 +990,9 @@ def fwalk(
     dirfd)``.
 
     ``dirfd`` is valid until the walk moves past that directory's subtree, as in ``os.fwalk``.
-    Directories are opened and read ahead by workers (``O_NONBLOCK`` opens with the
+    As with :func:`walk`, a directory read ahead is seen as it was read (and its ``dirfd`` is
+    the directory opened then, even if removed or replaced since), where ``os.fwalk`` opens
+    and lists it on arrival. Directories are opened and read ahead by workers (``O_NONBLOCK`` opens with the
     ``lstat()/open()/fstat()`` check), holding at most a quarter of the process's fd limit
     (read-ahead waits, rather than fail, when fds run short); every fd, read ahead or yielded,
     is closed on exhaustion, ``aclose``, exit of ``async with``, an error, cancellation and
