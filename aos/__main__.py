@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from aos._cli import main
-from aos._cli._common import exit_with
+from aos._cli import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 if __name__ == "__main__":
-    exit_with(main())
+    run()

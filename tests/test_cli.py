@@ -3,6 +3,7 @@ errors, Ctrl-C and the loop option behave."""
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import shutil
@@ -10,11 +11,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import aos
-from aos._cli import main
+from aos._cli import _scan, main
 from aos._cli._common import Progress, human_size
 
 pytestmark = pytest.mark.skipif(
@@ -33,6 +35,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         folder = [root, root / "a", root / "a" / "b", root / "a" / "b" / "c"][i % 4]
         (folder / f"f{i}.{'txt' if i % 2 else 'bin'}").write_bytes(b"x" * size)
     (root / ".hidden" / "secret.txt").write_bytes(b"y" * 3000)
+    (root / "a" / "-Dash.txt").write_bytes(b"d")  # a name that looks like an option
     with open(root / "a" / "sparse.img", "wb") as f:  # apparent size far above blocks used
         f.truncate(5_000_000)
         f.write(b"z" * 10)
@@ -132,12 +135,7 @@ def test_du_prints_a_path_with_trailing_slashes_as_du_does(
 def test_paths_longer_than_path_max_are_walked_as_du_and_find_walk_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fd = os.open(tmp_path, os.O_RDONLY)
-    for _ in range(20):  # 20 names of 250 bytes: deeper than PATH_MAX (4096 bytes) allows
-        os.mkdir("N" * 250, dir_fd=fd)
-        inner = os.open("N" * 250, os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = inner
+    fd = _deep(tmp_path, 20)  # 20 names of 250 bytes: more than PATH_MAX (4096 bytes) allows
     leaf = os.open("leaf", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
     os.write(leaf, b"x" * 5000)
     os.close(leaf)
@@ -149,6 +147,55 @@ def test_paths_longer_than_path_max_are_walked_as_du_and_find_walk_them(
     assert (status, err) == (0, "")
     assert out.splitlines() == run_tool("find", str(tmp_path), "-size", "+9").splitlines()
     assert out.endswith("/leaf\n")
+
+
+def _deep(top: Path, levels: int) -> int:
+    """``levels`` directories of 250-byte names below ``top``: an fd of the innermost (its path
+    is too long to open after 16)."""
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(levels):
+        os.mkdir("N" * 250, dir_fd=fd)
+        inner = os.open("N" * 250, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    return fd
+
+
+def test_errors_below_path_max_name_the_whole_path_and_leave_no_fd(tmp_path: Path) -> None:
+    """A directory past PATH_MAX that cannot be opened: the error names its whole path, as
+    GNU's tools do, and the parts of the path opened on the way are closed."""
+    os.close(_deep(tmp_path, 20))
+    missing = os.path.join(tmp_path, *["N" * 250] * 20, "missing")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(FileNotFoundError) as caught:
+            _scan._read_directory(missing, want_stat=True)
+        assert caught.value.filename == missing
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_directory_that_opens_but_cannot_be_listed_is_reported_by_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As /proc/1/map_files is to root in a container: the read of its fd fails. The error
+    named the fd, and describing it ended the walk with a TypeError."""
+    (tmp_path / "unlistable").mkdir()
+    (tmp_path / "other").touch()
+    real_scandir = os.scandir
+
+    def refusing(path: Any) -> Any:
+        if isinstance(path, int) and os.readlink(f"/proc/self/fd/{path}").endswith("unlistable"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    for command in (["find"], ["du", "-a"]):
+        status, out, err = run_cli(*command, str(tmp_path), capsys=capsys)
+        assert status == 1
+        assert (
+            err == f"aos {command[0]}: cannot access '{tmp_path}/unlistable': Permission denied\n"
+        )
+        assert f"{tmp_path}/other" in out
 
 
 @pytest.mark.parametrize("size", ["kb", "KIB", "1K ", "Ki", "1e", "Z", "1Y", "B", "0", "1.5K"])
@@ -224,6 +271,9 @@ def test_du_counts_a_path_given_twice_once(
         (["--size", "513c"], ["-size", "513c"]),
         (["--size", "+2", "--size=-9"], ["-size", "+2", "-size", "-9"]),
         (["--size", "-1k"], ["-size", "-1k"]),  # (argparse alone took -1k for an option)
+        (["--siz", "-1k"], ["-size", "-1k"]),  # (an abbreviation, as argparse allows)
+        (["--name", "-*"], ["-name", "-*"]),
+        (["--iname", "-D*"], ["-iname", "-D*"]),
         (["--size", "-2", "--size", "+0"], ["-size", "-2", "-size", "+0"]),
         (["--name", "f*", "--name", "*.txt"], ["-name", "f*", "-name", "*.txt"]),  # both apply
         (["--iname", "F*", "--name", "*1*"], ["-iname", "F*", "-name", "*1*"]),
@@ -564,14 +614,28 @@ def test_ctrl_c_stops_without_a_traceback(tmp_path: Path) -> None:
     assert err == b""
 
 
+def launcher(how: str) -> list[str]:
+    """``python -m aos``, or the ``aos`` command that installing aos makes."""
+    if how == "python -m aos":
+        return [sys.executable, "-m", "aos"]
+    script = Path(sys.executable).with_name("aos")
+    if not script.exists():
+        pytest.skip(f"aos is not installed beside {sys.executable} (no {script})")
+    return [str(script)]
+
+
+@pytest.mark.parametrize("how", ["python -m aos", "aos"])
 @pytest.mark.parametrize("argv", [["find"], ["du", "-a"], ["tree"]], ids=" ".join)
-def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path, argv: list[str]) -> None:
+def test_a_reader_that_goes_away_ends_the_command_quietly(
+    tmp_path: Path, argv: list[str], how: str
+) -> None:
     """``aos find | head -1``: it dies of SIGPIPE, as GNU tools do (a shell says 141), with
-    nothing on stderr (find and du reported a \"Broken pipe\" error per PATH left)."""
+    nothing on stderr (find and du reported a \"Broken pipe\" error per PATH left; the
+    installed command exited with 141 instead)."""
     for i in range(2000):  # far more output than a pipe holds
         (tmp_path / f"{i:04d}-{'x' * 100}").touch()
     with subprocess.Popen(
-        [sys.executable, "-m", "aos", *argv, str(tmp_path), str(tmp_path)],
+        [*launcher(how), *argv, str(tmp_path), str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as child:  # (closes its pipes and waits for it on the way out)

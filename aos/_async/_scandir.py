@@ -110,10 +110,6 @@ class DirEntry(Generic[AnyStr]):
         return f"<DirEntry {self.name!r}>"
 
 
-def _close_opened(opened: tuple[os._ScandirIterator[Any], object, object, object]) -> None:
-    opened[0].close()
-
-
 class ScandirIterator(Generic[AnyStr]):
     """What :func:`aos.scandir` returns: await it, ``async with`` it, or ``async for`` over it.
 
@@ -151,11 +147,7 @@ class ScandirIterator(Generic[AnyStr]):
 
     async def _open_now(self) -> ScandirIterator[AnyStr]:
         if self._it is None and not self._done:
-            try:
-                opened = await call(MUTATE, _close_opened, self._open_and_read)
-            except BaseException:
-                self._it = None  # (what a cancelled open opened, it closed: nothing is open)
-                raise
+            opened = await call(MUTATE, self._release_opened, self._open_and_read)
             self._it = opened[0]
             self._take(*opened[1:])
         return self
@@ -167,6 +159,14 @@ class ScandirIterator(Generic[AnyStr]):
         self._it = it
         batch, error, done = self._read_batch(self._batch)
         return it, batch, error, done
+
+    def _release_opened(
+        self, opened: tuple[os._ScandirIterator[AnyStr], object, object, object]
+    ) -> None:
+        """Close what an open that nobody took (cancelled, or its loop gone) opened, and leave
+        the iterator finished: nothing of it is open (on any thread)."""
+        opened[0].close()
+        self._done = True
 
     def __await__(self) -> Any:
         return self._open().__await__()

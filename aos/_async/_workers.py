@@ -322,6 +322,8 @@ class Pool:
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's threads and queue: none of them exist in the child."""
+        for job in self._jobs:  # (the child's only thread: no lock needed, nor safe)
+            job.queue = None  # not this pool's to take back any more
         self._lock = threading.Lock()
         self._jobs = deque()
         self._withdrawn = 0

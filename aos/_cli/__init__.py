@@ -6,9 +6,10 @@ import argparse
 import functools
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from aos._cli import du, find, tree
-from aos._cli._common import guarded, raw_names_on_stdout, run_on_loop
+from aos._cli._common import exit_with, guarded, raw_names_on_stdout, run_on_loop
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,17 +31,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return guarded(lambda: run_on_loop(functools.partial(args.run, args), args.loop))
 
 
+def run() -> NoReturn:
+    """The ``aos`` command (and ``python -m aos``): :func:`main` on ``sys.argv``, then the
+    process ends with its status (see :func:`~aos._cli._common.exit_with`)."""
+    exit_with(main())
+
+
 def _glued(argv: Sequence[str]) -> list[str]:
     """``argv`` with each value that may begin with ``-`` joined to its option, as in
-    ``--size=-1k``: argparse would take ``-1k`` for an option (only a bare number is let by)."""
-    glued: list[str] = []
-    rest = iter(argv)
+    ``--size=-1k`` or ``--name=-*``: argparse would take it for an option (only a bare number
+    is let by)."""
+    if not argv or argv[0] != "find":  # (find's options only)
+        return list(argv)
+    glued: list[str] = [argv[0]]
+    rest = iter(argv[1:])
     for arg in rest:
         if arg == "--":
             glued += [arg, *rest]
-        elif arg in find.OPTIONS_WITH_NEGATIVE_VALUES:
+        elif arg.startswith("--") and _abbreviates(arg, find.OPTIONS_WITH_DASHED_VALUES):
             value = next(rest, None)
             glued.append(arg if value is None else f"{arg}={value}")
         else:
             glued.append(arg)
     return glued
+
+
+def _abbreviates(arg: str, options: tuple[str, ...]) -> bool:
+    """Whether ``arg`` is one of ``options`` or the start of one only (argparse's abbreviation;
+    one that other options share too is left for argparse to call ambiguous)."""
+    return len([option for option in options if option.startswith(arg)]) == 1 and len(arg) > 2

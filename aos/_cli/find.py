@@ -23,7 +23,7 @@ _TYPES: dict[str, Callable[[int], bool]] = {
     "c": stat.S_ISCHR,
 }
 _SIZE_UNITS = {"c": 1, "w": 2, "b": 512, "k": 1024, "M": 1024**2, "G": 1024**3}
-OPTIONS_WITH_NEGATIVE_VALUES = ("--size",)  # -1k: less than 1k (see aos._cli.main)
+OPTIONS_WITH_DASHED_VALUES = ("--size", "--name", "--iname")  # -1k, -*: see aos._cli._glued
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,7 +281,7 @@ async def test_a_cancelled_open_leaves_nothing_open_to_warn_about(
     big: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The open is a MUTATE that makes a resource: cancelled while the worker opens, it closes
-    what was opened, and the iterator is left as never opened (no ResourceWarning later)."""
+    what was opened, and the iterator is finished, with nothing open (no ResourceWarning)."""
     entered, go_on = threading.Event(), threading.Event()
     real_scandir = os.scandir
 

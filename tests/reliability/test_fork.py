@@ -156,3 +156,33 @@ def test_a_lock_held_by_another_thread_at_the_fork_is_free_in_the_child() -> Non
     child: the child's loops open and close their channels all the same, and the warning
     filters that thread had changed are put back."""
     run_child(HELD_AT_FORK)
+
+
+QUEUED_AT_FORK = """
+import os, threading, warnings
+from aos._async._workers import Job, Pool
+
+pool = Pool("forked", 1)
+gate = threading.Event()
+pool.submit(Job(gate.wait, (), {}, lambda job: None))  # the sole worker, busy
+queued = Job(lambda: None, (), {}, lambda job: None)
+pool.submit(queued)
+with warnings.catch_warnings():  # 3.12+ warns that forking a threaded process is risky
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pid = os.fork()
+if pid == 0:
+    pool.after_fork_in_child()
+    ran = threading.Event()
+    taken_back = pool.withdraw(queued)  # not the child's: its queue is empty
+    pool.submit(Job(ran.set, (), {}, lambda job: None))
+    os._exit(0 if not taken_back and ran.wait(10) else 1)
+gate.set()
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+"""
+
+
+def test_a_job_queued_in_the_parent_is_not_the_childs_to_take_back() -> None:
+    """Taken back in the child, a job the parent had queued set the child pool's count of
+    waiting jobs to -1, and its next job woke no worker."""
+    run_child(QUEUED_AT_FORK)
