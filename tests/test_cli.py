@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -612,6 +613,34 @@ def test_ctrl_c_stops_without_a_traceback(tmp_path: Path) -> None:
             child.wait()
     assert child.returncode == -signal.SIGINT
     assert err == b""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "trio"])
+def test_ctrl_c_stops_a_command_whose_reader_reads_no_more(tmp_path: Path, loop: str) -> None:
+    """``aos find / | less``, with less paused: ``find`` blocked writing to a full pipe dies of
+    the first SIGINT, as GNU find does (on asyncio and uvloop it used to go on: the runner's
+    cancel waited for the write)."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not installed")
+    for i in range(2000):  # far more output than a pipe holds
+        (tmp_path / f"{i:04d}-{'x' * 100}").touch()
+    with subprocess.Popen(
+        [sys.executable, "-m", "aos", "find", "--loop", loop, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stderr is not None
+        try:
+            ready, _, _ = select.select([child.stdout], [], [], 60)  # it is writing
+            assert ready
+            time.sleep(0.5)  # the pipe is full: it is blocked in write
+            child.send_signal(signal.SIGINT)
+            assert child.wait(timeout=30) == -signal.SIGINT
+            assert child.stderr.read() == b""
+        finally:
+            if child.poll() is None:
+                child.kill()
 
 
 def launcher(how: str) -> list[str]:

@@ -9,6 +9,7 @@ import io
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, Final, NoReturn, Self, TextIO
@@ -63,10 +64,31 @@ def raw_names_on_stdout() -> None:
 
 def run_on_loop(fn: Callable[[], Awaitable[int]], loop: str) -> int:
     """Run ``fn`` on the chosen event loop and return its exit status."""
-    if loop == "trio":
+    if loop == "trio":  # (trio raises KeyboardInterrupt in the command's own code at once)
         return anyio.run(fn, backend="trio")
     options: dict[str, Any] = {"use_uvloop": loop == "uvloop"}
-    return anyio.run(fn, backend="asyncio", backend_options=options)
+    with _interrupted_at_once():
+        return anyio.run(fn, backend="asyncio", backend_options=options)
+
+
+@contextlib.contextmanager
+def _interrupted_at_once() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt wherever the loop's thread is, as in a plain Python
+    program, where asyncio's runner would cancel the main task: a command blocked writing to a
+    pipe that nobody reads (``aos find / | less``, paused) never saw that cancel, and went on
+    after the first Ctrl-C; GNU tools die at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def describe_error(command: str, action: str, err: OSError) -> str:
