@@ -54,6 +54,17 @@ def native_cancel(scope: anyio.CancelScope) -> Callable[[], object]:
     return task.cancel
 
 
+async def cancel_at(items: AsyncIterator[Any], k: int, scope: anyio.CancelScope) -> None:
+    """Step through ``items``; at the ``k``-th, cancel ``scope`` and reach a checkpoint: the
+    cancel lands in the loop's body, which leaves the iterator open (``k`` 0: never)."""
+    seen = 0
+    async for _ in items:
+        seen += 1
+        if seen == k:
+            scope.cancel()
+            await anyio.lowlevel.checkpoint()
+
+
 async def off_loop(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking reference computation on a worker thread."""
     return await call(QUERY, None, fn, *args)

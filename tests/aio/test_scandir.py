@@ -20,7 +20,7 @@ import pytest
 from aos._async import _scandir
 from aos._async._iter import scandir
 from aos._async._offload import call
-from tests.aio._helpers import fds_under, off_loop, wait_for_no_fds_under
+from tests.aio._helpers import cancel_at, fds_under, off_loop, wait_for_no_fds_under
 
 pytestmark = pytest.mark.anyio
 
@@ -468,12 +468,7 @@ async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) 
                     it = scandir(tmp_path)
                     if rng.random() < 0.5:
                         await it
-                    seen = 0
-                    async for _ in it:
-                        seen += 1
-                        if seen == k:
-                            scope.cancel()
-                            await anyio.lowlevel.checkpoint()
+                    await cancel_at(it, k, scope)
                 del it
             cancelled += scope.cancelled_caught
         del scope

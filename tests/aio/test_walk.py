@@ -28,7 +28,13 @@ from aos import blocking
 from aos._async import _walk
 from aos._async._iter import fwalk, walk
 from aos.blocking import _walk as _blocking_walk
-from tests.aio._helpers import fds_under, off_loop, run_child, wait_for_no_fds_under
+from tests.aio._helpers import (
+    cancel_at,
+    fds_under,
+    off_loop,
+    run_child,
+    wait_for_no_fds_under,
+)
 from tests.conftest import BACKENDS
 
 pytestmark = pytest.mark.anyio
@@ -646,12 +652,7 @@ async def test_a_thousand_random_cancellations_leave_no_fd_open(tmp_path: Path) 
             k = rng.randrange(45)
             with anyio.CancelScope() as scope:
                 it = make(top, topdown=topdown)
-                seen = 0
-                async for _ in it:
-                    seen += 1
-                    if seen == k:
-                        scope.cancel()
-                        await anyio.lowlevel.checkpoint()
+                await cancel_at(it, k, scope)
             del it
         cancelled += scope.cancelled_caught
     assert cancelled >= 450
