@@ -334,7 +334,13 @@ def _environment(env: object) -> Any:
     else:
         return None
     last, last_keys, envp = _last_environment
-    if not sys.flags.bytes_warning and mapping == last and list(mapping) == last_keys:
+    if (
+        not sys.flags.bytes_warning
+        and mapping == last
+        and list(mapping) == last_keys
+        and _STR_OR_BYTES.issuperset(map(type, mapping.values()))  # (bytearray(b"1") == b"1")
+        and _STR_OR_BYTES.issuperset(map(type, mapping))
+    ):
         return envp
     keys, values = _encoded_all(mapping), _encoded_all(mapping.values())
     if keys is None or values is None or not all(keys) or b"=" in b"".join(keys):
@@ -344,6 +350,7 @@ def _environment(env: object) -> Any:
     return envp
 
 
+_STR_OR_BYTES: Final = frozenset((str, bytes))  # what an environment's names and values may be
 # The last environment built: a copy, its keys in order, its envp (at first, none).
 _last_environment: tuple[dict[Any, Any] | None, list[Any], Any] = (None, [], None)
 

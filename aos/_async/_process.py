@@ -99,6 +99,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _EXEC_FAILED_EXIT = 127  # what the child of os.spawn* does when its exec fails
+_SPAWN_KEYWORDS: Final = frozenset(
+    ("file_actions", "setpgroup", "resetids", "setsid", "setsigmask", "setsigdef", "scheduler")
+)  # os.posix_spawn's keyword-only parameters
 _INHERITED: Final = object()  # spawnv's and spawnvp's environment: the process's own
 
 
@@ -107,8 +110,9 @@ def _spawns(fn: Callable[P, int], *, search_path: bool) -> Callable[P, Coroutine
     other children are spawned or awaited, libc's on a spawner thread without the GIL."""
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
-        if args and isinstance(args[0], os.PathLike):  # asked for its path once, as by os (which
-            args = (os.fspath(args[0]), *args[1:])  # type: ignore[assignment]  # names it so)
+        if len(args) == 3 and isinstance(args[0], os.PathLike) and _SPAWN_KEYWORDS >= kwargs.keys():
+            # Asked for its path once, as by os (which names it so), once the arguments bind.
+            args = (os.fspath(args[0]), *args[1:])  # type: ignore[assignment]
         if not SPAWNERS.is_idle() or waits_in_progress():
             await _completions.current().checkpoint_if_cancelled()  # (native cancels too)
             prepared = prepare_call(search_path, args, kwargs)
@@ -342,13 +346,14 @@ async def _start_as_exec_would(
 def _process_environment() -> dict[bytes, bytes]:
     """The environment ``exec*`` hands on: libc's ``environ``, which ``os.putenv`` and
     ``os.unsetenv`` change without ``os.environ`` seeing it (the first of a name twice, as
-    ``getenv`` finds it)."""
+    ``getenv`` finds it; an entry without a name, which ``posix_spawn`` refuses, is left out:
+    ``exec*`` would hand both on)."""
     environment: dict[bytes, bytes] = {}
     entries = _ENVIRON
     i = 0
     while (entry := entries[i]) is not None:
         name, equals, value = entry.partition(b"=")
-        if equals:
+        if equals and name:
             environment.setdefault(name, value)
         i += 1
     return environment

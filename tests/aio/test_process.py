@@ -25,7 +25,7 @@ from aos import blocking
 from aos._async import _process
 from aos._async._child_wait import SharedWaits
 from aos._async._workers import WAIT_LANE, Job
-from tests.aio._helpers import native_cancel, off_loop
+from tests.aio._helpers import native_cancel, off_loop, run_child
 
 pytestmark = pytest.mark.anyio
 
@@ -443,6 +443,22 @@ async def test_spawn_family_hands_on_the_environment_exec_would(tmp_path: Path) 
     finally:
         os.unsetenv("AOS_TEST_PUT")
         os.environ.pop("AOS_TEST_GONE", None)
+
+
+NAMELESS_ENTRY_CHILD = """
+import os, sys, anyio, aos
+if "AOS_TEST_REEXECED" not in os.environ:  # (os.execve lets a name begin with "=")
+    env = {"=X": "1", "AOS_TEST_REEXECED": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    os.execve(sys.executable, [sys.executable, "-c", sys.argv[1], sys.argv[1]], env)
+for backend in ("asyncio", "trio"):
+    assert anyio.run(aos.spawnv, os.P_WAIT, "/bin/true", ["true"], backend=backend) == 0
+"""
+
+
+def test_a_nameless_entry_in_the_environment_does_not_stop_the_spawn_family() -> None:
+    """libc's environment may hold an entry without a name (``=X=1``), which ``posix_spawn``
+    refuses: it is left out, where the child used to exit 127 without running."""
+    run_child(NAMELESS_ENTRY_CHILD, NAMELESS_ENTRY_CHILD)
 
 
 async def test_spawn_of_what_cannot_be_executed_exits_127_as_os(tmp_path: Path) -> None:

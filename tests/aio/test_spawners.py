@@ -470,6 +470,45 @@ async def test_a_path_like_is_asked_for_its_path_once_as_os_asks() -> None:
             assert await aos.waitpid(pid, 0) == (pid, 0)
 
 
+class AskedOnlyOnceBound:
+    """A path-like whose path must not be asked for while the call does not bind."""
+
+    def __fspath__(self) -> str:
+        raise RuntimeError("asked for its path")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((AskedOnlyOnceBound(),), {}), ((AskedOnlyOnceBound(), ["x"], {}), {"bogus": 1})],
+    ids=["one positional", "unknown keyword"],
+)
+async def test_arguments_that_do_not_bind_are_refused_before_the_path_is_asked_for(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """os refuses them with its TypeError before it asks the path-like for its path."""
+    with pytest.raises(TypeError) as theirs:
+        os.posix_spawn(*args, **kwargs)  # noqa: ASYNC221 - refused: nothing runs
+    for route in (contextlib.nullcontext, children_in_flight):
+        async with route():
+            with pytest.raises(TypeError) as ours:
+                await aos.posix_spawn(*args, **kwargs)
+            assert str(ours.value) == str(theirs.value)
+
+
+async def test_an_environment_os_refuses_is_refused_after_an_equal_one() -> None:
+    """The spawner reuses the environment it built last while the next one compares equal:
+    ``{"A": bytearray(b"1")}`` equals ``{"A": b"1"}``, but os refuses a bytearray value."""
+    refused: Any = {"A": bytearray(b"1")}  # a value os refuses, on purpose
+    with pytest.raises(TypeError) as theirs:
+        os.posix_spawn("/bin/true", ["true"], refused)  # noqa: ASYNC221 - refused
+    async with children_in_flight():
+        pid = await aos.posix_spawn("/bin/true", ["true"], {"A": b"1"})
+        assert await aos.waitpid(pid, 0) == (pid, 0)
+        with pytest.raises(TypeError) as ours:
+            await aos.posix_spawn("/bin/true", ["true"], refused)
+        assert str(ours.value) == str(theirs.value)
+
+
 async def test_it_is_audited_once_as_os_audits(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[Any, ...]] = []
     hook_on = True
