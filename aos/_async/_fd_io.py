@@ -52,7 +52,7 @@ import anyio
 
 from aos import blocking
 from aos._async import _completions, _engine, _readiness
-from aos._async._offload import MUTATE, call, home_in_aos
+from aos._async._offload import MUTATE, QUERY, call, home_in_aos
 from aos._async._refusal import refusing_as
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ async def read(fd: int, length: int, /) -> bytes:
                 return os.read(fd, size)
             except BlockingIOError:
                 await _readiness.wait_readable(fd)
+    if size == 0 and stat.S_IFMT(os.fstat(fd).st_mode) == 0:  # an eventfd, an inotify...
+        return await _read_nothing_from_kernel_object(fd)
     buffer: bytearray | mmap.mmap = bytearray()
 
     def sized() -> list[bytearray | mmap.mmap]:
@@ -97,6 +99,31 @@ async def read(fd: int, length: int, /) -> bytes:
         return _taken(buffer, count)
     finally:
         _free(buffer)
+
+
+async def _read_nothing_from_kernel_object(fd: int) -> bytes:
+    """``os.read(fd, 0)`` of a blocking kernel object (an fd of no file type: eventfd, timerfd,
+    signalfd, inotify...), which refuses a read shorter than its record (``EINVAL``), where the
+    zero-length ``readv`` of the other path returns 0. eventfd, timerfd and signalfd refuse at
+    once; the others (inotify) once an event is there, so the loop waits for that first. Both
+    steps run on workers (the read is rare; ``/proc`` tells the kinds apart)."""
+    if not await call(QUERY, None, _refuses_at_once, fd):
+        await _readiness.wait_readable(fd)
+    data: bytes = await call(MUTATE, None, os.read, fd, 0)
+    return data
+
+
+def _refuses_at_once(fd: int) -> bool:
+    """Whether the kernel object ``fd`` refuses a short read before it looks for data."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") in _REFUSING_AT_ONCE
+    except OSError:  # (no /proc)
+        return False
+
+
+_REFUSING_AT_ONCE: Final = frozenset(
+    ("anon_inode:[eventfd]", "anon_inode:[timerfd]", "anon_inode:[signalfd]")
+)  # as /proc/self/fd names them
 
 
 def _read_buffer(size: int) -> bytearray | mmap.mmap:

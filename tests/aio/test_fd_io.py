@@ -5,6 +5,8 @@ Pipes are made both blocking and ``O_NONBLOCK``; the fd's flag must be the same 
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import os
 import pty
@@ -12,6 +14,7 @@ import select
 import socket
 import struct
 import sys
+import tempfile
 import tracemalloc
 import tty
 from collections.abc import Awaitable, Callable, Iterator
@@ -504,6 +507,50 @@ async def test_a_large_read_of_a_little_gives_what_os_gives(kind: str) -> None:
         assert await outcome(aos.read, fd, 2**30) == expected
     finally:
         close()
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def kernel_object_with_something(kind: str) -> tuple[int, Callable[[], None]]:
+    """A blocking eventfd (empty or holding 3) or inotify (an event pending)."""
+    if kind.startswith("eventfd"):
+        fd = os.eventfd(3 if kind.endswith("3") else 0)
+        return fd, lambda: os.close(fd)
+    fd = _LIBC.inotify_init1(os.O_CLOEXEC)
+    with tempfile.TemporaryDirectory() as watched:
+        _LIBC.inotify_add_watch(fd, watched.encode(), 0x100)  # IN_CREATE
+        open(os.path.join(watched, "new"), "w").close()
+    return fd, lambda: os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["eventfd 0", "eventfd 3", "inotify"])
+async def test_a_read_of_nothing_from_a_kernel_object_is_refused_as_os_refuses_it(
+    kind: str,
+) -> None:
+    """They refuse a read shorter than their record (EINVAL); a zero-length readv, the route
+    of other blocking fds, returned b"" instead. What they hold stays there."""
+    fd, close = await anyio.to_thread.run_sync(kernel_object_with_something, kind)
+    try:
+        expected = await off_loop_outcome(os.read, fd, 0)
+        assert expected == (OSError, errno.EINVAL)
+        assert await outcome(aos.read, fd, 0) == expected
+        if kind == "eventfd 3":
+            assert await aos.read(fd, 8) == (3).to_bytes(8, sys.byteorder)
+    finally:
+        close()
+
+
+async def test_a_read_of_nothing_from_an_idle_inotify_waits_for_an_event() -> None:
+    """os.read(inotify, 0) blocks until an event, then refuses: aos waits on the loop, and a
+    cancel lands at once."""
+    fd = _LIBC.inotify_init1(os.O_CLOEXEC)
+    try:
+        with anyio.move_on_after(0.05) as scope:
+            await aos.read(fd, 0)
+        assert scope.cancelled_caught
+    finally:
+        os.close(fd)
 
 
 async def off_loop_outcome(fn: Callable[..., Any], *args: Any) -> object:
