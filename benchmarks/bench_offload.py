@@ -8,10 +8,11 @@ task records how late a 1 ms sleep wakes up while async calls run: the longest s
 the 99th percentile (what the longest leaves out: this VM alone stalls a loop for up to a few ms
 now and then), and the longest stall beyond the time the loop's thread spent waiting for a CPU
 (runnable, not running: ``/proc/thread-self/schedstat``), which is what the loop's own work and
-its waits for the GIL add, where the rest is the kernel's scheduling. Garbage collections that run meanwhile are timed too: a full one stops the loop
-for as long as it takes to scan the process's heap (aos's calls make no garbage for it:
-``tests/reliability/test_garbage.py``), so each row also gives the longest collection and the
-longest stall of a heartbeat during which none ran.
+its waits for the GIL add, where the rest is the kernel's scheduling. Garbage collections that
+run meanwhile are timed too: a full one stops the loop for as long as it takes to scan the
+process's heap (aos's calls make no garbage for it: ``tests/reliability/test_garbage.py``), so
+each row also gives the longest collection and the longest stall of a heartbeat during which
+none ran.
 
     python benchmarks/bench_offload.py [--rounds 5] [--out benchmarks]
 """

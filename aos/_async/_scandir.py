@@ -116,10 +116,10 @@ class ScandirIterator(Generic[AnyStr]):
     The directory is opened on first use; its fd is closed on exhaustion, on an error, by
     :meth:`aclose`, on exit of ``async with``, when an iteration is cancelled, and on garbage
     collection (with a :exc:`ResourceWarning`, as :func:`os.scandir`'s iterator gives). A batch
-    still being read by a worker closes the fd itself when it returns. An entry served from the buffer is a checkpoint only once 0.25 ms have passed since the
-    iterator last let the loop run. A step (or the opening) while another task awaits one
-    raises :exc:`RuntimeError`, as an async generator refuses it: the two would read the
-    directory twice over.
+    still being read by a worker closes the fd itself when it returns. An entry served from the
+    buffer is a checkpoint only once 0.25 ms have passed since the iterator last let the loop
+    run. A step (or the opening) while another task awaits one raises :exc:`RuntimeError`, as
+    an async generator refuses it: the two would read the directory twice over.
     """
 
     def __init__(self, path: Any) -> None:

@@ -992,11 +992,11 @@ def fwalk(
     ``dirfd`` is valid until the walk moves past that directory's subtree, as in ``os.fwalk``.
     As with :func:`walk`, a directory read ahead is seen as it was read (and its ``dirfd`` is
     the directory opened then, even if removed or replaced since), where ``os.fwalk`` opens
-    and lists it on arrival. Directories are opened and read ahead by workers (``O_NONBLOCK`` opens with the
-    ``lstat()/open()/fstat()`` check), holding at most a quarter of the process's fd limit
-    (read-ahead waits, rather than fail, when fds run short); every fd, read ahead or yielded,
-    is closed on exhaustion, ``aclose``, exit of ``async with``, an error, cancellation and
-    garbage collection. Reads run to completion (a cancel waits for a batch that has begun,
+    and lists it on arrival. Directories are opened and read ahead by workers (``O_NONBLOCK``
+    opens with the ``lstat()/open()/fstat()`` check), holding at most a quarter of the process's
+    fd limit (read-ahead waits, rather than fail, when fds run short); every fd, read ahead or
+    yielded, is closed on exhaustion, ``aclose``, exit of ``async with``, an error, cancellation
+    and garbage collection. Reads run to completion (a cancel waits for a batch that has begun,
     then closes its fds).
     ``onerror`` runs in the event-loop thread and must not block.
     """
