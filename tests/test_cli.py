@@ -591,11 +591,16 @@ def test_unreadable_directory_is_reported_and_the_walk_goes_on(tmp_path: Path) -
     ]
 
 
+def more_names_than_a_pipe_holds(directory: Path) -> None:
+    """2,000 files of 105-byte names: far more output than a pipe holds."""
+    for i in range(2000):
+        (directory / f"{i:04d}-{'x' * 100}").touch()
+
+
 def test_ctrl_c_stops_without_a_traceback(tmp_path: Path) -> None:
     """SIGINT while ``find`` is blocked writing to a full pipe: it dies of SIGINT, as GNU tools
     do (a shell says 130, and a script's loop stops too), with nothing on stderr."""
-    for i in range(2000):  # far more output than a pipe holds
-        (tmp_path / f"{i:04d}-{'x' * 100}").touch()
+    more_names_than_a_pipe_holds(tmp_path)
     child = subprocess.Popen(
         [sys.executable, "-m", "aos", "find", str(tmp_path)],
         stdout=subprocess.PIPE,
@@ -622,8 +627,7 @@ def test_ctrl_c_stops_a_command_whose_reader_reads_no_more(tmp_path: Path, loop:
     cancel waited for the write)."""
     if loop == "uvloop":
         pytest.importorskip("uvloop", reason="uvloop is not installed")
-    for i in range(2000):  # far more output than a pipe holds
-        (tmp_path / f"{i:04d}-{'x' * 100}").touch()
+    more_names_than_a_pipe_holds(tmp_path)
     with subprocess.Popen(
         [sys.executable, "-m", "aos", "find", "--loop", loop, str(tmp_path)],
         stdout=subprocess.PIPE,
@@ -661,8 +665,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(
     """``aos find | head -1``: it dies of SIGPIPE, as GNU tools do (a shell says 141), with
     nothing on stderr (find and du reported a \"Broken pipe\" error per PATH left; the
     installed command exited with 141 instead)."""
-    for i in range(2000):  # far more output than a pipe holds
-        (tmp_path / f"{i:04d}-{'x' * 100}").touch()
+    more_names_than_a_pipe_holds(tmp_path)
     with subprocess.Popen(
         [*launcher(how), *argv, str(tmp_path), str(tmp_path)],
         stdout=subprocess.PIPE,
