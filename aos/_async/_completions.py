@@ -546,8 +546,10 @@ def _forget_closing_rings_after_fork() -> None:
 
 
 def outcome(job: Job) -> Any:
-    """The job's value, or raise its exception unchanged."""
-    return settle(job.value, take_error(job))
+    """The job's value, or raise its exception unchanged: taken out of the job, with its
+    ``release``, as the worker that ran it may still hold it for a moment (see :meth:`Job.run`)."""
+    value, job.value, job.release = job.value, None, None
+    return settle(value, take_error(job))
 
 
 class HoldsError(Protocol):
@@ -921,12 +923,14 @@ async def after_completion(
             return outcome(job)
         await scopes_check()
     except BaseException:
-        if job.release is not None and not failed:
-            job.release(job.value)
+        release, job.release = job.release, None
+        if release is not None and not failed:
+            release(job.value)
+        job.value = None
         raise
     finally:
         del cancelled
-    return job.value
+    return outcome(job)
 
 
 def current() -> Channel:

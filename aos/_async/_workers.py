@@ -14,7 +14,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 IDLE_TIMEOUT: float = 10.0
 """Seconds an idle worker waits for a job before its thread exits."""
@@ -87,28 +87,36 @@ class Job:
         self.queue: Pool | None = None  # the pool whose queue it waits in (under its lock)
 
     def run(self) -> None:
-        """Run the call (on a worker), keep its outcome, and report completion."""
-        fn = self.fn
-        assert fn is not None
+        """Run the call (on a worker), keep its outcome, and report completion.
+
+        Once reported, the worker's frames hold nothing of the call's (no local names the
+        function or its value): the caller that resumes may drop the last reference to an
+        object whose method ran, and :func:`os.scandir`'s rule holds, that an iterator dropped
+        unclosed warns at once, not when the worker gets round to its next job.
+        """
         try:
-            value = fn(*self.args, **self.kwargs)
+            self.value = cast("Callable[..., Any]", self.fn)(*self.args, **self.kwargs)
         except HandOver as move:  # the call may wait for good: it moves to the wait lane
             self.fn = move.fn
             del move  # (its traceback holds this frame)
             try:
                 WAIT_LANE.submit(self)
             except BaseException as exc:  # no thread could start: the caller gets the error
-                self.complete(None, _beyond(exc))
+                self.error = _beyond(exc)
+                self._report()
             return
         except BaseException as exc:  # handed over unchanged, raised in the caller
-            self.complete(None, _beyond(exc))
-        else:
-            self.complete(value, None)
+            self.error = _beyond(exc)
+        self._report()
 
     def complete(self, value: Any, error: BaseException | None) -> None:
         """Keep the call's outcome and report completion (on the thread that made the call)."""
         self.value = value
         self.error = error
+        self._report()
+
+    def _report(self) -> None:
+        """Report completion, with the call's function and arguments dropped."""
         self.fn = None
         self.args = ()
         self.kwargs = {}

@@ -266,6 +266,56 @@ async def test_mutate_without_cancel_keeps_its_result() -> None:
     assert released == []
 
 
+class _Holder:
+    """An object whose method runs on a worker: nothing of aos may keep it once the call is over."""
+
+    def answer(self, fail: bool) -> int:
+        if fail:
+            raise FileNotFoundError(2, "No such file or directory")
+        return 7
+
+    def release(self, value: object) -> None:
+        """(a MUTATE call's release: the job holds it until the caller takes the value)"""
+
+
+@pytest.mark.parametrize(
+    ("policy", "fail"),
+    [("query", False), ("query", True), ("mutate", False), ("mutate", True)],
+    ids=["query", "query-error", "mutate", "mutate-error"],
+)
+async def test_a_finished_call_holds_nothing_of_the_callers(
+    policy: str, fail: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a call has returned, the worker that ran it (still finishing up, here held back
+    after reporting) keeps no reference to its function, value or release: an object dropped
+    by the caller goes at once, as an ``os.scandir`` iterator dropped unclosed warns at once."""
+    checked = threading.Event()
+    real_finish = _completions.Channel.finish
+
+    def finish_and_linger(self: _completions.Channel, job: Job) -> None:
+        real_finish(self, job)
+        checked.wait(WAIT_S)  # (on the worker, after the caller was handed the job)
+
+    monkeypatch.setattr(_completions.Channel, "finish", finish_and_linger)
+    holder = _Holder()
+    gone = weakref.ref(holder)
+    try:
+        try:
+            if policy == "query":
+                value = await call(QUERY, None, holder.answer, fail)
+            else:
+                value = await _engine.run_to_completion(holder.answer, (fail,), {}, holder.release)
+        except FileNotFoundError:
+            assert fail
+        else:
+            assert (value, fail) == (7, False)
+        del holder
+        gc.collect()
+        assert gone() is None
+    finally:
+        checked.set()
+
+
 def test_mutate_waits_through_a_native_asyncio_cancel() -> None:
     started, gate = threading.Event(), threading.Event()
     released: list[str] = []
