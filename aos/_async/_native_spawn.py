@@ -28,6 +28,7 @@ import ctypes
 import operator
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -118,7 +119,7 @@ class Prepared:
     """One spawn, converted to C and ready to run on a worker (run it once)."""
 
     __slots__ = ("_argv", "_attr", "_envp", "_file_actions", "_filename", "_keep", "_mask",
-                 "_path_bytes", "_spawn")  # fmt: skip
+                 "_owned", "_path_bytes", "_spawn")  # fmt: skip
 
     def __init__(self, spawn: Callable[..., int], path: object, path_bytes: bytes) -> None:
         self._spawn = spawn
@@ -130,9 +131,13 @@ class Prepared:
         self._attr: Any = None  # posix_spawnattr_t, if an option needs one
         self._mask: Any = None  # the caller's signal mask, for the worker to take on
         self._keep: list[bytes] = []  # file-action paths: libc keeps pointers to them
+        self._owned = threading.Lock()  # taken by run, or by discard: the one that frees
 
     def run(self) -> int:
-        """Spawn the child (on a worker: the GIL is released meanwhile); return its pid."""
+        """Spawn the child (on a worker: the GIL is released meanwhile); return its pid. Once
+        :meth:`discard` has had it, it spawns nothing and raises :exc:`RuntimeError`."""
+        if not self._owned.acquire(blocking=False):
+            raise RuntimeError("a discarded spawn cannot run")
         pid = ctypes.c_int()
         own_mask = None
         try:
@@ -149,8 +154,16 @@ class Prepared:
             raise OSError(error, os.strerror(error), self._filename)
         return pid.value
 
+    def discard(self) -> None:
+        """Free what a spawn shared with a worker holds, unless :meth:`run` has it (started,
+        perhaps still in libc's ``posix_spawn``, whose child reads the file actions): ``run``
+        frees it itself when it returns. (The caller's cleanup used to free them itself, safe
+        only as long as nothing lets a caller go while a worker runs its spawn.)"""
+        if self._owned.acquire(blocking=False):
+            self.release()
+
     def release(self) -> None:
-        """Free libc's copies of the file actions and attributes."""
+        """Free libc's copies of the file actions and attributes (by their one owner)."""
         if self._file_actions is not None:
             _held["posix_spawn_file_actions_destroy"](self._file_actions)
             self._file_actions = None

@@ -150,7 +150,7 @@ async def _run_prepared(prepared: Prepared) -> int:
         destroyed = True
         raise
     finally:
-        prepared.release()  # if it never ran (no thread could start); the spawn is over now
+        prepared.discard()  # if it never ran (taken back, no thread could start)
         for orphan in unreceived:
             if destroyed:
                 _kill_and_reap_later(orphan)

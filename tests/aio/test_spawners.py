@@ -571,3 +571,59 @@ async def test_the_spawn_family_takes_the_same_route() -> None:
         assert parent in spawners
         assert await aos.spawnlp(os.P_WAIT, "sh", "sh", "-c", "exit 6") == 6
         assert await aos.spawnvp(os.P_WAIT, "no-such-program-aos", ["x"]) == 127
+
+
+def test_a_spawn_shared_with_a_worker_is_freed_once_by_its_owner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A caller destroyed with its closed loop discards its spawn while a worker may be in
+    libc's ``posix_spawn`` with it: the worker frees the file actions when the spawn returns,
+    once (they were freed under the spawn, and again after it). Discarded before a worker
+    took it, the spawn never runs."""
+    destroyed: list[object] = []
+    real_destroy = _native_spawn._held["posix_spawn_file_actions_destroy"]
+
+    def destroy(actions: object) -> int:
+        destroyed.append(actions)
+        return int(real_destroy(actions))
+
+    monkeypatch.setitem(_native_spawn._held, "posix_spawn_file_actions_destroy", destroy)
+
+    def prepared() -> _native_spawn.Prepared:
+        spawn = _native_spawn.prepare_call(
+            False,
+            ("/bin/true", ["true"], dict(os.environ)),
+            {"file_actions": [(os.POSIX_SPAWN_CLOSE, 99)]},
+        )
+        assert spawn is not None
+        return spawn
+
+    spawn = prepared()
+    in_libc, go_on = threading.Event(), threading.Event()
+    real_spawn = spawn._spawn
+
+    def slow_spawn(*args: Any) -> int:
+        in_libc.set()
+        go_on.wait(10)
+        return int(real_spawn(*args))
+
+    spawn._spawn = slow_spawn
+    pids: list[int] = []
+    worker = threading.Thread(target=lambda: pids.append(spawn.run()))
+    worker.start()
+    assert in_libc.wait(10)
+    spawn.discard()  # (the loop's thread, as the destroyed caller's finally runs)
+    assert destroyed == []
+    go_on.set()
+    worker.join(10)
+    assert len(destroyed) == 1
+    assert os.waitpid(pids[0], 0)[1] == 0
+    spawn.discard()
+    assert len(destroyed) == 1
+
+    unrun = prepared()
+    unrun.discard()
+    assert len(destroyed) == 2
+    with pytest.raises(RuntimeError, match="discarded"):
+        unrun.run()
+    assert len(destroyed) == 2
