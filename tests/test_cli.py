@@ -3,6 +3,7 @@ errors, Ctrl-C and the loop option behave."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import select
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 
 import aos
-from aos._cli import _scan, main
+from aos._cli import _common, _scan, main
 from aos._cli._common import Progress, human_size
+from tests.aio._helpers import loop_factories
 
 pytestmark = pytest.mark.skipif(
     shutil.which("du") is None or shutil.which("find") is None, reason="needs GNU du and find"
@@ -719,3 +721,32 @@ def test_forced_progress_leaves_the_results_alone(
 )
 def test_human_size_rounds_up_like_du(n: int, text: str) -> None:
     assert human_size(n) == text
+
+
+def _engine_frame() -> Any:
+    """A frame of code that counts as aos's engine (its module's name is under aos._async)."""
+    namespace: dict[str, Any] = {"__name__": "aos._async._somewhere", "sys": sys}
+    exec("def step():\n    return sys._getframe()\n", namespace)
+    return namespace["step"]()
+
+
+@pytest.mark.parametrize("factory", loop_factories())
+def test_ctrl_c_inside_the_engine_is_raised_by_the_loops_next_callback(factory: Any) -> None:
+    """The command's SIGINT handler raises KeyboardInterrupt where the loop's thread is, but
+    not inside aos's engine (a worker thread starting: the interrupt was lost there): the code
+    there goes on, and the loop raises it from a callback. Elsewhere it is raised at once."""
+    went_on: list[bool] = []
+
+    async def interrupted(frame: Any) -> None:
+        _common._interrupt(signal.SIGINT, frame)
+        went_on.append(True)
+        await asyncio.Event().wait()  # (until the loop raises it)
+
+    with asyncio.Runner(loop_factory=factory) as runner, pytest.raises(KeyboardInterrupt):
+        runner.run(interrupted(_engine_frame()))
+    assert went_on == [True]
+    with asyncio.Runner(loop_factory=factory) as runner, pytest.raises(KeyboardInterrupt):
+        runner.run(interrupted(sys._getframe()))
+    assert went_on == [True]
+    with pytest.raises(KeyboardInterrupt):  # no loop running: at once
+        _common._interrupt(signal.SIGINT, _engine_frame())

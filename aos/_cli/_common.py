@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import errno
 import io
@@ -11,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Final, NoReturn, Self, TextIO
 
 import anyio
@@ -87,7 +88,31 @@ def _interrupted_at_once() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """Raise KeyboardInterrupt here, unless here is inside aos's engine: a call half handed to a
+    worker (counted, not yet queued) must not be cut short, nor an interrupt swallowed there
+    (one that came while a worker thread started was lost, and the command ran to its end).
+    Then it is raised by the loop's next callback, between the engine's steps."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None and _inside_the_engine(frame):
+        loop.call_soon(_raise_interrupt)  # (this is the loop's thread)
+        return
+    raise KeyboardInterrupt
+
+
+def _inside_the_engine(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a frame that called it runs code of :mod:`aos._async`."""
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith("aos._async"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_interrupt() -> None:
     raise KeyboardInterrupt
 
 
