@@ -164,6 +164,7 @@ class SharedWaits:
                 joined.append(job)
             else:
                 self._waiting[key] = [job]
+            job.taken = True  # (the call in flight finishes it)
         if joined is not None:
             for other in given_up:
                 other.complete(None, None)
@@ -173,6 +174,7 @@ class SharedWaits:
         except BaseException as error:  # no thread could start: those who joined get the error
             with self._lock:
                 others = self._waiting.pop(key)[1:]
+            job.taken = False
             for other in others:
                 other.complete(None, copy.copy(error))
             raise

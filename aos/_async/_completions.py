@@ -159,8 +159,12 @@ class Channel:
             self._submitted += 1
             try:
                 pool.submit(job)
-            except BaseException:  # no thread could start: the job will never finish
-                self._submitted -= 1
+            except BaseException:
+                if job.taken:  # an interrupt (Ctrl-C) once a worker had it: it runs all the
+                    job.waiter = None  # same, and what it makes is released when it arrives
+                    job.notify = release_orphan
+                    raise
+                self._submitted -= 1  # no thread could start: the job will never finish
                 raise
         if waiter is not None:
             self._parked += 1  # until the delivery resumes it, or it gives up waiting
@@ -572,6 +576,11 @@ def release_orphans(jobs: Iterable[Job]) -> None:
             with contextlib.suppress(OSError):  # (on a worker, or while a task is collected)
                 release(job.value)
         job.value = None
+
+
+def release_orphan(job: Job) -> None:
+    """A delivered job's hand-back when its caller is gone: release what it made."""
+    release_orphans([job])
 
 
 def abandoned(job: Job) -> None:

@@ -61,6 +61,7 @@ class Job:
         "queue",
         "release",
         "request",
+        "taken",
         "value",
         "waiter",
     )
@@ -85,6 +86,7 @@ class Job:
         self.notify: Callable[[Job], None] | None = None  # loop side: called instead of a waiter
         self.release: Callable[[Any], object] | None = None  # frees a value nobody will take
         self.queue: Pool | None = None  # the pool whose queue it waits in (under its lock)
+        self.taken = False  # a worker has it (or it joined a call that will finish it)
 
     def run(self) -> None:
         """Run the call (on a worker), keep its outcome, and report completion.
@@ -201,11 +203,12 @@ class Pool:
         self._idle: list[_Worker] = []  # LIFO: the warmest thread is woken first, cold ones expire
         self._threads = 0
         self._waking = 0  # woken or started, not yet back at the queue
+        self._starting: set[threading.Thread] = set()  # started, not yet back at the queue
 
     def submit(self, job: Job) -> None:
         """Queue ``job``; wake an idle worker or start one if no worker is on its way."""
         worker = None
-        spawn = False
+        thread = None
         with self._lock:
             job.queue = self
             self._jobs.append(job)
@@ -214,43 +217,60 @@ class Pool:
                     worker = self._idle.pop()
                     self._waking += 1
                 elif self.limit is None or self._threads < self.limit:
+                    thread = threading.Thread(
+                        target=self._work, name=f"aos-{self.name}", daemon=True
+                    )
                     self._threads += 1
                     self._waking += 1
-                    spawn = True
+                    self._starting.add(thread)  # (last: an interrupt before it counts nothing)
         if worker is not None:
             worker.wake.release()
-        elif spawn:
-            self._start_thread(job)
+        elif thread is not None:
+            self._start_thread(thread, job)
 
     def _waiting(self) -> int:
         """How many queued jobs wait for a worker (under the lock): the queue also holds jobs
         taken back (see :meth:`withdraw`), which workers skip."""
         return len(self._jobs) - self._withdrawn
 
-    def _start_thread(self, job: Job) -> None:
-        """Start a thread for ``job``; if none can start, take ``job`` back and raise, unless
-        a worker took it meanwhile (then it runs, and its caller gets its result)."""
-        thread = threading.Thread(target=self._work, name=f"aos-{self.name}", daemon=True)
+    def _start_thread(self, thread: threading.Thread, job: Job) -> None:
+        """Start ``thread`` for ``job``; if it cannot start, take ``job`` back and raise, unless
+        a worker took it meanwhile (then it runs, and its caller gets its result).
+
+        An interrupt (Ctrl-C) raised while it starts is raised on, never taken for a thread
+        that could not start: the thread may have begun, or may not; until it is back at the
+        queue it is not counted, and it counts itself in if it comes. ``job`` is taken back
+        if no worker has it (``job.taken`` says which); the caller sees to the rest."""
         try:
             thread.start()
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
-                self._threads -= 1
-                self._waking -= 1
-                if not self._take_back(job):
-                    return
-            raise
+                if thread in self._starting:
+                    self._starting.discard(thread)
+                    self._threads -= 1
+                    self._waking -= 1
+                taken_back = self._take_back(job)
+            if taken_back or not isinstance(exc, Exception):
+                raise
 
     def _work(self) -> None:
         """A worker thread's life: run queued jobs, sleep when there are none, exit when idle."""
         me = _Worker()
         lock = self._lock
         arrived = True  # counted in _waking until it reaches the queue
+        begun: threading.Thread | None = threading.current_thread()  # until first back
         while True:
             with lock:
                 if arrived:
-                    self._waking -= 1
                     arrived = False
+                    if begun is None:
+                        self._waking -= 1
+                    elif begun in self._starting:
+                        self._starting.discard(begun)
+                        self._waking -= 1
+                    else:  # an interrupted start() wrote it off: it counts itself in
+                        self._threads += 1
+                    begun = None
                 if self.limit is not None and self._threads > self.limit:
                     self._threads -= 1  # the pool was shrunk: leave, even amid a steady load
                     if self._idle and self._waiting() > self._waking:
@@ -285,6 +305,7 @@ class Pool:
             job = jobs.popleft()
             if job.queue is self:
                 job.queue = None
+                job.taken = True
                 return job
             self._withdrawn -= 1  # (taken back: skipped)
         return None
@@ -338,6 +359,7 @@ class Pool:
         self._idle = []
         self._threads = 0
         self._waking = 0
+        self._starting = set()
 
 
 FILESYSTEM: Final = Pool("worker", default_max_workers())

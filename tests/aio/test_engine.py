@@ -24,7 +24,7 @@ import aos
 import aos._async._tuning as tuning
 from aos._async import _completions, _engine, _inline, _loop_slice, _workers
 from aos._async._offload import QUERY, call
-from aos._async._workers import Job, Pool
+from aos._async._workers import Job, Pool, drop
 from tests.aio._helpers import (
     end_a_loop_in_a_cleanup,
     loop_factories,
@@ -1345,3 +1345,102 @@ async def test_on_trio_a_job_is_submitted_under_ki_protection(
     assert await aos.getcwd() == await anyio.to_thread.run_sync(os.getcwd)  # QUERY
     await aos.mkdir(tmp_path / "made")  # MUTATE (a lone call: a worker)
     assert protected == [True, True]
+
+
+def _spin_until(predicate: Callable[[], bool]) -> bool:
+    """Wait for ``predicate`` without sleeping (on the loop's thread, as ``Thread.start`` waits
+    there for the thread to begin)."""
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        os.sched_yield()
+    return True
+
+
+def _interrupting_start(
+    monkeypatch: pytest.MonkeyPatch, mode: str, ready: Callable[[], bool] = lambda: True
+) -> threading.Event:
+    """Make the next ``Thread.start`` of an aos worker raise KeyboardInterrupt, as a Ctrl-C
+    does while it waits for the thread to begin: ``took`` once the thread took its job
+    (``ready()``), ``began`` while the thread is held before it is back at the queue (until
+    the returned event is set), ``never`` before the thread was made."""
+    real_start, real_worker = threading.Thread.start, _workers._Worker
+    gate, held = threading.Event(), threading.Event()
+    interrupted: list[threading.Thread] = []
+
+    class HeldWorker(real_worker):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            held.set()
+            gate.wait(WAIT_S)
+            super().__init__()
+
+    def start(self: threading.Thread) -> None:
+        if not self.name.startswith("aos-") or interrupted:
+            return real_start(self)
+        interrupted.append(self)
+        if mode != "never":
+            real_start(self)
+            assert held.wait(WAIT_S) if mode == "began" else _spin_until(ready)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    if mode == "began":
+        monkeypatch.setattr(_workers, "_Worker", HeldWorker)
+    else:
+        gate.set()
+    return gate
+
+
+@pytest.mark.parametrize("mode", ["took", "began", "never"])
+def test_a_ctrl_c_while_a_worker_starts_is_raised_and_the_pool_stays_whole(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The interrupt comes out of ``submit`` (it was taken for a thread that could not start,
+    and lost where the thread had taken the job). A thread that began is counted once back at
+    the queue, one never made is not; the job runs where the thread took it, else it is taken
+    back; later jobs run."""
+    pool = Pool("interrupted", 4)
+    ran: list[str] = []
+    job = Job(ran.append, ("ran",), {}, drop)
+    gate = _interrupting_start(monkeypatch, mode, ready=lambda: job.taken)
+    with pytest.raises(KeyboardInterrupt):
+        pool.submit(job)
+    assert job.taken == (mode == "took")
+    gate.set()
+    assert until(lambda: pool.is_idle() and pool.threads() == (0 if mode == "never" else 1))
+    assert (pool._waking, pool._starting) == (0, set())
+    done = threading.Event()
+    pool.submit(Job(done.set, (), {}, drop))
+    assert done.wait(WAIT_S)
+    assert ran == (["ran"] if mode == "took" else [])
+    pool.set_limit(0)  # (its threads leave)
+    assert until(lambda: pool.threads() == 0)
+
+
+@pytest.mark.parametrize("mode", ["took", "never"])
+async def test_a_ctrl_c_while_a_worker_starts_leaves_the_channel_balanced_and_no_fd(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The caller gets the interrupt; a call a worker had taken runs all the same, and the fd it
+    opens is closed when it arrives (nobody will take it); the channel counts it, and later
+    calls are answered."""
+    target = tmp_path / "file"
+    await anyio.to_thread.run_sync(target.touch)
+    pool = Pool("interrupted", 2)
+    channel = _completions.current()
+    before = await anyio.to_thread.run_sync(open_fds)
+    _interrupting_start(monkeypatch, mode, ready=lambda: not pool._waiting())
+    with pytest.raises(KeyboardInterrupt):
+        await _engine.run_to_completion(
+            os.open, (str(target), os.O_RDONLY), {}, os.close, pool=pool
+        )
+    for _ in range(1000):  # (the delivery comes through the loop, after the count)
+        closed = await anyio.to_thread.run_sync(open_fds) <= before
+        if closed and channel._submitted == channel._completed:
+            break
+        await anyio.sleep(0.01)
+    assert channel._submitted == channel._completed
+    assert closed
+    assert await _engine.run_to_completion(os.getpid, (), {}, None, pool=pool) == os.getpid()
+    pool.set_limit(0)
