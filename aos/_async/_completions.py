@@ -160,11 +160,14 @@ class Channel:
             try:
                 pool.submit(job)
             except BaseException:
-                if job.taken:  # an interrupt (Ctrl-C) once a worker had it: it runs all the
-                    job.waiter = None  # same, and what it makes is released when it arrives
+                withdraw = getattr(pool, "withdraw", None)
+                if withdraw is not None:  # an interrupt (Ctrl-C) may leave it queued:
+                    withdraw(job)  # taken back, it never runs
+                if job.taken:  # an interrupt once a worker had it: it runs all the same,
+                    job.waiter = None  # and what it makes is released when it arrives
                     job.notify = release_orphan
                     raise
-                self._submitted -= 1  # no thread could start: the job will never finish
+                self._submitted -= 1  # no thread could start (or never queued): never finishes
                 raise
         if waiter is not None:
             self._parked += 1  # until the delivery resumes it, or it gives up waiting

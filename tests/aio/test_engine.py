@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import os
 import random
@@ -1443,4 +1444,34 @@ async def test_a_ctrl_c_while_a_worker_starts_leaves_the_channel_balanced_and_no
     assert channel._submitted == channel._completed
     assert closed
     assert await _engine.run_to_completion(os.getpid, (), {}, None, pool=pool) == os.getpid()
+    pool.set_limit(0)
+
+
+class _InterruptedAppend(collections.deque):  # type: ignore[type-arg]
+    """A pool's queue whose next ``append`` is interrupted (Ctrl-C) once the job is in it."""
+
+    interrupted = False
+
+    def append(self, job: Any) -> None:
+        super().append(job)
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+
+
+async def test_a_ctrl_c_once_a_call_is_queued_takes_it_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An interrupt that comes after a call was queued, before a worker was woken for it: the
+    caller gets the interrupt, and the call is taken back, never to run (it ran later, when
+    another call woke a worker, and the channel counted one call too few)."""
+    pool = Pool("interrupted", 2)
+    channel = _completions.current()
+    ran: list[str] = []
+    monkeypatch.setattr(pool, "_jobs", _InterruptedAppend())
+    with pytest.raises(KeyboardInterrupt):
+        await _engine.run_to_completion(ran.append, ("ran",), {}, None, pool=pool)
+    assert await _engine.run_to_completion(os.getpid, (), {}, None, pool=pool) == os.getpid()
+    assert channel._submitted == channel._completed
+    assert ran == []
     pool.set_limit(0)
