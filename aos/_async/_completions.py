@@ -160,12 +160,11 @@ class Channel:
             try:
                 pool.submit(job)
             except BaseException:
-                withdraw = getattr(pool, "withdraw", None)
-                if withdraw is not None:  # an interrupt (Ctrl-C) may leave it queued:
-                    withdraw(job)  # taken back, it never runs
+                if isinstance(pool, Pool):  # an interrupt (Ctrl-C) may leave it queued:
+                    pool.withdraw(job)  # taken back, it never runs
                 if job.taken:  # an interrupt once a worker had it: it runs all the same,
                     job.waiter = None  # and what it makes is released when it arrives
-                    job.notify = release_orphan
+                    job.notify = abandoned
                     raise
                 self._submitted -= 1  # no thread could start (or never queued): never finishes
                 raise
@@ -581,14 +580,10 @@ def release_orphans(jobs: Iterable[Job]) -> None:
         job.value = None
 
 
-def release_orphan(job: Job) -> None:
-    """A delivered job's hand-back when its caller is gone: release what it made."""
-    release_orphans([job])
-
-
 def abandoned(job: Job) -> None:
-    """``job``'s caller will never resume (its task destroyed with its closed loop): release its
-    value if it was delivered; else :meth:`Channel.finish` releases it when it finishes."""
+    """``job``'s caller will never resume (its task destroyed with its closed loop, or an
+    interrupt raised as it submitted the call): release its value if it was delivered (also
+    its hand-back, then); else :meth:`Channel.finish` releases it when it finishes."""
     if job.delivered:
         release_orphans([job])
 
