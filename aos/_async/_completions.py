@@ -37,7 +37,7 @@ from typing import Any, Final, Protocol
 import anyio
 import anyio.lowlevel
 
-from aos._async import _uring
+from aos._async import _anyio_scopes, _uring
 from aos._async._fd_watch import FdWatch
 from aos._async._loop_end import LoopEnd
 from aos._async._ring_requests import Request
@@ -598,19 +598,6 @@ def settle(value: Any, error: BaseException | None) -> Any:
     return value
 
 
-def _anyio_asyncio_check() -> Callable[[], Awaitable[None]]:
-    """anyio's check of its cancel scopes on asyncio, called directly: its public
-    ``checkpoint_if_cancelled`` first asks which library runs, 1 us of its 1.7 (asyncio,
-    2026-12-07). Falls back to the public function if anyio has moved the backend."""
-    try:
-        from anyio._core._eventloop import get_async_backend
-
-        check: Callable[[], Awaitable[None]] = get_async_backend("asyncio").checkpoint_if_cancelled
-    except (ImportError, AttributeError):
-        check = anyio.lowlevel.checkpoint_if_cancelled
-    return check
-
-
 class AsyncioChannel(Channel):
     """Channel of an asyncio (or uvloop) loop: a reader callback drains, futures wake waiters."""
 
@@ -640,7 +627,10 @@ class AsyncioChannel(Channel):
         self._ring_watch: asyncio.TimerHandle | None = None
         self._fd_watch: FdWatch | None = None  # opened by the first wait_readable
         self._turn_watched = False  # a _saw_turn callback is scheduled
-        self._scopes_check = _anyio_asyncio_check()
+        self._scopes_check = _anyio_scopes.scopes_check()
+        self._cancel_pending = _anyio_scopes.pending_check()
+        self._nothing_pending: asyncio.Future[None] = loop.create_future()  # awaited: no yield
+        self._nothing_pending.set_result(None)
         loop.add_reader(self._fd, self.drain)
         guard = self._guard_until_idle() if ending else self._guard_until_loop_ends()
         self._guard = loop.create_task(guard, name="aos completions")
@@ -695,9 +685,13 @@ class AsyncioChannel(Channel):
         # anyio's check sees its own cancel scopes only: a native cancel() of the running task
         # (asyncio.Runner's on Ctrl-C, a task cancelling itself) lands at the next yield.
         task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if task is None:
+            return self._scopes_check()
+        if task.cancelling():
             return asyncio.sleep(0)
-        return self._scopes_check()
+        if self._cancel_pending is None or self._cancel_pending(task):
+            return self._scopes_check()
+        return self._nothing_pending
 
     async def wait_readable(self, fd: int) -> None:
         if self._fd_watch is None:
@@ -918,7 +912,7 @@ async def after_completion(
       never drops bytes read or the count of bytes written.
     - But a resource (a job with ``release``: an fd, a lock) is released if a scope's cancel is
       pending, and the cancel raised: a cancelled caller is not handed what it must free.
-      ``scopes_check`` is the loop's check of those scopes (see :func:`_anyio_asyncio_check`).
+      ``scopes_check`` is the loop's check of those scopes (see :func:`aos._async._anyio_scopes.scopes_check`).
     """
     if cancelled is None and job.release is None:
         return outcome(job)

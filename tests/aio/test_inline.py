@@ -645,18 +645,6 @@ async def test_a_native_asyncio_cancel_lands_at_an_inline_answer(
     assert answered() == 1  # the second call's await point raised the cancel, unanswered
 
 
-def test_the_asyncio_await_point_asks_anyio_s_asyncio_backend_itself() -> None:
-    """The await point before an inline answer on asyncio checks anyio's cancel scopes with the
-    asyncio backend's own method: anyio's public ``checkpoint_if_cancelled`` first asks which
-    library runs, 1 us of a sequential ``await aos.stat``'s 9. If anyio moves its backend, this
-    fails, rather than the answers quietly slowing down (the fallback still checks the scopes:
-    see the tests above)."""
-    check = _completions._anyio_asyncio_check()
-    assert check is not anyio.lowlevel.checkpoint_if_cancelled
-    assert getattr(check, "__module__", None) == "anyio._backends._asyncio"
-    assert getattr(check, "__name__", None) == "checkpoint_if_cancelled"
-
-
 async def test_attempts_wait_for_turns_whether_answered_or_refused(
     monkeypatch: pytest.MonkeyPatch, anyio_backend: tuple[str, object]
 ) -> None:
