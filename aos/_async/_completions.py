@@ -42,7 +42,7 @@ from aos._async._fd_watch import FdWatch
 from aos._async._loop_end import LoopEnd
 from aos._async._ring_requests import Request
 from aos._async._turns import Turns, Waiter
-from aos._async._workers import FILESYSTEM, Job, Lane, Pool
+from aos._async._workers import FILESYSTEM, Job, Lane, Pool, ring_workers
 
 DELIVER_BATCH = 8
 """Finished calls resumed per loop wake-up, from the workers and again from the ring; more wait
@@ -237,9 +237,10 @@ class Channel:
         return ring
 
     def _limit_ring_workers(self, ring: _uring.Ring) -> None:
-        """As many kernel threads as the worker pool has threads: on cached calls more only take
-        the loop's CPU (measured: up to 8 io-wq threads stalled an asyncio loop for 6 ms)."""
-        limit = FILESYSTEM.limit or 1
+        """No more kernel threads than :func:`~aos._async._workers.ring_workers`: on cached
+        calls more only take the loop's CPU (measured: up to 8 io-wq threads stalled an asyncio
+        loop for 6 ms)."""
+        limit = ring_workers()
         try:
             ring.limit_workers(limit)
         except OSError:  # an older kernel: io-wq picks its own limit
@@ -252,7 +253,7 @@ class Channel:
         ring = self._ring
         if not unsent or not isinstance(ring, _uring.Ring):
             return
-        if self._ring_limit != FILESYSTEM.limit:  # aos.set_max_workers() was called
+        if self._ring_limit != ring_workers():  # aos.set_max_workers() was called
             self._limit_ring_workers(ring)
         refused = ring.submit()
         for user_data in unsent[len(unsent) - refused :]:  # the kernel took none of these

@@ -193,9 +193,12 @@ class Pool:
     Idle threads exit after :data:`IDLE_TIMEOUT` seconds, unless the pool ``keeps`` them.
     """
 
-    def __init__(self, name: str, limit: int | None, *, keeps: bool = False) -> None:
+    def __init__(
+        self, name: str, limit: int | None, *, keeps: bool = False, chosen: bool = False
+    ) -> None:
         self.name = name
         self.limit = limit
+        self.limit_chosen = chosen  # the user chose the limit (set_limit, an env variable)
         self.keeps = keeps
         self._lock = threading.Lock()  # guards the fields below; held for a few bytecodes only
         self._jobs: deque[Job] = deque()
@@ -331,9 +334,11 @@ class Pool:
         return True
 
     def set_limit(self, limit: int) -> None:
-        """Change the most threads; idle threads beyond it are woken so they exit."""
+        """Change the most threads (the user's choice); idle threads beyond it are woken so they
+        exit."""
         with self._lock:
             self.limit = limit
+            self.limit_chosen = True
             surplus = self._idle[: max(0, self._threads - limit)]
             del self._idle[: len(surplus)]
             self._waking += len(surplus)
@@ -362,7 +367,9 @@ class Pool:
         self._starting = set()
 
 
-FILESYSTEM: Final = Pool("worker", default_max_workers())
+FILESYSTEM: Final = Pool(
+    "worker", default_max_workers(), chosen=bool(os.environ.get(ENV_MAX_WORKERS, "").strip())
+)
 WAIT_LANE: Final = Pool("wait", None)
 SPAWNERS: Final = Pool("spawn", max(2, min(8, 2 * (os.cpu_count() or 1))), keeps=True)
 """Threads that spawn children without the GIL (see :mod:`aos._async._native_spawn`).
@@ -372,6 +379,37 @@ asked for ``PR_SET_PDEATHSIG`` (``bwrap --die-with-parent``, for one) would be k
 idle thread left. Two per core, because a spawn mostly waits for its child's ``exec``: at 16
 children in flight on 2 cores, 1 spawner cost 1.13x a sync loop, 2 cost 1.05x, 4 cost 0.92-1.03x
 and 6 to 16 no better than 4."""
+
+
+def _usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity, as a container's cpuset sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_USABLE_CPUS: Final = _usable_cpus()
+
+
+def ring_workers() -> int:
+    """How many kernel threads (io_uring's io-wq) may run the ring's operations at once.
+
+    As many as the filesystem pool's threads where the user chose that number
+    (``AOS_MAX_WORKERS``, :func:`aos.set_max_workers`: more for a network filesystem, where
+    they mostly wait); by default, as many but one CPU fewer than the process may use (at least
+    one), which is left to the loop's thread. The kernel runs these operations in its own
+    threads, which a kernel built without preemption (``PREEMPT_NONE``, common on servers) does
+    not stop for a woken loop thread until its next tick: on 2 cores, 64 tasks making
+    ``symlink`` + ``unlink`` pairs in one ext4 directory with two such threads kept the loop
+    thread waiting for a CPU for 4-6 ms at a time (``perf sched``), and a 1 ms heartbeat's
+    99th-percentile lateness was 4.4-4.9 ms; with one thread, 0.75-1.6 ms, for as many pairs a
+    second (the loop's thread, not the kernel's, is what they wait for; 2026-12-07).
+    """
+    limit = FILESYSTEM.limit or 1
+    if FILESYSTEM.limit_chosen:
+        return limit
+    return max(1, min(limit, _USABLE_CPUS - 1))
 
 
 def _after_fork_in_child() -> None:

@@ -19,7 +19,7 @@ import anyio.to_thread
 import pytest
 
 import aos
-from aos._async import _completions, _ring_requests, _uring
+from aos._async import _completions, _ring_requests, _uring, _workers
 from aos._async._offload import MUTATE, QUERY, WAIT, Policy, offload, policy_of, runs_on_ring
 from aos._async._workers import FILESYSTEM, Job
 from tests.aio._helpers import (
@@ -581,7 +581,7 @@ def test_a_forked_child_closes_its_copy_of_a_ring_that_is_closing(tmp_path: Path
     script = f"""
 import os, signal, sys, threading, time, anyio, trio
 import aos
-from aos._async import _completions, _ring_requests, _uring
+from aos._async import _completions, _ring_requests, _uring, _workers
 from aos._async._completions import Channel
 from aos._async._workers import FILESYSTEM
 
@@ -626,3 +626,99 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
     run_child(script)
     assert sorted(os.listdir(tmp_path)) == ["a", "b", "c", "child"]
+
+
+@pytest.mark.parametrize(
+    ("cpus", "limit", "chosen", "expected"),
+    [
+        (2, 2, False, 1),  # one CPU is left to the loop's thread
+        (1, 2, False, 1),  # at least one
+        (4, 8, False, 3),
+        (16, 8, False, 8),  # never more than the pool's threads
+        (2, 5, True, 5),  # the user's choice: for a network filesystem, where they wait
+        (2, 1, True, 1),
+    ],
+)
+def test_the_ring_leaves_a_cpu_to_the_loop_unless_told_otherwise(
+    cpus: int, limit: int, chosen: bool, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_workers, "_USABLE_CPUS", cpus)
+    monkeypatch.setattr(FILESYSTEM, "limit", limit)
+    monkeypatch.setattr(FILESYSTEM, "limit_chosen", chosen)
+    assert _workers.ring_workers() == expected
+
+
+_KERNEL_THREADS_SCRIPT = """
+import os, sys, threading, time, anyio, aos
+from aos._async import _workers
+
+backend, base, cpus, choice = sys.argv[1:]
+_workers._USABLE_CPUS = int(cpus)
+if choice == "call":
+    aos.set_max_workers(3)
+elif choice == "default":
+    _workers.FILESYSTEM.limit = 8  # (as on an 8-CPU machine; io-wq itself would allow 8 here)
+most = 0
+done = threading.Event()
+
+def count_kernel_threads() -> None:
+    global most
+    while not done.is_set():
+        seen = 0
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    seen += f.read().startswith("iou-wrk")
+            except FileNotFoundError:  # it ended while we looked
+                pass
+        most = max(most, seen)
+        time.sleep(0.0005)
+
+async def main() -> None:
+    async def pairs(k: int) -> None:  # in one directory: they wait for each other's lock
+        for j in range(20):
+            link = f"{base}/{k}-{j}"
+            await aos.symlink("target", link)
+            await aos.unlink(link)
+
+    for _ in range(5):
+        async with anyio.create_task_group() as tg:
+            for k in range(64):
+                tg.start_soon(pairs, k)
+
+counter = threading.Thread(target=count_kernel_threads)
+counter.start()
+try:
+    anyio.run(main, backend=backend)
+finally:
+    done.set()
+    counter.join()
+print(most, _workers.ring_workers(), _workers.FILESYSTEM.limit_chosen)
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("choice", ["default", "call", "environment"])
+def test_the_kernel_runs_ring_operations_on_no_more_threads_than_allowed(
+    backend: str, choice: str, tmp_path: Path
+) -> None:
+    """64 tasks making ``symlink`` + ``unlink`` pairs in one directory, in a child of its own
+    (io-wq's threads belong to the thread that submits, and outlive a test's loop). Left to
+    itself, io-wq ran them on 5 to 8 threads here; by default, 2 of a 3-CPU process's; when the
+    user chose 3 pool threads on 2 CPUs (by ``set_max_workers`` or ``AOS_MAX_WORKERS``), up to
+    3 (2 or 3 seen: the operations wait for each other's directory lock, and io-wq adds a
+    thread for each that waits)."""
+    env = {"AOS_MAX_WORKERS": "3"} if choice == "environment" else {}
+    cpus = "3" if choice == "default" else "2"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        printed = run_child(_KERNEL_THREADS_SCRIPT, backend, str(tmp_path), cpus, choice)
+    most, allowed, chosen = printed.split()
+    if choice == "default":
+        assert 1 <= int(most) <= 2
+        assert (int(allowed), chosen) == (2, "False")
+    else:
+        assert 2 <= int(most) <= 3
+        assert (int(allowed), chosen) == (3, "True")
+    assert os.listdir(tmp_path) == []
