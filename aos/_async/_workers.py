@@ -404,7 +404,9 @@ def ring_workers() -> int:
     ``symlink`` + ``unlink`` pairs in one ext4 directory with two such threads kept the loop
     thread waiting for a CPU for 4-6 ms at a time (``perf sched``), and a 1 ms heartbeat's
     99th-percentile lateness was 4.4-4.9 ms; with one thread, 0.75-1.6 ms, for as many pairs a
-    second (the loop's thread, not the kernel's, is what they wait for; 2026-12-07).
+    second (the loop's thread, not the kernel's, is what they wait for; 2026-12-07). The cost:
+    on 2 cores one slow operation (a network filesystem's) holds up the others until the user
+    chooses more.
     """
     limit = FILESYSTEM.limit or 1
     if FILESYSTEM.limit_chosen:
