@@ -112,11 +112,13 @@ def pipe() -> Iterator[tuple[int, int]]:
 def one_worker() -> Iterator[None]:
     """A filesystem pool of one thread: a call that held it would starve every other."""
     import aos  # (as the other fixtures: conftest imports no aos at collection)
+    from aos._async._workers import FILESYSTEM
 
-    before = aos.max_workers()
+    before, chosen = aos.max_workers(), FILESYSTEM.limit_chosen
     aos.set_max_workers(1)
     yield
     aos.set_max_workers(before)
+    FILESYSTEM.limit_chosen = chosen  # (the ring's default limit again)
 
 
 def open_fds() -> set[int]:

@@ -913,7 +913,8 @@ async def after_completion(
       never drops bytes read or the count of bytes written.
     - But a resource (a job with ``release``: an fd, a lock) is released if a scope's cancel is
       pending, and the cancel raised: a cancelled caller is not handed what it must free.
-      ``scopes_check`` is the loop's check of those scopes (see :func:`aos._async._anyio_scopes.scopes_check`).
+      ``scopes_check`` is the loop's check of those scopes (see
+      :func:`aos._async._anyio_scopes.scopes_check`).
     """
     if cancelled is None and job.release is None:
         return outcome(job)

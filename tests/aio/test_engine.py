@@ -73,10 +73,11 @@ def _uvloop_warmed_up() -> None:
 @pytest.fixture
 def max_workers() -> Iterator[None]:
     """Restore the pool size a test changes."""
-    before = tuning.max_workers()
+    before, chosen = tuning.max_workers(), _workers.FILESYSTEM.limit_chosen
     yield
     limit = tuning.max_workers()
     tuning.set_max_workers(before)
+    _workers.FILESYSTEM.limit_chosen = chosen  # (the ring's default limit again)
     # threads told to exit by a shrink are gone before the next test looks at this process
     assert until(lambda: _alive("aos-worker") <= max(limit, _workers.FILESYSTEM.threads()))
 
