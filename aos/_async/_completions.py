@@ -659,7 +659,7 @@ class AsyncioChannel(Channel):
         await asyncio.sleep(1e-9)
 
     def current_task(self) -> object:
-        return asyncio.current_task()
+        return asyncio.current_task(self._loop)
 
     def watch_for_turn(self) -> None:
         self.turn_seen = False
@@ -685,7 +685,7 @@ class AsyncioChannel(Channel):
     def checkpoint_if_cancelled(self) -> Awaitable[None]:
         # anyio's check sees its own cancel scopes only: a native cancel() of the running task
         # (asyncio.Runner's on Ctrl-C, a task cancelling itself) lands at the next yield.
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         if task is None:
             return self._scopes_check()
         if task.cancelling():
@@ -816,7 +816,7 @@ class AsyncioChannel(Channel):
         *,
         withdrawable: bool = True,
     ) -> Any:
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         asked = task.cancelling() if task is not None else 0  # cancels requested before
         waiter = self._loop.create_future()
         job = self.submit(pool, fn, args, kwargs, waiter, ring=ring, release=release)
