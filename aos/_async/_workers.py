@@ -34,9 +34,15 @@ def default_max_workers() -> int:
     ``aos.stat`` cost 7.6x sync with 2 workers, 11x with 4 and 16x with 8 (asyncio; trio 10.7x,
     12.8x, 18.4x). Raise it for slow (network) filesystems, where threads mostly wait.
     """
+    chosen = chosen_max_workers()
+    return max(2, min(8, os.cpu_count() or 1)) if chosen is None else chosen
+
+
+def chosen_max_workers() -> int | None:
+    """The pool's size as ``$AOS_MAX_WORKERS`` chooses it, or ``None`` where it is not set."""
     raw = os.environ.get(ENV_MAX_WORKERS, "").strip()
     if not raw:
-        return max(2, min(8, os.cpu_count() or 1))
+        return None
     try:
         value = int(raw)
     except ValueError:
@@ -367,9 +373,7 @@ class Pool:
         self._starting = set()
 
 
-FILESYSTEM: Final = Pool(
-    "worker", default_max_workers(), chosen=bool(os.environ.get(ENV_MAX_WORKERS, "").strip())
-)
+FILESYSTEM: Final = Pool("worker", default_max_workers(), chosen=chosen_max_workers() is not None)
 WAIT_LANE: Final = Pool("wait", None)
 SPAWNERS: Final = Pool("spawn", max(2, min(8, 2 * (os.cpu_count() or 1))), keeps=True)
 """Threads that spawn children without the GIL (see :mod:`aos._async._native_spawn`).
