@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import functools
 import operator
 import os
 import sys
@@ -370,9 +371,16 @@ _last_environment: tuple[dict[Any, Any] | None, list[Any], Any] = (None, [], Non
 
 def _char_p_array(items: list[bytes]) -> Any:
     """A NULL-terminated ``char *[]`` that keeps ``items`` alive."""
-    array: Any = (ctypes.c_char_p * (len(items) + 1))()
+    array: Any = _char_p_array_type(len(items) + 1)()
     array[: len(items)] = items  # a third of the cost of passing them to the constructor
     return array
+
+
+@functools.lru_cache(maxsize=64)
+def _char_p_array_type(length: int) -> Any:
+    """``char *[length]``, kept: ctypes keeps an array type only while something uses it, and
+    each one freed is a reference cycle (7 objects) for the cyclic collector."""
+    return ctypes.c_char_p * length
 
 
 def _ints(values: tuple[object, ...] | list[object]) -> bool:
