@@ -73,14 +73,15 @@ async def wait_for(attempt: Callable[[], R | None], subject: Subject, waitid_opt
     # No await after a reap: a native asyncio cancel (which no anyio shield holds back) at a
     # yield after it lost the status it reaped. So the scheduling point comes before, where a
     # state is there to reap; where none is, the wait for one below yields (and a yield first
-    # cost every wait for a running child a loop iteration).
+    # cost every wait for a running child a loop iteration), with no attempt first (nothing
+    # to reap: a syscall less).
     channel = _completions.current()
     await channel.checkpoint_if_cancelled()
     if _reported(subject, waitid_options):
         await channel.checkpoint()
-    result = attempt()
-    if result is not None:
-        return result
+        result = attempt()
+        if result is not None:
+            return result
     global _waits
     _waits += 1
     try:
@@ -235,10 +236,11 @@ os.register_at_fork(after_in_child=_forget_waits_after_fork)
 
 async def _wait_on_pidfd(attempt: Callable[[], R | None], idtype: int, ident: int) -> R | None:
     """Wait for one child's exit on the loop; ``None`` when a pidfd cannot tell (use a worker)."""
+    channel = _completions.current()  # (anew: the checks before may have let the loop end)
     try:
         if idtype == os.P_PID:
             pidfd = os.pidfd_open(ident)
-            wait_readable = _completions.current().wait_readable  # ours alone: the fastest way
+            wait_readable = channel.wait_readable  # ours alone: the fastest way
         elif idtype == _P_PIDFD:
             pidfd = os.dup(ident)  # the caller's fd may be registered with the loop already
             wait_readable = _readiness.wait_readable  # keeps the caller's O_NONBLOCK (uvloop)
@@ -252,5 +254,6 @@ async def _wait_on_pidfd(attempt: Callable[[], R | None], idtype: int, ident: in
         return None
     finally:
         os.close(pidfd)
+    channel.turn_seen = True  # the task waited, so the loop ran: a lone spawn next need not yield
     # Readable means exited; a None here (a leader whose threads live on) goes to the worker.
     return attempt()

@@ -409,15 +409,20 @@ class Channel:
         steps where the loop raises one at any line (trio)."""
         return turn
 
-    def begin_slice(self, now: float) -> None:
-        """A slice of inline answers begins at ``now``."""
+    def begin_slice(self, now: float, *, watch: bool = True) -> None:
+        """A slice of inline answers begins at ``now``. Unless ``watch``, :attr:`turn_seen` is
+        set again only by a wait of aos's own that suspends the caller (no callback)."""
         self.loop_ran_at = self.slice_start = self.answer_at = now
-        self.watch_for_turn()
+        if watch:
+            self.watch_for_turn()
+        else:
+            self.turn_seen = False
 
     def watch_for_turn(self) -> None:
         """A slice begins: set :attr:`turn_seen` once the loop has run, where that costs little
         (asyncio, uvloop: a callback); on trio it stays ``False``, and a slice ends in a
-        scheduling point (its ``run_sync_soon`` would cost as much as the checkpoint)."""
+        scheduling point (its ``run_sync_soon`` would cost as much as the checkpoint). On every
+        loop, a wait for a child on a pidfd sets it too: the waiting task let the loop run."""
         self.turn_seen = False
 
     async def let_loop_run(self) -> None:

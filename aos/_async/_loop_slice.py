@@ -17,7 +17,7 @@ from typing import Final
 from aos._async import _completions
 from aos._async._turns import ANSWERED_TO_TRY, Waiter
 
-__all__ = ["INLINE_SLICE", "LOOP_SLICE", "let_loop_run", "slice_point"]
+__all__ = ["INLINE_SLICE", "LOOP_SLICE", "let_loop_run", "loop_work_point", "slice_point"]
 
 LOOP_SLICE: Final = 0.00025
 """Seconds of serving from a buffer (scandir, walk, fwalk) after which an iterator lets the
@@ -94,11 +94,21 @@ def slice_point(channel: _completions.Channel) -> Awaitable[None] | None:
     turns = channel.turns
     if turns.answered < ANSWERED_TO_TRY and turns.skip_attempt():
         return None
+    return loop_work_point(channel)
+
+
+def loop_work_point(channel: _completions.Channel, *, watch: bool = True) -> Awaitable[None]:
+    """The await point before work on the loop's thread that is never refused (an inline
+    answer once tried, a lone ``posix_spawn``): it raises the caller's cancellation, if any,
+    and once :data:`INLINE_SLICE` has passed since a slice began, waits for the caller's turn,
+    unless the loop has run meanwhile and nobody waits (then a new slice begins here, watched
+    for the loop's next run unless not ``watch``: see :meth:`~aos._async._completions.Channel.
+    begin_slice`)."""
     now = _now()
     if now - channel.slice_start > INLINE_SLICE:
-        if turns.busy() or not channel.turn_seen:
+        if channel.turns.busy() or not channel.turn_seen:
             return channel.ki_protected(_take_turn(channel))
-        channel.begin_slice(now)  # the loop ran since the last slice began: a new one
+        channel.begin_slice(now, watch=watch)  # the loop ran since the last slice began
     return channel.checkpoint_if_cancelled()
 
 

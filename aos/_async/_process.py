@@ -8,8 +8,10 @@ Async here, because they can block:
   call through ``ctypes``, without the GIL, on a spawner thread
   (:mod:`aos._async._native_spawn`): the loop serves the other children meanwhile and spawns
   overlap (``benchmarks/results/spawn.md``). Arguments in forms that path does not convert go
-  to :func:`os.posix_spawn` inline. A cancel before the spawn spawns nothing; one that lands
-  while a spawner runs kills and reaps the child; once spawned, the pid reaches the caller.
+  to :func:`os.posix_spawn` inline. A lone spawn is a scheduling point only as an inline answer
+  is (:func:`aos._async._loop_slice.loop_work_point`): not after a wait for a child, which let
+  the loop run. A cancel before the spawn spawns nothing; one that lands while a spawner runs
+  kills and reaps the child; once spawned, the pid reaches the caller.
   Two things differ on a spawner, as in any threaded C program: the child's parent is the
   spawner thread (``__WNOTHREAD`` waits of other threads do not see it), and ``posix_spawnp``
   searches ``PATH`` while the GIL is released (glibc reads it from the shared environment, so
@@ -54,6 +56,7 @@ from aos._async._child_wait import (
     waitid_options_of,
     waits_in_progress,
 )
+from aos._async._loop_slice import attempt_done, loop_work_point
 from aos._async._native_spawn import Prepared, prepare_call
 from aos._async._offload import WAIT, home_in_aos, offload
 from aos._async._refusal import refusing_as
@@ -110,16 +113,26 @@ def _spawns(fn: Callable[P, int], *, search_path: bool) -> Callable[P, Coroutine
     other children are spawned or awaited, libc's on a spawner thread without the GIL."""
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
-        if len(args) == 3 and isinstance(args[0], os.PathLike) and _SPAWN_KEYWORDS >= kwargs.keys():
+        path = args[0] if len(args) == 3 else None
+        # (str and bytes first: an ABC's isinstance is a Python call, even when it says no)
+        if (
+            not isinstance(path, str | bytes)
+            and isinstance(path, os.PathLike)
+            and _SPAWN_KEYWORDS >= kwargs.keys()
+        ):
             # Asked for its path once, as by os (which names it so), once the arguments bind.
-            args = (os.fspath(args[0]), *args[1:])  # type: ignore[assignment]
+            args = (os.fspath(path), *args[1:])  # type: ignore[assignment]
         if not SPAWNERS.is_idle() or waits_in_progress():
             await _completions.current().checkpoint_if_cancelled()  # (native cancels too)
             prepared = prepare_call(search_path, args, kwargs)
             if prepared is not None:
                 return await _run_prepared(prepared)
-        await _engine.checkpoint()
-        return fn(*args, **kwargs)  # no await after this: the pid always reaches the caller
+        channel = _completions.current()
+        await loop_work_point(channel, watch=False)  # the wait that follows tells
+        try:
+            return fn(*args, **kwargs)  # no await after this: the pid always reaches the caller
+        finally:
+            attempt_done(channel)
 
     functools.update_wrapper(wrapper, fn)
     wrapper.__module__ = "aos"

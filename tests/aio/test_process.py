@@ -7,13 +7,14 @@ start fast); every test reaps what it starts, and the autouse leak check verifie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import random
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 
 import aos
 from aos import blocking
-from aos._async import _process
+from aos._async import _loop_slice, _process
 from aos._async._child_wait import SharedWaits
 from aos._async._workers import WAIT_LANE, Job
 from tests.aio._helpers import native_cancel, off_loop, run_child
@@ -626,6 +627,73 @@ async def test_a_wait_that_finds_a_status_at_once_is_a_scheduling_point(hang: in
     pid = await spawn_python("import time; time.sleep(0.2)")
     assert await lets_others_run(aos.waitpid(pid, os.WNOHANG))
     assert await aos.waitpid(pid, 0) == (pid, 0)
+
+
+@contextlib.asynccontextmanager
+async def busy_sibling() -> AsyncIterator[Callable[[], int]]:
+    """A sibling task, always ready to run, that counts its steps: how many there were so far."""
+    steps = 0
+    started = anyio.Event()
+
+    async def busy() -> None:
+        nonlocal steps
+        started.set()
+        while True:
+            steps += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(busy)
+        await started.wait()
+        yield lambda: steps
+        tg.cancel_scope.cancel()
+
+
+async def test_back_to_back_lone_spawns_let_the_loop_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone spawn holds the loop's thread for 0.1-1 ms: once a slice has passed and the loop
+    has not run since, the next one lets other tasks run first."""
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", 0.0)  # every slice has passed
+    pids: list[int] = []
+
+    async def spawn() -> None:
+        pids.append(await aos.posix_spawn("/bin/true", ["true"], ENV))
+
+    try:
+        await spawn()
+        for _ in range(3):
+            assert await lets_others_run(spawn())
+    finally:
+        for pid in pids:
+            assert await aos.waitpid(pid, 0) == (pid, 0)
+
+
+async def test_a_lone_spawn_after_a_wait_that_suspended_needs_no_yield(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wait for a running child let the loop run: the spawn that follows makes no
+    scheduling point of its own (it cost a loop iteration, 2-4% of a spawn and wait of
+    ``/bin/true``), yet still raises a cancel that came meanwhile, and spawns nothing."""
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", 0.0)  # every slice has passed
+    pids: list[int] = []
+    try:
+        async with busy_sibling() as steps:
+            pids.append(await aos.posix_spawn("/bin/sleep", ["sleep", "0.05"], ENV))
+            for _ in range(3):
+                before = steps()
+                assert await aos.waitpid(pids[-1], 0) == (pids.pop(), 0)  # it suspends
+                assert steps() > before
+                before = steps()
+                pids.append(await aos.posix_spawn("/bin/sleep", ["sleep", "0.05"], ENV))
+                assert steps() == before
+            with anyio.CancelScope() as scope:
+                assert await aos.waitpid(pids[-1], 0) == (pids.pop(), 0)
+                scope.cancel()
+                pids.append(await aos.posix_spawn("/bin/true", ["true"], ENV))
+            assert scope.cancelled_caught
+            assert not pids
+    finally:
+        for pid in pids:
+            assert await aos.waitpid(pid, 0) == (pid, 0)
 
 
 async def test_a_caller_cancelled_already_starts_no_system_command(tmp_path: Path) -> None:
