@@ -671,8 +671,8 @@ async def test_a_lone_spawn_after_a_wait_that_suspended_needs_no_yield(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The wait for a running child let the loop run: the spawn that follows makes no
-    scheduling point of its own (it cost a loop iteration, 2-4% of a spawn and wait of
-    ``/bin/true``), yet still raises a cancel that came meanwhile, and spawns nothing."""
+    scheduling point of its own (a loop iteration, 1-3% of a spawn and wait of ``/bin/true``),
+    yet still raises a cancel that came meanwhile, and spawns nothing."""
     monkeypatch.setattr(_loop_slice, "INLINE_SLICE", 0.0)  # every slice has passed
     pids: list[int] = []
     try:
