@@ -10,7 +10,11 @@ time. This prints:
   small C program, built with ``cc``, that reports ``sched_getcpu()``);
 - the time per child when the parent computes for a while as the child runs, and when it
   computes for as long after reaping it (blocks of 20 children, alternating, medians of 40).
-  Equal times mean the two never ran side by side.
+  Equal times mean the two never ran side by side;
+- aos's sequential spawn + wait as a multiple of sync ``posix_spawn`` + ``waitpid`` (blocks of
+  10 children, each after a sync block, medians of 60), with the parent pinned to one CPU and
+  its children to the same CPU or to another (the parent's affinity is set to the other CPU
+  for the spawn, so the child inherits it, in the sync reference too).
 
     python benchmarks/child_placement.py
 """
@@ -22,9 +26,14 @@ import os
 import statistics
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import anyio
+
+import aos
 
 TRUE = "/bin/true"
 ENV = dict(os.environ)
@@ -82,6 +91,47 @@ def time_per_child(spin_for: float, while_child_runs: bool, count: int = 20) -> 
     return (time.perf_counter() - start) / count
 
 
+def aos_against_sync(backend: str, apart: bool, blocks: int = 60) -> float:
+    """aos's spawn + wait over sync's, the children on the parent's CPU or (``apart``) not."""
+    cpus = sorted(os.sched_getaffinity(0))
+    parent, other = {cpus[0]}, {cpus[1]}
+    child = other if apart else parent
+
+    def sync_block() -> None:
+        for _ in range(10):
+            os.sched_setaffinity(0, child)
+            pid = os.posix_spawn(TRUE, [TRUE], ENV)
+            os.sched_setaffinity(0, parent)
+            os.waitpid(pid, 0)
+
+    async def ratios() -> list[float]:
+        found = []
+        for _ in range(blocks):
+            start = time.perf_counter()
+            sync_block()
+            reference = time.perf_counter() - start
+            start = time.perf_counter()
+            for _ in range(10):
+                os.sched_setaffinity(0, child)
+                pid = await aos.posix_spawn(TRUE, [TRUE], ENV)
+                os.sched_setaffinity(0, parent)
+                await aos.waitpid(pid, 0)
+            found.append((time.perf_counter() - start) / reference)
+        return found
+
+    os.sched_setaffinity(0, parent)
+    try:
+        options: dict[str, object] = {}
+        if backend == "uvloop":
+            import uvloop
+
+            backend, options = "asyncio", {"loop_factory": uvloop.new_event_loop}
+        found: list[float] = anyio.run(ratios, backend=backend, backend_options=options)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    return statistics.median(found)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as place:
         child, report = str(Path(place, "child")), str(Path(place, "cpu"))
@@ -106,6 +156,15 @@ def main() -> None:
             f"computing {spin_for * 1e6:3.0f} us: per child, while the child runs "
             f"{statistics.median(during) * 1e6:.0f} us, after reaping it "
             f"{statistics.median(after) * 1e6:.0f} us"
+        )
+    if len(os.sched_getaffinity(0)) < 2:
+        print("one CPU: no other CPU to run children on", file=sys.stderr)
+        return
+    for backend in ("asyncio", "uvloop", "trio"):
+        print(
+            f"aos spawn + wait on {backend}, x sync: children on the parent's CPU "
+            f"{aos_against_sync(backend, apart=False):.2f}, on another CPU "
+            f"{aos_against_sync(backend, apart=True):.2f}"
         )
 
 
