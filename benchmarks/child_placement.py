@@ -149,9 +149,8 @@ def main() -> None:
         during: list[float] = []
         after: list[float] = []
         for i in range(40):
-            first, second = (during, after) if i % 2 else (after, during)
-            first.append(time_per_child(spin_for, while_child_runs=first is during))
-            second.append(time_per_child(spin_for, while_child_runs=second is during))
+            for times in (during, after) if i % 2 else (after, during):
+                times.append(time_per_child(spin_for, while_child_runs=times is during))
         print(
             f"computing {spin_for * 1e6:3.0f} us: per child, while the child runs "
             f"{statistics.median(during) * 1e6:.0f} us, after reaping it "

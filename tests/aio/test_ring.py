@@ -581,7 +581,7 @@ def test_a_forked_child_closes_its_copy_of_a_ring_that_is_closing(tmp_path: Path
     script = f"""
 import os, signal, sys, threading, time, anyio, trio
 import aos
-from aos._async import _completions, _ring_requests, _uring, _workers
+from aos._async import _completions, _ring_requests, _uring
 from aos._async._completions import Channel
 from aos._async._workers import FILESYSTEM
 
