@@ -92,6 +92,17 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _nothing_left_where_tests_run() -> Iterator[None]:
+    """No test leaves anything in the directory the suite runs in (as a relative path that a
+    call made would: a parity case once left 20 nested directories in the checkout)."""
+    where = os.getcwd()
+    before = set(os.listdir(where))
+    yield
+    left = set(os.listdir(where)) - before - {".pytest_cache", ".hypothesis"}
+    assert not left, f"tests left {sorted(left)} in {where}"
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _uvloop_warmed_up() -> None:
     """uvloop (0.23) opens a pipe with its first loop and keeps it for the life of the process,
     with or without aos: open it before the leak check takes its first count."""
