@@ -10,14 +10,24 @@ inline answers once :data:`INLINE_SLICE` has, and a cancellation still lands at 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from time import perf_counter as _now  # a name of its own, for tests to drive
-from typing import Final
+from typing import Final, ParamSpec, TypeVar
 
 from aos._async import _completions
 from aos._async._turns import ANSWERED_TO_TRY, Waiter
 
-__all__ = ["INLINE_SLICE", "LOOP_SLICE", "let_loop_run", "loop_work_point", "slice_point"]
+__all__ = [
+    "INLINE_SLICE",
+    "LOOP_SLICE",
+    "answered_now",
+    "let_loop_run",
+    "loop_work_point",
+    "slice_point",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 LOOP_SLICE: Final = 0.00025
 """Seconds of serving from a buffer (scandir, walk, fwalk) after which an iterator lets the
@@ -110,6 +120,17 @@ def loop_work_point(channel: _completions.Channel, *, watch: bool = True) -> Awa
             return channel.ki_protected(_take_turn(channel))
         channel.begin_slice(now, watch=watch)  # the loop ran since the last slice began
     return channel.checkpoint_if_cancelled()
+
+
+def answered_now(
+    channel: _completions.Channel, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``fn(*args, **kwargs)`` on the loop's thread, just past its await point; the slice's
+    clock stands still from its end (:func:`attempt_done`)."""
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        attempt_done(channel)
 
 
 def _share_of_slice(elapsed: float) -> float:

@@ -25,7 +25,7 @@ import anyio
 import pytest
 
 import aos
-from aos._async import _native_spawn, _workers
+from aos._async import _loop_slice, _native_spawn, _workers
 from aos._async._child_wait import waits_in_progress
 from tests.aio._helpers import off_loop, run_child
 from tests.aio.test_process import (
@@ -109,6 +109,39 @@ async def test_a_lone_spawn_is_inline_and_one_among_children_goes_to_a_spawner()
         assert await aos.waitpid(pid, 0) == (pid, 0)
     spawners = {t.native_id for t in threading.enumerate() if t.name == "aos-spawn"}
     assert parent in spawners
+
+
+async def test_of_a_burst_of_spawns_only_the_first_goes_inline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tasks that each spawn at once, no child in flight: each waits for its turn first. The
+    first to get it spawns inline; the others get theirs once that child is awaited, and go to a
+    spawner (inline, each held the loop in turn)."""
+    monkeypatch.setattr(_loop_slice, "INLINE_SLICE", 0.0)  # every slice has passed
+    r, w = os.pipe()
+    pids: list[int] = []
+
+    async def spawn_and_wait() -> None:
+        actions = [(os.POSIX_SPAWN_DUP2, r, 0)]
+        pid = await aos.posix_spawnp("cat", ["cat"], ENV, file_actions=actions)
+        pids.append(pid)
+        assert await aos.waitpid(pid, 0) == (pid, 0)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            try:
+                for _ in range(8):
+                    tg.start_soon(spawn_and_wait)
+                while waits_in_progress() < 8:  # noqa: ASYNC110 - aos's counter, no event
+                    await anyio.sleep(0.001)
+                parents = await off_loop(lambda: [spawning_thread(pid) for pid in pids])
+            finally:
+                os.close(w)  # the children exit
+    finally:
+        os.close(r)
+    assert parents.count(threading.get_native_id()) == 1
+    spawners = {t.native_id for t in threading.enumerate() if t.name == "aos-spawn"}
+    assert set(parents) - {threading.get_native_id()} <= spawners
 
 
 async def writer_after(delay: float, fifo: Path) -> int:
