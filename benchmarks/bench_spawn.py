@@ -7,7 +7,8 @@ Each round runs, 300 children each, sequentially and with 16 in flight: sync ``p
 ``trio.run_process``, and as the floor of each loop's own primitives a hand-written inline spawn
 whose pidfd is awaited with ``anyio.wait_readable``. A row reports the median over rounds of (time / time of a sync reference
 run made just before it, in the same mode). Then the peak thread count while 1,000 children (``cat`` reading a pipe) are awaited.
-It also times ``posix_spawn`` itself (how long an inline spawn holds the loop).
+It also times ``posix_spawn`` itself (how long an inline spawn holds the loop), and measures the
+CPU that 16 in flight use (this process's, per child, and the CPUs kept busy).
 
     python benchmarks/bench_spawn.py [--rounds 5] [--out benchmarks/results]
 """
@@ -19,6 +20,7 @@ import asyncio
 import functools
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -188,6 +190,36 @@ async def _child_that_reads(kind: str, r: int) -> None:
         await trio.run_process(["cat"], stdin=r)
 
 
+# --- CPU use with 16 in flight --------------------------------------------------------------
+
+
+def busy_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the machine so far, in clock ticks, from ``/proc/stat``."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:9]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
+
+
+def cpu_use(run: Callable[[], object], runs: int = 5) -> tuple[float, float, float]:
+    """Medians over ``runs`` of: wall time per child, this process's CPU time (all its threads,
+    not its children) per child, and the CPUs the machine kept busy meanwhile."""
+    walls, own, busy = [], [], []
+    for _ in range(runs):
+        before_busy, before_total = busy_jiffies()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        run()
+        walls.append((time.perf_counter() - start) / N)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        after_busy, after_total = busy_jiffies()
+        used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        own.append(used / N)
+        share = (after_busy - before_busy) / max(1, after_total - before_total)
+        busy.append(share * (os.cpu_count() or 1))
+    return statistics.median(walls), statistics.median(own), statistics.median(busy)
+
+
 # --- spawn time (how long an inline posix_spawn holds the loop) ---------------------------
 
 
@@ -260,6 +292,13 @@ def main() -> None:
         "trio.run_process": {"trio": run_async("trio", peak_threads, "trio")},
     }
     spawn = {p: spawn_times(p, [p]) for p in (TRUE, sys.executable)}
+    use = {"sync `posix_spawn` + `os.wait`": cpu_use(sync_in_flight)}
+    for name in ("aos", "pidfd + anyio.wait_readable (no aos)"):
+        for backend in BACKENDS:
+            one = CONTENDERS[name][0]
+            use[f"{name}, {backend}"] = cpu_use(
+                functools.partial(run_async, backend, run_in_flight, one)
+            )
 
     lines = [
         "# Spawn + wait of `/bin/true`",
@@ -303,6 +342,18 @@ def main() -> None:
         lines.append(
             f"| `{path}` | {p50 * 1e6:.0f} µs | {p99 * 1e6:.0f} µs | {worst * 1e6:.0f} µs |"
         )
+    lines += [
+        "",
+        "CPU use with 16 in flight (medians of 5 runs, after the rounds): the time per child, "
+        "this process's CPU time per child (all its threads, not the children's), and how many "
+        f"of the {os.cpu_count()} CPUs the machine kept busy. Where both stay busy, a contender "
+        "that uses more CPU per child than the sync reference cannot keep pace with it:",
+        "",
+        "| 16 in flight | per child | process CPU per child | CPUs busy |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, (wall, own, busy) in use.items():
+        lines.append(f"| {name} | {wall * 1e6:.0f} µs | {own * 1e6:.0f} µs | {busy:.2f} |")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "spawn.md").write_text(text)
