@@ -346,8 +346,9 @@ def main() -> None:
         "",
         "CPU use with 16 in flight (medians of 5 runs, after the rounds): the time per child, "
         "this process's CPU time per child (all its threads, not the children's), and how many "
-        f"of the {os.cpu_count()} CPUs the machine kept busy. Where both stay busy, a contender "
-        "that uses more CPU per child than the sync reference cannot keep pace with it:",
+        f"of the {os.cpu_count()} CPUs the machine kept busy. A contender that uses more CPU "
+        "per child than the sync reference keeps pace with it only by using CPU that the sync "
+        "reference leaves idle:",
         "",
         "| 16 in flight | per child | process CPU per child | CPUs busy |",
         "|---|---:|---:|---:|",
