@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import shutil
@@ -119,17 +120,27 @@ def pipe() -> Iterator[tuple[int, int]]:
     os.close(w)
 
 
-@pytest.fixture
-def one_worker() -> Iterator[None]:
-    """A filesystem pool of one thread: a call that held it would starve every other."""
-    import aos  # (as the other fixtures: conftest imports no aos at collection)
+@contextlib.contextmanager
+def pool_size_kept() -> Iterator[None]:
+    """Give the filesystem pool back its size, and whether that size was the user's choice (the
+    ring's default limit again), however the block changed them."""
+    import aos  # (as the fixtures: conftest imports no aos at collection)
     from aos._async._workers import FILESYSTEM
 
     before, chosen = aos.max_workers(), FILESYSTEM.limit_chosen
-    aos.set_max_workers(1)
     yield
     aos.set_max_workers(before)
-    FILESYSTEM.limit_chosen = chosen  # (the ring's default limit again)
+    FILESYSTEM.limit_chosen = chosen
+
+
+@pytest.fixture
+def one_worker() -> Iterator[None]:
+    """A filesystem pool of one thread: a call that held it would starve every other."""
+    import aos
+
+    with pool_size_kept():
+        aos.set_max_workers(1)
+        yield
 
 
 def open_fds() -> set[int]:

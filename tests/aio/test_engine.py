@@ -34,7 +34,7 @@ from tests.aio._helpers import (
     run_child,
     until,
 )
-from tests.conftest import child_pids, eager_loop, open_fds
+from tests.conftest import child_pids, eager_loop, open_fds, pool_size_kept
 
 pytestmark = pytest.mark.anyio
 
@@ -73,11 +73,9 @@ def _uvloop_warmed_up() -> None:
 @pytest.fixture
 def max_workers() -> Iterator[None]:
     """Restore the pool size a test changes."""
-    before, chosen = tuning.max_workers(), _workers.FILESYSTEM.limit_chosen
-    yield
-    limit = tuning.max_workers()
-    tuning.set_max_workers(before)
-    _workers.FILESYSTEM.limit_chosen = chosen  # (the ring's default limit again)
+    with pool_size_kept():
+        yield
+        limit = tuning.max_workers()
     # threads told to exit by a shrink are gone before the next test looks at this process
     assert until(lambda: _alive("aos-worker") <= max(limit, _workers.FILESYSTEM.threads()))
 
